@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * irqtrace binary format, shared by the kernel module (/dev/irqtrace), the
+ * eBPF loader (its stdout) and the node agent (agent/src/records/layout.ts).
+ *
+ * A stream is a sequence of items. Every item starts with the same 8-byte
+ * preamble (struct irqtrace_preamble): a magic that says what the item is,
+ * the ABI version, and the item's total size in bytes, so a reader can skip
+ * item types it does not know and detect a torn or foreign stream at once.
+ *
+ *   IRQTRACE_MAGIC_RECORD    one section at or above the threshold:
+ *                            struct irqtrace_record followed by nr_frames
+ *                            __u64 kernel addresses (innermost first)
+ *   IRQTRACE_MAGIC_HIST      one per-CPU log2 histogram of all sections
+ *   IRQTRACE_MAGIC_COUNTERS  per-CPU counters (seen, recorded, dropped, ...)
+ *
+ * All fields are little-endian (the format is only produced on the machine
+ * that reads it, and irqtrace supports little-endian architectures only),
+ * naturally aligned, and every struct size is a multiple of 8. Times are ns
+ * of CLOCK_MONOTONIC (local_clock() is not used for start_ns because it is
+ * not comparable across CPUs or with user space).
+ *
+ * Compatibility: fields are only ever appended before the frames, and the
+ * version is bumped when that happens; readers use hdr.size to find the end
+ * of an item and the version to know which fields exist.
+ */
+#ifndef _UAPI_IRQTRACE_H
+#define _UAPI_IRQTRACE_H
+
+#include <linux/types.h>
+
+#define IRQTRACE_ABI_VERSION		1
+
+/* Item magics: ASCII "IRQr", "IRQh", "IRQc" read as little-endian __u32. */
+#define IRQTRACE_MAGIC_RECORD		0x72515249
+#define IRQTRACE_MAGIC_HIST		0x68515249
+#define IRQTRACE_MAGIC_COUNTERS		0x63515249
+
+#define IRQTRACE_COMM_LEN		16
+#define IRQTRACE_MAX_FRAMES		32
+/* Bucket i holds durations in [2^i, 2^(i+1)) ns; bucket 0 also holds 0. */
+#define IRQTRACE_HIST_BUCKETS		64
+
+/* What was disabled. */
+enum irqtrace_kind {
+	IRQTRACE_KIND_IRQS_OFF		= 1,	/* local irqs off on a CPU */
+	IRQTRACE_KIND_SOFTIRQS_OFF	= 2,	/* local_bh_disable on a CPU */
+	IRQTRACE_KIND_IRQ_LINE		= 3,	/* disable_irq..enable_irq */
+};
+
+/* How it was measured. */
+enum irqtrace_method {
+	IRQTRACE_METHOD_EXACT		= 1,	/* every transition seen */
+	IRQTRACE_METHOD_SAMPLED		= 2,	/* late timer; see error_ns */
+};
+
+/* Which kernel side wrote the item. */
+enum irqtrace_backend {
+	IRQTRACE_BACKEND_KMOD		= 1,
+	IRQTRACE_BACKEND_EBPF		= 2,
+};
+
+/* irqtrace_record.flags */
+#define IRQTRACE_F_STACK_TRUNCATED	0x01	/* more than nr_frames frames */
+#define IRQTRACE_F_ENABLER_VALID	0x02	/* enable_* task fields are set */
+#define IRQTRACE_F_SITES_VALID		0x04	/* disable/enable ips are set */
+#define IRQTRACE_F_IN_IRQ		0x08	/* section began in hardirq ctx */
+
+struct irqtrace_preamble {
+	__u32 magic;		/* IRQTRACE_MAGIC_* */
+	__u16 version;		/* IRQTRACE_ABI_VERSION of the writer */
+	__u16 size;		/* bytes of the whole item, preamble included */
+};
+
+/*
+ * One section. For IRQTRACE_KIND_IRQ_LINE, cpu/pid/tgid/comm describe the
+ * task that took the line's depth from 0 to 1 and the enable_* fields the one
+ * that brought it back to 0 (possibly on another CPU). For the other kinds the
+ * enable_* task is the same task and IRQTRACE_F_ENABLER_VALID is clear.
+ */
+struct irqtrace_record {
+	struct irqtrace_preamble hdr;	/*   0: magic RECORD */
+	__u8  kind;			/*   8: enum irqtrace_kind */
+	__u8  method;			/*   9: enum irqtrace_method */
+	__u8  backend;			/*  10: enum irqtrace_backend */
+	__u8  flags;			/*  11: IRQTRACE_F_* */
+	__u16 cpu;			/*  12: CPU the section started on */
+	__u16 nr_frames;		/*  14: __u64 frames after the struct */
+	__u32 irq;			/*  16: IRQ number (KIND_IRQ_LINE), else 0 */
+	__u32 enable_cpu;		/*  20: CPU that ended the section */
+	__u64 seq;			/*  24: per-CPU record sequence, from 1 */
+	__u64 start_ns;			/*  32: CLOCK_MONOTONIC at the start */
+	__u64 duration_ns;		/*  40: length of the section */
+	__u64 error_ns;			/*  48: max error (METHOD_SAMPLED), else 0 */
+	__u64 cgroup_id;		/*  56: cgroup v2 id of the task, or 0 */
+	__u32 pid;			/*  64: task (thread) id */
+	__u32 tgid;			/*  68: thread-group id */
+	char  comm[IRQTRACE_COMM_LEN];	/*  72: NUL-padded */
+	__u32 enable_pid;		/*  88 */
+	__u32 enable_tgid;		/*  92 */
+	char  enable_comm[IRQTRACE_COMM_LEN];	/*  96 */
+	__u64 disable_ip;		/* 112: where the section began */
+	__u64 disable_parent_ip;	/* 120: its caller */
+	__u64 enable_ip;		/* 128: where the section ended */
+	__u64 enable_parent_ip;		/* 136: its caller */
+	__u64 frames[];			/* 144: kernel stack, innermost first */
+};
+
+/*
+ * One histogram of every section of one kind, cumulative since clear: per CPU
+ * for IRQS_OFF and SOFTIRQS_OFF, per IRQ number for IRQ_LINE.
+ */
+struct irqtrace_hist {
+	struct irqtrace_preamble hdr;	/*   0: magic HIST */
+	__u8  kind;			/*   8: enum irqtrace_kind */
+	__u8  method;			/*   9: enum irqtrace_method */
+	__u8  backend;			/*  10: enum irqtrace_backend */
+	__u8  reserved;			/*  11: 0 */
+	__u32 cpu;			/*  12: CPU, or 0 for IRQ_LINE */
+	__u32 irq;			/*  16: IRQ number for IRQ_LINE, else 0 */
+	__u32 reserved2;		/*  20: 0 */
+	__u64 count;			/*  24: sections counted */
+	__u64 sum_ns;			/*  32: their total length */
+	__u64 max_ns;			/*  40: the longest */
+	__u64 buckets[IRQTRACE_HIST_BUCKETS];	/*  48 */
+};
+
+/* One CPU's counters, cumulative since clear. */
+struct irqtrace_counters {
+	struct irqtrace_preamble hdr;	/*   0: magic COUNTERS */
+	__u8  backend;			/*   8: enum irqtrace_backend */
+	__u8  reserved[3];		/*   9: 0 */
+	__u32 cpu;			/*  12 */
+	__u64 seen;			/*  16: sections measured, all kinds */
+	__u64 recorded;			/*  24: sections written as records */
+	__u64 dropped_ring;		/*  32: records lost: ring full */
+	__u64 dropped_guard;		/*  40: probe re-entered, not measured */
+	__u64 idle_excluded;		/*  48: sections in the idle task */
+	__u64 nmi_skipped;		/*  56: probe hits in NMI context */
+};
+
+#define IRQTRACE_RECORD_SIZE(nr_frames) \
+	(sizeof(struct irqtrace_record) + (nr_frames) * sizeof(__u64))
+#define IRQTRACE_RECORD_MAX_SIZE IRQTRACE_RECORD_SIZE(IRQTRACE_MAX_FRAMES)
+
+#endif /* _UAPI_IRQTRACE_H */

@@ -1,0 +1,7 @@
+// Public API of @irqtrace/proto: the generated messages of proto/irqtrace/v1,
+// the gRPC definition of IngestService, and 64-bit helpers.
+export { irqtrace } from './gen/irqtrace.js';
+export { ingestServiceDefinition, IngestServiceClient } from './ingest_service.js';
+export type { IngestServiceHandlers, ConnectStream, ConnectCall } from './ingest_service.js';
+export { toBigInt, toLong } from './uint64.js';
+export { PROTOCOL_VERSION } from './version.js';

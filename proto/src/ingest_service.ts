@@ -1,0 +1,53 @@
+// gRPC binding of IngestService.Connect using the protobufjs static classes
+// (no runtime .proto loading: one definition of each message, type-checked).
+import * as grpc from '@grpc/grpc-js';
+import { irqtrace } from './gen/irqtrace.js';
+
+type AgentMessage = irqtrace.v1.AgentMessage;
+type IngestMessage = irqtrace.v1.IngestMessage;
+
+function serialize<T>(type: { encode(message: T): { finish(): Uint8Array } }) {
+  return (message: T): Buffer => {
+    const bytes = type.encode(message).finish();
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+function deserialize<T>(type: { decode(bytes: Uint8Array): T }) {
+  return (bytes: Buffer): T => type.decode(bytes);
+}
+
+export const ingestServiceDefinition = {
+  connect: {
+    path: '/irqtrace.v1.IngestService/Connect',
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: serialize(irqtrace.v1.AgentMessage),
+    requestDeserialize: deserialize(irqtrace.v1.AgentMessage),
+    responseSerialize: serialize(irqtrace.v1.IngestMessage),
+    responseDeserialize: deserialize(irqtrace.v1.IngestMessage),
+  },
+} satisfies grpc.ServiceDefinition;
+
+/** Server side of one Connect stream. */
+export type ConnectCall = grpc.ServerDuplexStream<AgentMessage, IngestMessage>;
+
+export interface IngestServiceHandlers extends grpc.UntypedServiceImplementation {
+  connect: grpc.handleBidiStreamingCall<AgentMessage, IngestMessage>;
+}
+
+/** Client side of one Connect stream. */
+export type ConnectStream = grpc.ClientDuplexStream<AgentMessage, IngestMessage>;
+
+interface IngestServiceClientShape extends grpc.Client {
+  connect(metadata?: grpc.Metadata, options?: Partial<grpc.CallOptions>): ConnectStream;
+}
+
+export const IngestServiceClient = grpc.makeGenericClientConstructor(
+  ingestServiceDefinition,
+  'irqtrace.v1.IngestService',
+) as unknown as new (
+  address: string,
+  credentials: grpc.ChannelCredentials,
+  options?: Partial<grpc.ChannelOptions>,
+) => IngestServiceClientShape;

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Builds the real control-plane binaries the tests run (kube-apiserver,
+# kube-controller-manager, kubectl, etcd, helm, nats-server) from the Go module
+# proxy, pinned by the modules in test/cluster/gomod/<tool>/.
+#
+# Each tool is cached outside the repo in $IRQTRACE_CACHE/cluster-bin/<tool>-<key>,
+# where <key> hashes its go.mod, go.sum, this script and the Go version: a
+# version bump rebuilds that tool, nothing else does.
+#
+#   build-binaries.sh            build what is missing, print one line per tool
+#   build-binaries.sh --dir TOOL print TOOL's cache directory (no build)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cache="${IRQTRACE_CACHE:-$HOME/.cache/irqtrace}/cluster-bin"
+tools=(kube etcd helm nats)
+export GOFLAGS="-mod=mod -buildvcs=false"
+
+key_of() {
+	cat "$here/gomod/$1/go.mod" "$here/gomod/$1/go.sum" "$here/build-binaries.sh" |
+		{ cat; go env GOVERSION; } | sha256sum | cut -c1-16
+}
+
+dir_of() { echo "$cache/$1-$(key_of "$1")"; }
+
+# Version of a required module, read from the pinned go.mod.
+mod_version() { awk -v m="$2" '$1 == m { print $2; exit }' "$here/gomod/$1/go.mod"; }
+
+kube_ldflags() {
+	local v minor
+	v=$(mod_version kube k8s.io/kubernetes)
+	minor=${v#v1.}
+	minor=${minor%%.*}
+	local flags=(-s -w)
+	local pkg key val
+	for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+		for key in gitVersion:"$v" gitMajor:1 gitMinor:"$minor" gitTreeState:clean \
+			gitCommit:irqtrace-"$v" buildDate:1970-01-01T00:00:00Z; do
+			val=${key#*:}
+			flags+=("-X" "$pkg.${key%%:*}=$val")
+		done
+	done
+	echo "${flags[*]}"
+}
+
+build_tool() {
+	local tool=$1 out=$2
+	local mod="$here/gomod/$tool"
+	case $tool in
+	kube)
+		(cd "$mod" && go build -trimpath -ldflags "$(kube_ldflags)" -o "$out/" \
+			k8s.io/kubernetes/cmd/kube-apiserver \
+			k8s.io/kubernetes/cmd/kube-controller-manager \
+			k8s.io/kubernetes/cmd/kubectl) ;;
+	etcd)
+		(cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/v3) ;;
+	helm)
+		local v
+		v=$(mod_version helm helm.sh/helm/v3)
+		(cd "$mod" && go build -trimpath \
+			-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$v" \
+			-o "$out/helm" helm.sh/helm/v3/cmd/helm) ;;
+	nats)
+		(cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/nats-server" \
+			github.com/nats-io/nats-server/v2) ;;
+	*) echo "build-binaries: unknown tool $tool" >&2; return 1 ;;
+	esac
+}
+
+if [ "${1:-}" = --dir ]; then
+	dir_of "${2:?usage: build-binaries.sh --dir TOOL}"
+	exit 0
+fi
+
+mkdir -p "$cache"
+for tool in "${tools[@]}"; do
+	dir=$(dir_of "$tool")
+	if [ -f "$dir/.complete" ]; then
+		echo "cluster-bin: $tool cached in $dir"
+		continue
+	fi
+	start=$(date +%s)
+	echo "cluster-bin: building $tool (first time for this version; kube takes ~15 min on 2 cores)"
+	rm -rf "$dir.tmp"
+	mkdir -p "$dir.tmp"
+	build_tool "$tool" "$dir.tmp"
+	touch "$dir.tmp/.complete"
+	rm -rf "$dir"
+	mv "$dir.tmp" "$dir"
+	echo "cluster-bin: built $tool in $(($(date +%s) - start)) s -> $dir"
+done

@@ -4,8 +4,8 @@
 # proxy, pinned by the modules in test/cluster/gomod/<tool>/.
 #
 # Each tool is cached outside the repo in $IRQTRACE_CACHE/cluster-bin/<tool>-<key>,
-# where <key> hashes its go.mod, go.sum, this script and the Go version: a
-# version bump rebuilds that tool, nothing else does.
+# where <key> hashes its go.mod, go.sum, the Go version and RECIPE (bump it when
+# a build command below changes): a version bump rebuilds that tool only.
 #
 #   build-binaries.sh            build what is missing, print one line per tool
 #   build-binaries.sh --dir TOOL print TOOL's cache directory (no build)
@@ -14,10 +14,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cache="${IRQTRACE_CACHE:-$HOME/.cache/irqtrace}/cluster-bin"
 tools=(kube etcd helm nats)
 export GOFLAGS="-mod=mod -buildvcs=false"
+RECIPE=1
 
 key_of() {
-	cat "$here/gomod/$1/go.mod" "$here/gomod/$1/go.sum" "$here/build-binaries.sh" |
-		{ cat; go env GOVERSION; } | sha256sum | cut -c1-16
+	cat "$here/gomod/$1/go.mod" "$here/gomod/$1/go.sum" |
+		{ cat; go env GOVERSION; echo "recipe $RECIPE"; } | sha256sum | cut -c1-16
 }
 
 dir_of() { echo "$cache/$1-$(key_of "$1")"; }
@@ -52,7 +53,7 @@ build_tool() {
 			k8s.io/kubernetes/cmd/kube-controller-manager \
 			k8s.io/kubernetes/cmd/kubectl) ;;
 	etcd)
-		(cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/v3) ;;
+		(cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3) ;;
 	helm)
 		local v
 		v=$(mod_version helm helm.sh/helm/v3)
@@ -79,10 +80,14 @@ for tool in "${tools[@]}"; do
 		continue
 	fi
 	start=$(date +%s)
-	echo "cluster-bin: building $tool (first time for this version; kube takes ~15 min on 2 cores)"
+	echo "cluster-bin: building $tool (first time for this version; kube takes ~11 min on 2 cores)"
 	rm -rf "$dir.tmp"
 	mkdir -p "$dir.tmp"
 	build_tool "$tool" "$dir.tmp"
+	# A non-main package builds to an ar archive without complaint: check.
+	for bin in "$dir.tmp"/*; do
+		head -c 4 "$bin" | grep -q ELF || { echo "cluster-bin: $bin is not an executable" >&2; exit 1; }
+	done
 	touch "$dir.tmp/.complete"
 	rm -rf "$dir"
 	mv "$dir.tmp" "$dir"

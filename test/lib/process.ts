@@ -64,9 +64,10 @@ export class Service {
     return new Promise((resolve, reject) => {
       const check = () => {
         const match = pattern.exec(this.tailText);
-        if (match) return finish(() => { resolve(match); });
-        if (!this.running) {
-          return finish(() => { reject(new Error(`${this.name} exited before printing ${pattern}:\n${this.tailText.slice(-4000)}`)); });
+        if (match) {
+          finish(() => { resolve(match); });
+        } else if (!this.running) {
+          finish(() => { reject(new Error(`${this.name} exited before printing ${pattern}:\n${this.tailText.slice(-4000)}`)); });
         }
       };
       const timer = setTimeout(() => {

@@ -9,6 +9,7 @@ import { cacheDir, scratchDir } from '../lib/paths.js';
 import { freePort } from '../lib/ports.js';
 import { Service, run, runOk } from '../lib/process.js';
 import type { RunResult } from '../lib/process.js';
+import { waitUntil } from '../lib/wait.js';
 import { kernel, type Flavour, type Kernel } from './kernels.js';
 
 export interface BootOptions {
@@ -82,15 +83,13 @@ export class Vm {
   }
 
   private async waitForMaster(): Promise<void> {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const check = await run('ssh', [...sshOptions(this.sshPort, this.workDir), '-O', 'check', 'root@127.0.0.1'], { timeoutMs: 5000 });
-      if (check.code === 0) return;
-      if (!this.master.running || Date.now() > deadline) {
+    await waitUntil('ssh to the guest', 30_000, async () => {
+      if (!this.master.running) {
         throw new Error(`ssh to the guest failed: ${this.master.tail}\nconsole:\n${this.qemu.tail.slice(-2000)}`);
       }
-      await new Promise((r) => setTimeout(r, 100));
-    }
+      const check = await run('ssh', [...sshOptions(this.sshPort, this.workDir), '-O', 'check', 'root@127.0.0.1'], { timeoutMs: 5000 });
+      return check.code === 0;
+    }, 100);
   }
 
   /** Runs a shell command in the guest (busybox sh); never throws for a non-zero exit. */

@@ -2,8 +2,9 @@
 # Builds the project's "tracing" guest kernel from Debian's linux-source-6.1:
 # tinyconfig + kvm_guest.config + test/vm/tracing.config, which brings
 # TRACE_IRQFLAGS and the preemptirq tracepoints that Debian's kernels lack.
-# About 11 min on 2 cores; cached, keyed by the source package version, the
-# config fragment and this script:
+# About 12 min on 2 cores; cached, keyed by the source package version, the
+# config fragment, the compiler and RECIPE (bump it when the build steps below
+# change):
 #
 #   $IRQTRACE_CACHE/kernels/tracing-<pkgversion>-<key>/
 #     src/         the built tree; out-of-tree modules build with make -C src M=...
@@ -24,7 +25,8 @@ if [ ! -f "$tarball" ] || [ -z "$pkgver" ]; then
 	log "needs Debian's linux-source-6.1: apt-get install linux-source-6.1 (test/setup does)"
 	exit 1
 fi
-key=$(cat "$here/tracing.config" "$here/build-tracing-kernel.sh" | { cat; echo "$pkgver"; gcc --version | head -1; } |
+RECIPE=1
+key=$(cat "$here/tracing.config" | { cat; echo "$pkgver recipe $RECIPE"; gcc --version | head -1; } |
 	sha256sum | cut -c1-12)
 dir="$cache/tracing-$pkgver-$key"
 if [ -f "$dir/kernel.env" ]; then
@@ -37,7 +39,8 @@ if [ "${1:-}" = --cached-only ]; then
 fi
 
 start=$(date +%s)
-rm -rf "$dir.tmp"
+# Leftovers of interrupted builds (1.5 GB each), whatever their key.
+rm -rf "$cache"/tracing-*.tmp
 mkdir -p "$dir.tmp"
 log "unpacking $tarball ($pkgver)"
 tar -xJf "$tarball" -C "$dir.tmp"
@@ -74,7 +77,7 @@ fi
 sed -i 's/^CONFIG_LOCALVERSION=.*/CONFIG_LOCALVERSION="-irqtrace-tracing"/' "$src/.config"
 make -C "$src" -s olddefconfig >&2
 
-log "building vmlinux and modules with $(nproc) jobs (about 11 min on 2 cores)"
+log "building vmlinux and modules with $(nproc) jobs (about 12 min on 2 cores)"
 make -C "$src" -s -j"$(nproc)" vmlinux modules >&2
 release=$(make -C "$src" -s kernelrelease)
 make -C "$src" -s INSTALL_MOD_PATH="$dir.tmp/modroot" modules_install >&2

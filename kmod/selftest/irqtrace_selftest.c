@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * irqtrace_selftest: ground truth for irqtrace's tests and benchmarks.
+ *
+ * A process writes one command to /dev/irqtrace_selftest; the module carries
+ * it out synchronously, in that process's context (so the section belongs to
+ * the writer's pid and comm), and the next read() of the same open file
+ * returns one line saying exactly what was done:
+ *
+ *   irqoff <usec> [cpu]          local_irq_save, busy-wait, local_irq_restore
+ *   bhoff <usec> [cpu]           local_bh_disable, busy-wait, local_bh_enable
+ *   irqline <irq> <usec> [nest]  disable_irq, then disable_irq_nosync nest-1
+ *                                more times, wait, then enable_irq nest times
+ *                                from a work item on another CPU
+ *   bench <pairs>                time <pairs> local_irq_save/restore pairs
+ *
+ * Busy waits use local_clock(), the clock irqtrace's exact method uses, so
+ * the reported duration_ns is comparable with what irqtrace measures; the
+ * irq-line hold is measured with ktime_get_mono_fast_ns() for the same
+ * reason. start_ns is CLOCK_MONOTONIC.
+ *
+ * The functions that hold a section are noinline and named irqburn_* so that
+ * tests can look for them in recorded stacks and disable/enable sites.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/bottom_half.h>
+#include <linux/cpumask.h>
+#include <linux/delay.h>
+#include <linux/fs.h>
+#include <linux/interrupt.h>
+#include <linux/irq.h>
+#include <linux/irqdesc.h>
+#include <linux/kernel.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/sched.h>
+#include <linux/sched/clock.h>
+#include <linux/slab.h>
+#include <linux/timekeeping.h>
+#include <linux/uaccess.h>
+#include <linux/workqueue.h>
+
+/* Longest section a command may ask for: beyond it the guest's watchdogs bark. */
+#define MAX_HOLD_USEC		(100 * USEC_PER_MSEC)
+#define MAX_NEST		8
+#define MAX_BENCH_PAIRS		(100 * 1000 * 1000)
+#define REPORT_LEN		256
+#define CMD_LEN			64
+
+struct selftest_file {
+	struct mutex lock;	/* one command at a time per open file */
+	char report[REPORT_LEN];
+	size_t report_len;
+	loff_t read_pos;
+};
+
+struct irqline_enable_work {
+	struct work_struct work;
+	unsigned int irq;
+	unsigned int nest;
+	int cpu;
+	pid_t pid;
+	char comm[TASK_COMM_LEN];
+	u64 end_ns;
+};
+
+static noinline u64 irqburn_spin(u64 ns)
+{
+	u64 start = local_clock();
+
+	while (local_clock() - start < ns)
+		cpu_relax();
+	return local_clock() - start;
+}
+
+static noinline u64 irqburn_irqs_off(u64 ns, u64 *start_ns)
+{
+	unsigned long flags;
+	u64 held;
+
+	local_irq_save(flags);
+	*start_ns = ktime_get_mono_fast_ns();
+	held = irqburn_spin(ns);
+	local_irq_restore(flags);
+	return held;
+}
+
+static noinline u64 irqburn_bh_off(u64 ns, u64 *start_ns)
+{
+	u64 held;
+
+	local_bh_disable();
+	*start_ns = ktime_get_mono_fast_ns();
+	held = irqburn_spin(ns);
+	local_bh_enable();
+	return held;
+}
+
+static void irqburn_enable_line(struct work_struct *work)
+{
+	struct irqline_enable_work *w = container_of(work, struct irqline_enable_work, work);
+	unsigned int i;
+
+	w->cpu = raw_smp_processor_id();
+	w->pid = task_pid_nr(current);
+	get_task_comm(w->comm, current);
+	for (i = 1; i < w->nest; i++)
+		enable_irq(w->irq);
+	w->end_ns = ktime_get_mono_fast_ns();
+	enable_irq(w->irq);
+}
+
+static noinline int irqburn_mask_line(unsigned int irq, u64 usec, unsigned int nest,
+				      char *report, size_t len)
+{
+	struct irqline_enable_work w = { .irq = irq, .nest = nest, .cpu = -1 };
+	int this_cpu, other_cpu;
+	u64 start;
+	unsigned int i;
+
+	if (!irq_get_irq_data(irq))
+		return -ENOENT;
+
+	INIT_WORK_ONSTACK(&w.work, irqburn_enable_line);
+	start = ktime_get_mono_fast_ns();
+	disable_irq(irq);
+	for (i = 1; i < nest; i++)
+		disable_irq_nosync(irq);
+	fsleep(usec);
+
+	/* Enable from another CPU when there is one, as drivers' work items do. */
+	this_cpu = get_cpu();
+	other_cpu = cpumask_any_but(cpu_online_mask, this_cpu);
+	put_cpu();
+	if (other_cpu >= nr_cpu_ids)
+		other_cpu = this_cpu;
+	queue_work_on(other_cpu, system_highpri_wq, &w.work);
+	flush_work(&w.work);
+	destroy_work_on_stack(&w.work);
+
+	scnprintf(report, len,
+		  "op=irqline irq=%u nest=%u cpu=%d pid=%d comm=%s start_ns=%llu duration_ns=%llu enable_cpu=%d enable_pid=%d enable_comm=%s\n",
+		  irq, nest, this_cpu, task_pid_nr(current), current->comm, start,
+		  w.end_ns - start, w.cpu, w.pid, w.comm);
+	return 0;
+}
+
+static noinline u64 irqburn_bench(u64 pairs)
+{
+	unsigned long flags;
+	u64 start, i;
+
+	start = local_clock();
+	for (i = 0; i < pairs; i++) {
+		local_irq_save(flags);
+		barrier();
+		local_irq_restore(flags);
+	}
+	return local_clock() - start;
+}
+
+/* Runs current on cpu for the duration of a command; returns the previous mask. */
+static int pin_to_cpu(int cpu, cpumask_var_t saved)
+{
+	int ret;
+
+	if (cpu < 0)
+		return 0;
+	if (cpu >= nr_cpu_ids || !cpu_online(cpu))
+		return -EINVAL;
+	cpumask_copy(saved, current->cpus_ptr);
+	ret = set_cpus_allowed_ptr(current, cpumask_of(cpu));
+	return ret;
+}
+
+static int run_command(struct selftest_file *f, const char *cmd)
+{
+	char op[16];
+	unsigned long long a = 0, b = 0, c = 0;
+	cpumask_var_t saved;
+	int n, ret = 0, cpu = -1;
+	u64 start = 0, held;
+
+	n = sscanf(cmd, "%15s %llu %llu %llu", op, &a, &b, &c);
+	if (n < 2)
+		return -EINVAL;
+	if (!alloc_cpumask_var(&saved, GFP_KERNEL))
+		return -ENOMEM;
+
+	if (!strcmp(op, "irqoff") || !strcmp(op, "bhoff")) {
+		bool irqs = op[0] == 'i';
+
+		if (a == 0 || a > MAX_HOLD_USEC) {
+			ret = -ERANGE;
+			goto out;
+		}
+		if (n >= 3)
+			cpu = b;
+		ret = pin_to_cpu(cpu, saved);
+		if (ret)
+			goto out;
+		/* No migration between the report's cpu and the section's. */
+		migrate_disable();
+		cpu = raw_smp_processor_id();
+		held = irqs ? irqburn_irqs_off(a * NSEC_PER_USEC, &start)
+			    : irqburn_bh_off(a * NSEC_PER_USEC, &start);
+		migrate_enable();
+		f->report_len = scnprintf(f->report, REPORT_LEN,
+					  "op=%s cpu=%d pid=%d tgid=%d comm=%s start_ns=%llu duration_ns=%llu\n",
+					  op, cpu, task_pid_nr(current), task_tgid_nr(current),
+					  current->comm, start, held);
+		if (n >= 3)
+			set_cpus_allowed_ptr(current, saved);
+	} else if (!strcmp(op, "irqline")) {
+		unsigned int nest = n >= 4 ? c : 1;
+
+		if (n < 3 || b == 0 || b > MAX_HOLD_USEC || nest == 0 || nest > MAX_NEST) {
+			ret = -ERANGE;
+			goto out;
+		}
+		ret = irqburn_mask_line(a, b, nest, f->report, REPORT_LEN);
+		f->report_len = ret ? 0 : strlen(f->report);
+	} else if (!strcmp(op, "bench")) {
+		if (a == 0 || a > MAX_BENCH_PAIRS) {
+			ret = -ERANGE;
+			goto out;
+		}
+		migrate_disable();
+		cpu = raw_smp_processor_id();
+		held = irqburn_bench(a);
+		migrate_enable();
+		f->report_len = scnprintf(f->report, REPORT_LEN,
+					  "op=bench cpu=%d pairs=%llu duration_ns=%llu\n",
+					  cpu, a, held);
+	} else {
+		ret = -EINVAL;
+	}
+out:
+	free_cpumask_var(saved);
+	return ret;
+}
+
+static ssize_t selftest_write(struct file *file, const char __user *buf,
+			      size_t count, loff_t *ppos)
+{
+	struct selftest_file *f = file->private_data;
+	char cmd[CMD_LEN];
+	int ret;
+
+	if (count == 0 || count >= CMD_LEN)
+		return -EINVAL;
+	if (copy_from_user(cmd, buf, count))
+		return -EFAULT;
+	cmd[count] = '\0';
+
+	mutex_lock(&f->lock);
+	f->report_len = 0;
+	f->read_pos = 0;
+	ret = run_command(f, cmd);
+	mutex_unlock(&f->lock);
+	return ret ? ret : count;
+}
+
+static ssize_t selftest_read(struct file *file, char __user *buf, size_t count,
+			     loff_t *ppos)
+{
+	struct selftest_file *f = file->private_data;
+	ssize_t ret;
+
+	/* The last report, from its start after each command, then EOF. */
+	mutex_lock(&f->lock);
+	ret = simple_read_from_buffer(buf, count, &f->read_pos, f->report, f->report_len);
+	mutex_unlock(&f->lock);
+	return ret;
+}
+
+static int selftest_open(struct inode *inode, struct file *file)
+{
+	struct selftest_file *f = kzalloc(sizeof(*f), GFP_KERNEL);
+
+	if (!f)
+		return -ENOMEM;
+	mutex_init(&f->lock);
+	file->private_data = f;
+	return nonseekable_open(inode, file);
+}
+
+static int selftest_release(struct inode *inode, struct file *file)
+{
+	kfree(file->private_data);
+	return 0;
+}
+
+static const struct file_operations selftest_fops = {
+	.owner		= THIS_MODULE,
+	.open		= selftest_open,
+	.release	= selftest_release,
+	.read		= selftest_read,
+	.write		= selftest_write,
+	.llseek		= no_llseek,
+};
+
+static struct miscdevice selftest_dev = {
+	.minor	= MISC_DYNAMIC_MINOR,
+	.name	= "irqtrace_selftest",
+	.fops	= &selftest_fops,
+	.mode	= 0600,
+};
+
+static int __init irqtrace_selftest_init(void)
+{
+	return misc_register(&selftest_dev);
+}
+
+static void __exit irqtrace_selftest_exit(void)
+{
+	misc_deregister(&selftest_dev);
+}
+
+module_init(irqtrace_selftest_init);
+module_exit(irqtrace_selftest_exit);
+MODULE_DESCRIPTION("irqtrace ground truth: sections of known length from a known task");
+MODULE_LICENSE("GPL");

@@ -4,3 +4,5 @@ export {
   Kind, Method, Backend, RecordFlag, recordSize,
 } from './records/layout.js';
 export type { FieldLayout, StructLayout } from './records/layout.js';
+export { decodeItems, decodeAll, DecodeError } from './records/decode.js';
+export type { Item, SectionRecord, HistItem, CountersItem } from './records/decode.js';

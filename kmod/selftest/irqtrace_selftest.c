@@ -66,13 +66,22 @@ struct irqline_enable_work {
 	u64 end_ns;
 };
 
-static noinline u64 irqburn_spin(u64 ns)
+/*
+ * Busy-waits ns with the section already open; returns its length from just
+ * after the opening call to just before the closing one, the span a tracer's
+ * probes bracket most tightly. *start_ns is the CLOCK_MONOTONIC time of the
+ * opening, read after the wait so that it costs nothing inside the span.
+ */
+static __always_inline u64 irqburn_hold(u64 ns, u64 *start_ns)
 {
-	u64 start = local_clock();
+	u64 t0 = local_clock(), now;
 
-	while (local_clock() - start < ns)
+	do {
 		cpu_relax();
-	return local_clock() - start;
+		now = local_clock();
+	} while (now - t0 < ns);
+	*start_ns = ktime_get_mono_fast_ns() - (local_clock() - t0);
+	return local_clock() - t0;
 }
 
 static noinline u64 irqburn_irqs_off(u64 ns, u64 *start_ns)
@@ -81,8 +90,7 @@ static noinline u64 irqburn_irqs_off(u64 ns, u64 *start_ns)
 	u64 held;
 
 	local_irq_save(flags);
-	*start_ns = ktime_get_mono_fast_ns();
-	held = irqburn_spin(ns);
+	held = irqburn_hold(ns, start_ns);
 	local_irq_restore(flags);
 	return held;
 }
@@ -92,8 +100,7 @@ static noinline u64 irqburn_bh_off(u64 ns, u64 *start_ns)
 	u64 held;
 
 	local_bh_disable();
-	*start_ns = ktime_get_mono_fast_ns();
-	held = irqburn_spin(ns);
+	held = irqburn_hold(ns, start_ns);
 	local_bh_enable();
 	return held;
 }

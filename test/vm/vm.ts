@@ -126,6 +126,11 @@ export class Vm {
     rmSync(staged);
   }
 
+  /** Reads a guest file, binary-safe (through base64). */
+  async readFile(guestPath: string): Promise<Buffer> {
+    return Buffer.from(await this.run(`base64 '${guestPath}'`, { timeoutMs: 120_000 }), 'base64');
+  }
+
   /** Where a host path appears in the guest (read-only). */
   hostPath(path: string): string {
     return `/hostroot${path}`;

@@ -1,0 +1,176 @@
+// Decodes the binary stream of kmod/include/uapi/irqtrace.h: records from
+// /dev/irqtrace (or the eBPF loader's stdout), counters and histograms from
+// /dev/irqtrace_stats. Framing is by each item's preamble; a malformed item
+// ends decoding with a DecodeError that says where and why.
+import { ABI_VERSION, COMM_LEN, COUNTERS, HIST, HIST_BUCKETS, MAGIC, MAX_FRAMES, PREAMBLE_SIZE, RECORD } from './layout.js';
+import type { Backend, Kind, Method } from './layout.js';
+
+export class DecodeError extends Error {
+  constructor(
+    message: string,
+    readonly offset: number,
+  ) {
+    super(`${message} at byte ${offset}`);
+    this.name = 'DecodeError';
+  }
+}
+
+export interface SectionRecord {
+  type: 'record';
+  kind: Kind;
+  method: Method;
+  backend: Backend;
+  flags: number;
+  cpu: number;
+  irq: number;
+  enableCpu: number;
+  seq: bigint;
+  startNs: bigint;
+  durationNs: bigint;
+  errorNs: bigint;
+  cgroupId: bigint;
+  pid: number;
+  tgid: number;
+  comm: string;
+  enablePid: number;
+  enableTgid: number;
+  enableComm: string;
+  disableIp: bigint;
+  disableParentIp: bigint;
+  enableIp: bigint;
+  enableParentIp: bigint;
+  frames: bigint[];
+}
+
+export interface HistItem {
+  type: 'hist';
+  kind: Kind;
+  method: Method;
+  backend: Backend;
+  cpu: number;
+  irq: number;
+  count: bigint;
+  sumNs: bigint;
+  maxNs: bigint;
+  buckets: bigint[];
+}
+
+export interface CountersItem {
+  type: 'counters';
+  backend: Backend;
+  cpu: number;
+  seen: bigint;
+  recorded: bigint;
+  droppedRing: bigint;
+  droppedGuard: bigint;
+  idleExcluded: bigint;
+  nmiSkipped: bigint;
+}
+
+export type Item = SectionRecord | HistItem | CountersItem;
+
+function cString(buf: Buffer, offset: number, length: number): string {
+  const end = buf.indexOf(0, offset);
+  return buf.toString('latin1', offset, end >= 0 && end < offset + length ? end : offset + length);
+}
+
+const r = RECORD.fields;
+const h = HIST.fields;
+const c = COUNTERS.fields;
+
+function decodeRecord(buf: Buffer, at: number, size: number): SectionRecord {
+  const nrFrames = buf.readUInt16LE(at + r.nr_frames.offset);
+  if (nrFrames > MAX_FRAMES || size !== RECORD.size + 8 * nrFrames) {
+    throw new DecodeError(`record of ${size} bytes with ${nrFrames} frames`, at);
+  }
+  const frames: bigint[] = [];
+  for (let i = 0; i < nrFrames; i++) frames.push(buf.readBigUInt64LE(at + RECORD.size + 8 * i));
+  return {
+    type: 'record',
+    kind: buf.readUInt8(at + r.kind.offset),
+    method: buf.readUInt8(at + r.method.offset),
+    backend: buf.readUInt8(at + r.backend.offset),
+    flags: buf.readUInt8(at + r.flags.offset),
+    cpu: buf.readUInt16LE(at + r.cpu.offset),
+    irq: buf.readUInt32LE(at + r.irq.offset),
+    enableCpu: buf.readUInt32LE(at + r.enable_cpu.offset),
+    seq: buf.readBigUInt64LE(at + r.seq.offset),
+    startNs: buf.readBigUInt64LE(at + r.start_ns.offset),
+    durationNs: buf.readBigUInt64LE(at + r.duration_ns.offset),
+    errorNs: buf.readBigUInt64LE(at + r.error_ns.offset),
+    cgroupId: buf.readBigUInt64LE(at + r.cgroup_id.offset),
+    pid: buf.readUInt32LE(at + r.pid.offset),
+    tgid: buf.readUInt32LE(at + r.tgid.offset),
+    comm: cString(buf, at + r.comm.offset, COMM_LEN),
+    enablePid: buf.readUInt32LE(at + r.enable_pid.offset),
+    enableTgid: buf.readUInt32LE(at + r.enable_tgid.offset),
+    enableComm: cString(buf, at + r.enable_comm.offset, COMM_LEN),
+    disableIp: buf.readBigUInt64LE(at + r.disable_ip.offset),
+    disableParentIp: buf.readBigUInt64LE(at + r.disable_parent_ip.offset),
+    enableIp: buf.readBigUInt64LE(at + r.enable_ip.offset),
+    enableParentIp: buf.readBigUInt64LE(at + r.enable_parent_ip.offset),
+    frames,
+  };
+}
+
+function decodeHist(buf: Buffer, at: number): HistItem {
+  const buckets: bigint[] = [];
+  for (let i = 0; i < HIST_BUCKETS; i++) buckets.push(buf.readBigUInt64LE(at + h.buckets.offset + 8 * i));
+  return {
+    type: 'hist',
+    kind: buf.readUInt8(at + h.kind.offset),
+    method: buf.readUInt8(at + h.method.offset),
+    backend: buf.readUInt8(at + h.backend.offset),
+    cpu: buf.readUInt32LE(at + h.cpu.offset),
+    irq: buf.readUInt32LE(at + h.irq.offset),
+    count: buf.readBigUInt64LE(at + h.count.offset),
+    sumNs: buf.readBigUInt64LE(at + h.sum_ns.offset),
+    maxNs: buf.readBigUInt64LE(at + h.max_ns.offset),
+    buckets,
+  };
+}
+
+function decodeCounters(buf: Buffer, at: number): CountersItem {
+  return {
+    type: 'counters',
+    backend: buf.readUInt8(at + c.backend.offset),
+    cpu: buf.readUInt32LE(at + c.cpu.offset),
+    seen: buf.readBigUInt64LE(at + c.seen.offset),
+    recorded: buf.readBigUInt64LE(at + c.recorded.offset),
+    droppedRing: buf.readBigUInt64LE(at + c.dropped_ring.offset),
+    droppedGuard: buf.readBigUInt64LE(at + c.dropped_guard.offset),
+    idleExcluded: buf.readBigUInt64LE(at + c.idle_excluded.offset),
+    nmiSkipped: buf.readBigUInt64LE(at + c.nmi_skipped.offset),
+  };
+}
+
+/**
+ * Decodes every whole item in buf. Returns them and the number of bytes
+ * consumed: a trailing partial item is left for the next call (streaming).
+ */
+export function decodeItems(buf: Buffer): { items: Item[]; consumed: number } {
+  const items: Item[] = [];
+  let at = 0;
+  while (buf.length - at >= PREAMBLE_SIZE) {
+    const magic = buf.readUInt32LE(at);
+    const version = buf.readUInt16LE(at + 4);
+    const size = buf.readUInt16LE(at + 6);
+    if (version !== ABI_VERSION) throw new DecodeError(`unsupported ABI version ${version} (this reader: ${ABI_VERSION})`, at);
+    const expected = magic === MAGIC.record ? RECORD.size : magic === MAGIC.hist ? HIST.size : magic === MAGIC.counters ? COUNTERS.size : -1;
+    if (expected < 0) throw new DecodeError(`unknown item magic 0x${magic.toString(16)}`, at);
+    if (size < expected || (magic !== MAGIC.record && size !== expected)) {
+      throw new DecodeError(`item of ${size} bytes, too short for its type`, at);
+    }
+    if (buf.length - at < size) break;
+    items.push(magic === MAGIC.record ? decodeRecord(buf, at, size) : magic === MAGIC.hist ? decodeHist(buf, at) : decodeCounters(buf, at));
+    at += size;
+  }
+  return { items, consumed: at };
+}
+
+/** Decodes a complete buffer; a trailing partial item is an error. */
+export function decodeAll(buf: Buffer): Item[] {
+  const { items, consumed } = decodeItems(buf);
+  if (consumed !== buf.length) throw new DecodeError(`truncated item (${buf.length - consumed} bytes left)`, consumed);
+  return items;
+}

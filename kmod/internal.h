@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * irqtrace: state shared by the module's parts.
+ *
+ * main.c      parameters, configuration, start/stop of the methods
+ * ring.c      per-CPU record rings and /dev/irqtrace
+ * stats.c     histograms, counters, /dev/irqtrace_stats, sysfs summary
+ * exact.c     irqs-off, exact: the preemptirq tracepoints
+ * sampled.c   irqs-off and softirqs-off, sampled: per-CPU hrtimers
+ * irqline.c   one IRQ line masked: kprobes on disable_irq/enable_irq
+ */
+#ifndef _IRQTRACE_INTERNAL_H
+#define _IRQTRACE_INTERNAL_H
+
+#include <linux/cpumask.h>
+#include <linux/hrtimer.h>
+#include <linux/percpu.h>
+#include <linux/sched.h>
+#include <linux/types.h>
+
+#include "include/uapi/irqtrace.h"
+
+#define IRQTRACE_SLOT_SIZE	IRQTRACE_RECORD_MAX_SIZE
+
+/* Which per-CPU histogram. */
+enum irqtrace_hist_id {
+	IRQTRACE_HIST_IRQS_OFF,
+	IRQTRACE_HIST_SOFTIRQS_OFF,
+	IRQTRACE_HIST_NR,
+};
+
+struct irqtrace_hist_data {
+	u64 count;
+	u64 sum_ns;
+	u64 max_ns;
+	u64 buckets[IRQTRACE_HIST_BUCKETS];
+};
+
+struct irqtrace_counter_data {
+	u64 seen;
+	u64 recorded;
+	u64 dropped_ring;
+	u64 dropped_guard;
+	u64 idle_excluded;
+	u64 nmi_skipped;
+};
+
+/*
+ * Single-producer (this CPU, with interrupts off) single-consumer (the
+ * reader, under a mutex) ring of fixed-size slots. head and tail only grow;
+ * slot = index & mask.
+ */
+struct irqtrace_ring {
+	u8 *slots;
+	unsigned long head;
+	unsigned long tail;
+	u64 seq;
+};
+
+struct irqtrace_cpu {
+	/* exact: the open irqs-off section, off_ts == 0 when none */
+	u64 off_ts;
+	unsigned long off_ip;
+	unsigned long off_parent_ip;
+	struct task_struct *off_task;
+	/* > 0 while a probe runs on this CPU: stops recursion */
+	int in_probe;
+	struct hrtimer hard_timer;
+	struct hrtimer soft_timer;
+	struct irqtrace_hist_data hist[IRQTRACE_HIST_NR];
+	struct irqtrace_counter_data counters;
+	struct irqtrace_ring ring;
+};
+
+/* Allocated at load (alloc_percpu): too big for the modules' static per-CPU area. */
+extern struct irqtrace_cpu __percpu *irqtrace_pcpu;
+
+/* Configuration read by the probes; written under irqtrace_config_lock. */
+extern u64 irqtrace_threshold_ns __read_mostly;
+extern u64 irqtrace_period_ns __read_mostly;
+extern bool irqtrace_stacks __read_mostly;
+extern bool irqtrace_count_idle __read_mostly;
+extern struct cpumask irqtrace_cpus __read_mostly;
+extern unsigned int irqtrace_ring_records __read_mostly;
+
+static __always_inline bool irqtrace_cpu_wanted(int cpu)
+{
+	return cpumask_test_cpu(cpu, &irqtrace_cpus);
+}
+
+/* A section that ended, described for irqtrace_emit(). */
+struct irqtrace_section {
+	u8 kind;
+	u8 method;
+	u8 flags;
+	u16 cpu;
+	u32 enable_cpu;
+	u32 irq;
+	u64 start_ns;
+	u64 duration_ns;
+	u64 error_ns;
+	struct task_struct *task;
+	unsigned long disable_ip;
+	unsigned long disable_parent_ip;
+	unsigned long enable_ip;
+	unsigned long enable_parent_ip;
+	/* Frames already captured (irq-line); NULL: capture here. */
+	const unsigned long *frames;
+	unsigned int nr_frames;
+	/* With frames == NULL: drop captured frames up to this address. */
+	unsigned long trim_to_ip;
+	/* Enabling task for irq-line, else NULL. */
+	struct task_struct *enable_task;
+	/* irq-line: disabling task, captured at the start. */
+	pid_t pid;
+	pid_t tgid;
+	const char *comm;
+	u64 cgroup_id;
+};
+
+/* ring.c */
+int irqtrace_ring_init(void);
+void irqtrace_ring_exit(void);
+void irqtrace_emit(struct irqtrace_cpu *c, const struct irqtrace_section *s);
+u64 irqtrace_task_cgroup_id(struct task_struct *task);
+
+/* stats.c */
+int irqtrace_stats_init(void);
+void irqtrace_stats_exit(void);
+void irqtrace_stats_clear(void);
+
+static __always_inline void irqtrace_hist_add(struct irqtrace_hist_data *h, u64 ns)
+{
+	unsigned int bucket = ns ? fls64(ns) - 1 : 0;
+
+	h->buckets[bucket]++;
+	h->count++;
+	h->sum_ns += ns;
+	if (ns > h->max_ns)
+		h->max_ns = ns;
+}
+
+/* exact.c */
+bool irqtrace_exact_available(void);
+int irqtrace_exact_start(void);
+void irqtrace_exact_stop(void);
+
+/* sampled.c */
+int irqtrace_sampled_start(bool irqs_off, bool softirqs_off);
+void irqtrace_sampled_stop(void);
+
+/* irqline.c */
+int irqtrace_irqline_init(void);
+void irqtrace_irqline_exit(void);
+int irqtrace_irqline_start(void);
+void irqtrace_irqline_stop(void);
+int irqtrace_irqline_set_targets(const char *list, bool apply);
+void irqtrace_irqline_show_targets(char *buf, size_t len);
+bool irqtrace_irqline_running(void);
+void irqtrace_irqline_clear_hist(void);
+unsigned int irqtrace_irqline_nr_hist(void);
+bool irqtrace_irqline_hist(unsigned int index, struct irqtrace_hist *out);
+
+/* main.c: what runs now, for the stats summary */
+const char *irqtrace_irqs_off_method(void);
+bool irqtrace_softirqs_running(void);
+
+#endif /* _IRQTRACE_INTERNAL_H */

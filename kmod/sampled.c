@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * irqtrace: irqs-off and softirqs-off sections, sampled, on any kernel.
+ *
+ * Each traced CPU runs a pinned periodic hrtimer in hard interrupt context.
+ * If interrupts are off when it expires, it fires when they come back on, so
+ * its lateness is the part of the section after the expiry: a lower bound of
+ * the section's length, short of the truth by less than one period (the
+ * section began after the previous expiry, or that one would have been late
+ * too). Records carry that bound as error_ns. The timer interrupts the very
+ * code that re-enabled interrupts: get_irq_regs() gives its ip, and the stack
+ * runs through it.
+ *
+ * Softirqs off works the same way with a second hrtimer in soft mode (its
+ * callback runs from the HRTIMER softirq), which local_bh_disable() holds
+ * back until local_bh_enable(). DESIGN.md suggested a timer_list: an hrtimer
+ * gives the same measurement with ns expiry instead of jiffies (4 ms at
+ * HZ=250). Interrupts off also holds softirqs back, so an irqs-off section
+ * shows up as softirqs-off as well: both were blocked.
+ *
+ * Timers are started and stopped through a CPU hotplug state, so CPUs that
+ * come online later are traced too.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/cpuhotplug.h>
+#include <linux/hrtimer.h>
+#include <asm/irq_regs.h>
+#include <linux/kprobes.h>
+#include <linux/ptrace.h>
+#include <linux/timekeeping.h>
+
+#include "internal.h"
+
+static bool sample_irqs_off;
+static bool sample_softirqs_off;
+static u64 period_ns;
+static int hp_state = -1;
+/* CPUs whose timers run: the cpus parameter may change before they stop. */
+static struct cpumask sampled_cpus;
+
+static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t now,
+		   ktime_t expires)
+{
+	struct pt_regs *regs = hist == IRQTRACE_HIST_IRQS_OFF ? get_irq_regs() : NULL;
+	struct irqtrace_section s;
+	s64 late = ktime_to_ns(ktime_sub(now, expires));
+
+	if (late < 0)
+		late = 0;
+	if (unlikely(is_idle_task(current)) && !READ_ONCE(irqtrace_count_idle)) {
+		c->counters.idle_excluded++;
+		return;
+	}
+	c->counters.seen++;
+	irqtrace_hist_add(&c->hist[hist], late);
+	if (late < READ_ONCE(irqtrace_threshold_ns))
+		return;
+	if (unlikely(c->in_probe)) {
+		c->counters.dropped_guard++;
+		return;
+	}
+
+	c->in_probe++;
+	s = (struct irqtrace_section) {
+		.kind = hist == IRQTRACE_HIST_IRQS_OFF ? IRQTRACE_KIND_IRQS_OFF
+						       : IRQTRACE_KIND_SOFTIRQS_OFF,
+		.method = IRQTRACE_METHOD_SAMPLED,
+		.cpu = raw_smp_processor_id(),
+		.enable_cpu = raw_smp_processor_id(),
+		/* The section was first seen at the missed expiry. */
+		.start_ns = ktime_to_ns(expires),
+		.duration_ns = late,
+		.error_ns = period_ns,
+		.task = current,
+	};
+	if (regs && !user_mode(regs)) {
+		s.enable_ip = instruction_pointer(regs);
+		s.trim_to_ip = s.enable_ip;
+		s.flags = IRQTRACE_F_SITES_VALID;
+	}
+	irqtrace_emit(c, &s);
+	c->in_probe--;
+}
+
+static enum hrtimer_restart hard_timer_fn(struct hrtimer *t)
+{
+	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
+	ktime_t now = hrtimer_cb_get_time(t);
+
+	sample(c, IRQTRACE_HIST_IRQS_OFF, now, hrtimer_get_expires(t));
+	hrtimer_forward(t, now, ns_to_ktime(period_ns));
+	return HRTIMER_RESTART;
+}
+NOKPROBE_SYMBOL(hard_timer_fn);
+
+static enum hrtimer_restart soft_timer_fn(struct hrtimer *t)
+{
+	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
+	ktime_t now = hrtimer_cb_get_time(t);
+
+	sample(c, IRQTRACE_HIST_SOFTIRQS_OFF, now, hrtimer_get_expires(t));
+	hrtimer_forward(t, now, ns_to_ktime(period_ns));
+	return HRTIMER_RESTART;
+}
+NOKPROBE_SYMBOL(soft_timer_fn);
+
+/* Runs on the CPU coming online (and on each online CPU at start). */
+static int sampled_cpu_online(unsigned int cpu)
+{
+	struct irqtrace_cpu *c = per_cpu_ptr(irqtrace_pcpu, cpu);
+	ktime_t first = ktime_add_ns(ktime_get(), period_ns);
+
+	if (!irqtrace_cpu_wanted(cpu))
+		return 0;
+	cpumask_set_cpu(cpu, &sampled_cpus);
+	if (sample_irqs_off) {
+		hrtimer_init(&c->hard_timer, CLOCK_MONOTONIC, HRTIMER_MODE_ABS_PINNED_HARD);
+		c->hard_timer.function = hard_timer_fn;
+		hrtimer_start(&c->hard_timer, first, HRTIMER_MODE_ABS_PINNED_HARD);
+	}
+	if (sample_softirqs_off) {
+		hrtimer_init(&c->soft_timer, CLOCK_MONOTONIC, HRTIMER_MODE_ABS_PINNED_SOFT);
+		c->soft_timer.function = soft_timer_fn;
+		hrtimer_start(&c->soft_timer, first, HRTIMER_MODE_ABS_PINNED_SOFT);
+	}
+	return 0;
+}
+
+static int sampled_cpu_offline(unsigned int cpu)
+{
+	struct irqtrace_cpu *c = per_cpu_ptr(irqtrace_pcpu, cpu);
+
+	if (!cpumask_test_and_clear_cpu(cpu, &sampled_cpus))
+		return 0;
+	if (sample_irqs_off)
+		hrtimer_cancel(&c->hard_timer);
+	if (sample_softirqs_off)
+		hrtimer_cancel(&c->soft_timer);
+	return 0;
+}
+
+int irqtrace_sampled_start(bool irqs_off, bool softirqs_off)
+{
+	int ret;
+
+	sample_irqs_off = irqs_off;
+	sample_softirqs_off = softirqs_off;
+	period_ns = READ_ONCE(irqtrace_period_ns);
+	ret = cpuhp_setup_state(CPUHP_AP_ONLINE_DYN, "irqtrace/sampled:online",
+				sampled_cpu_online, sampled_cpu_offline);
+	if (ret < 0)
+		return ret;
+	hp_state = ret;
+	return 0;
+}
+
+void irqtrace_sampled_stop(void)
+{
+	if (hp_state < 0)
+		return;
+	/* Runs sampled_cpu_offline() on every online CPU: the timers are gone after. */
+	cpuhp_remove_state(hp_state);
+	hp_state = -1;
+}

@@ -6,3 +6,5 @@ export {
 export type { FieldLayout, StructLayout } from './records/layout.js';
 export { decodeItems, decodeAll, DecodeError } from './records/decode.js';
 export type { Item, SectionRecord, HistItem, CountersItem } from './records/decode.js';
+export { Kallsyms } from './symbols/kallsyms.js';
+export type { Symbol } from './symbols/kallsyms.js';

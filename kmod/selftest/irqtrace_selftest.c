@@ -117,6 +117,8 @@ static void irqburn_enable_line(struct work_struct *work)
 		enable_irq(w->irq);
 	w->end_ns = ktime_get_mono_fast_ns();
 	enable_irq(w->irq);
+	/* Not a tail call: the enable site must be this function, as in a driver. */
+	barrier();
 }
 
 static noinline int irqburn_mask_line(unsigned int irq, u64 usec, unsigned int nest,

@@ -3,7 +3,7 @@
 // /dev/irqtrace_stats. Framing is by each item's preamble; a malformed item
 // ends decoding with a DecodeError that says where and why.
 import { ABI_VERSION, COMM_LEN, COUNTERS, HIST, HIST_BUCKETS, MAGIC, MAX_FRAMES, PREAMBLE_SIZE, RECORD } from './layout.js';
-import type { Backend, Kind, Method } from './layout.js';
+import { Backend, Kind, Method } from './layout.js';
 
 export class DecodeError extends Error {
   constructor(
@@ -74,6 +74,11 @@ function cString(buf: Buffer, offset: number, length: number): string {
   return buf.toString('latin1', offset, end >= 0 && end < offset + length ? end : offset + length);
 }
 
+function member<E extends Record<string, string | number>>(e: E, name: string, value: number, at: number): E[keyof E] {
+  if (!Object.values(e).includes(value)) throw new DecodeError(`invalid ${name} ${value}`, at);
+  return value as E[keyof E];
+}
+
 const r = RECORD.fields;
 const h = HIST.fields;
 const c = COUNTERS.fields;
@@ -87,9 +92,9 @@ function decodeRecord(buf: Buffer, at: number, size: number): SectionRecord {
   for (let i = 0; i < nrFrames; i++) frames.push(buf.readBigUInt64LE(at + RECORD.size + 8 * i));
   return {
     type: 'record',
-    kind: buf.readUInt8(at + r.kind.offset),
-    method: buf.readUInt8(at + r.method.offset),
-    backend: buf.readUInt8(at + r.backend.offset),
+    kind: member(Kind, 'kind', buf.readUInt8(at + r.kind.offset), at),
+    method: member(Method, 'method', buf.readUInt8(at + r.method.offset), at),
+    backend: member(Backend, 'backend', buf.readUInt8(at + r.backend.offset), at),
     flags: buf.readUInt8(at + r.flags.offset),
     cpu: buf.readUInt16LE(at + r.cpu.offset),
     irq: buf.readUInt32LE(at + r.irq.offset),
@@ -118,9 +123,9 @@ function decodeHist(buf: Buffer, at: number): HistItem {
   for (let i = 0; i < HIST_BUCKETS; i++) buckets.push(buf.readBigUInt64LE(at + h.buckets.offset + 8 * i));
   return {
     type: 'hist',
-    kind: buf.readUInt8(at + h.kind.offset),
-    method: buf.readUInt8(at + h.method.offset),
-    backend: buf.readUInt8(at + h.backend.offset),
+    kind: member(Kind, 'kind', buf.readUInt8(at + h.kind.offset), at),
+    method: member(Method, 'method', buf.readUInt8(at + h.method.offset), at),
+    backend: member(Backend, 'backend', buf.readUInt8(at + h.backend.offset), at),
     cpu: buf.readUInt32LE(at + h.cpu.offset),
     irq: buf.readUInt32LE(at + h.irq.offset),
     count: buf.readBigUInt64LE(at + h.count.offset),
@@ -133,7 +138,7 @@ function decodeHist(buf: Buffer, at: number): HistItem {
 function decodeCounters(buf: Buffer, at: number): CountersItem {
   return {
     type: 'counters',
-    backend: buf.readUInt8(at + c.backend.offset),
+    backend: member(Backend, 'backend', buf.readUInt8(at + c.backend.offset), at),
     cpu: buf.readUInt32LE(at + c.cpu.offset),
     seen: buf.readBigUInt64LE(at + c.seen.offset),
     recorded: buf.readBigUInt64LE(at + c.recorded.offset),

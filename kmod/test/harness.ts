@@ -1,0 +1,163 @@
+// Drives irqtrace.ko and the selftest module in a guest, for the kernel tests.
+import { cpSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeAll, Kallsyms } from '@irqtrace/agent';
+import type { CountersItem, HistItem, Item, SectionRecord } from '@irqtrace/agent';
+import { repoRoot, scratchDir } from '../../test/lib/paths.js';
+import { buildModule } from '../../test/vm/kernels.js';
+import type { Kernel } from '../../test/vm/kernels.js';
+import type { Vm } from '../../test/vm/vm.js';
+
+export interface Modules {
+  irqtrace: string;
+  selftest: string;
+  irqburn: string;
+}
+
+const built = new Map<string, Modules>();
+
+/** Builds kmod/ and kmod/selftest/ against kernel k (once per test run). */
+export async function buildKmod(k: Kernel): Promise<Modules> {
+  const known = built.get(k.dir);
+  if (known) return known;
+  const dir = scratchDir(`kmod-${k.flavour}`);
+  cpSync(join(repoRoot, 'kmod'), dir, { recursive: true, filter: (src) => !src.includes('/test') });
+  await buildModule(k, dir);
+  await buildModule(k, join(dir, 'selftest'));
+  const modules = {
+    irqtrace: join(dir, 'irqtrace.ko'),
+    selftest: join(dir, 'selftest', 'irqtrace_selftest.ko'),
+    irqburn: join(dir, 'selftest', 'irqburn'),
+  };
+  for (const file of Object.values(modules)) if (!existsSync(file)) throw new Error(`build made no ${file}`);
+  built.set(k.dir, modules);
+  return modules;
+}
+
+export type Params = Record<string, string | number | boolean>;
+
+function paramString(params: Params): string {
+  return Object.entries(params)
+    .map(([k, v]) => `${k}=${typeof v === 'boolean' ? (v ? 1 : 0) : v}`)
+    .join(' ');
+}
+
+/** A guest with the modules built and the selftest loaded. */
+export class Rig {
+  private constructor(
+    readonly vm: Vm,
+    readonly modules: Modules,
+  ) {}
+
+  static async create(vm: Vm): Promise<Rig> {
+    const modules = await buildKmod(vm.kernel);
+    await vm.run(`insmod ${vm.hostPath(modules.selftest)} && cp ${vm.hostPath(modules.irqburn)} /tmp/irqburn`);
+    return new Rig(vm, modules);
+  }
+
+  async load(params: Params = {}): Promise<void> {
+    await this.vm.run(`insmod ${this.vm.hostPath(this.modules.irqtrace)} ${paramString(params)}`);
+  }
+
+  /** insmod's result, for tests of refusals. */
+  async tryLoad(params: Params): Promise<{ code: number; stderr: string }> {
+    const r = await this.vm.exec(`insmod ${this.vm.hostPath(this.modules.irqtrace)} ${paramString(params)}`);
+    return { code: r.code, stderr: r.stderr };
+  }
+
+  async unload(): Promise<void> {
+    await this.vm.run('rmmod irqtrace');
+  }
+
+  /** Writes a parameter at run time; returns the write's exit code and error. */
+  async set(name: string, value: string | number): Promise<{ code: number; stderr: string }> {
+    const r = await this.vm.exec(`echo '${value}' > /sys/module/irqtrace/parameters/${name}`);
+    return { code: r.code, stderr: r.stderr };
+  }
+
+  async get(name: string): Promise<string> {
+    return (await this.vm.run(`cat /sys/module/irqtrace/parameters/${name}`)).trim();
+  }
+
+  /** Starts a background reader of /dev/irqtrace into a guest file. */
+  async startReader(): Promise<void> {
+    await this.vm.run('rm -f /tmp/records.bin; (cat /dev/irqtrace > /tmp/records.bin) 2>/tmp/reader.err & echo $! > /tmp/reader.pid');
+  }
+
+  /** Stops the reader after the poll interval has passed, returns every record it read. */
+  async stopReader(): Promise<SectionRecord[]> {
+    await this.vm.run('sleep 0.2; kill $(cat /tmp/reader.pid); while kill -0 $(cat /tmp/reader.pid) 2>/dev/null; do sleep 0.05; done');
+    return records(decodeAll(await this.vm.readFile('/tmp/records.bin')));
+  }
+
+  /** Runs selftest commands from a process named irqburn; returns its reports. */
+  async irqburn(...commands: string[]): Promise<Report[]> {
+    const quoted = commands.map((c) => `'${c}'`).join(' ');
+    const out = await this.vm.run(`/tmp/irqburn ${quoted}`);
+    return out.trim().split('\n').map(parseReport);
+  }
+
+  async stats(): Promise<{ counters: CountersItem[]; hists: HistItem[] }> {
+    await this.vm.run('cat /dev/irqtrace_stats > /tmp/stats.bin');
+    const items = decodeAll(await this.vm.readFile('/tmp/stats.bin'));
+    return {
+      counters: items.filter((i): i is CountersItem => i.type === 'counters'),
+      hists: items.filter((i): i is HistItem => i.type === 'hist'),
+    };
+  }
+
+  async kallsyms(): Promise<Kallsyms> {
+    return Kallsyms.parse(await this.vm.run('cat /proc/kallsyms', { timeoutMs: 120_000 }));
+  }
+}
+
+export function records(items: Item[]): SectionRecord[] {
+  return items.filter((i): i is SectionRecord => i.type === 'record');
+}
+
+export interface Report {
+  op: string;
+  cpu: number;
+  pid: number;
+  comm: string;
+  startNs: bigint;
+  durationNs: bigint;
+  fields: Record<string, string>;
+}
+
+function parseReport(line: string): Report {
+  const fields: Record<string, string> = {};
+  for (const word of line.trim().split(/\s+/)) {
+    const eq = word.indexOf('=');
+    if (eq > 0) fields[word.slice(0, eq)] = word.slice(eq + 1);
+  }
+  const need = (k: string) => {
+    const v = fields[k];
+    if (v === undefined) throw new Error(`selftest report without ${k}: ${line}`);
+    return v;
+  };
+  return {
+    op: need('op'),
+    cpu: Number(need('cpu')),
+    pid: Number(need('pid')),
+    comm: need('comm'),
+    startNs: BigInt(need('start_ns')),
+    durationNs: BigInt(need('duration_ns')),
+    fields,
+  };
+}
+
+/** Records of the report's task whose span overlaps the report's span. */
+export function matching(recs: SectionRecord[], report: Report, kind: number): SectionRecord[] {
+  const end = report.startNs + report.durationNs;
+  return recs.filter(
+    (r) => r.kind === kind && r.pid === report.pid && r.startNs < end && r.startNs + r.durationNs > report.startNs,
+  );
+}
+
+/** min/median/max of a list of numbers, for error distributions in test output. */
+export function distribution(values: number[]): string {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+  return `n=${sorted.length} min=${at(0)} p50=${at(0.5)} p90=${at(0.9)} max=${at(1)}`;
+}

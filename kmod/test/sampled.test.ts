@@ -1,0 +1,119 @@
+// The sampled and irq-line methods on Debian's stock kernel (no preemptirq
+// tracepoints), against the selftest's ground truth.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Kind, Method, RecordFlag } from '@irqtrace/agent';
+import type { Kallsyms, SectionRecord } from '@irqtrace/agent';
+import { Vm } from '../../test/vm/vm.js';
+import { Rig, distribution, matching } from './harness.js';
+import type { Report } from './harness.js';
+
+const PERIOD_NS = 1_000_000;
+const THRESHOLD_NS = 1_000_000;
+
+let vm: Vm;
+let rig: Rig;
+let syms: Kallsyms;
+let line = 0;
+let irqsOff: Report[] = [];
+let bhOff: Report[] = [];
+let masked: Report[] = [];
+let recs: SectionRecord[] = [];
+
+beforeAll(async () => {
+  vm = await Vm.boot({ flavour: 'debian' });
+  rig = await Rig.create(vm);
+  // The serial port's line: present on every guest, harmless to mask for a few ms.
+  const interrupts = await vm.run('cat /proc/interrupts');
+  const serial = /^\s*(\d+):.*\bttyS0\b/m.exec(interrupts);
+  if (!serial?.[1]) throw new Error(`no ttyS0 line in /proc/interrupts:\n${interrupts}`);
+  line = Number(serial[1]);
+  await rig.load({ method: 'sampled', period_ns: PERIOD_NS, threshold_ns: THRESHOLD_NS, softirqs: true, irqs: String(line) });
+  await rig.startReader();
+  irqsOff = await rig.irqburn('irqoff 3000 0', 'irqoff 5000 1', 'irqoff 8000 0', 'irqoff 4000 1');
+  bhOff = await rig.irqburn('bhoff 3000 1', 'bhoff 5000 0', 'bhoff 8000 1');
+  masked = await rig.irqburn(`irqline ${line} 3000 2`, `irqline ${line} 1500 1`);
+  recs = await rig.stopReader();
+  syms = await rig.kallsyms();
+});
+
+afterAll(async () => {
+  await vm.stop();
+});
+
+function checkSampled(reports: Report[], kind: Kind, label: string): void {
+  const errors: number[] = [];
+  for (const report of reports) {
+    const found = matching(recs, report, kind);
+    expect(found, `one ${label} record for ${JSON.stringify(report.fields)}`).toHaveLength(1);
+    const rec = found[0] as SectionRecord;
+    expect(rec).toMatchObject({ method: Method.Sampled, comm: 'irqburn', pid: report.pid, cpu: report.cpu });
+    expect(rec.errorNs).toBe(BigInt(PERIOD_NS));
+    errors.push(Number(report.durationNs - rec.durationNs));
+  }
+  console.log(`${label}: truth - sampled duration (ns), period ${PERIOD_NS}: ${distribution(errors)}`);
+  // A lower bound, short by less than one period; over only by the timer's own latency.
+  for (const e of errors) expect(Math.abs(e)).toBeLessThanOrEqual(PERIOD_NS);
+}
+
+describe('the sampled method, on a stock kernel', () => {
+  it('runs sampled: this kernel has no preemptirq tracepoints', async () => {
+    expect(await vm.run('cat /sys/class/misc/irqtrace_stats/stats')).toMatch(/^irqs_off sampled\nsoftirqs_off sampled\nirq_lines exact\n/);
+  });
+
+  it('records every irqs-off section of 3 ms and more within one period of the truth', () => {
+    checkSampled(irqsOff, Kind.IrqsOff, 'irqs-off');
+  });
+
+  it('names the code that re-enabled interrupts', () => {
+    for (const report of irqsOff) {
+      const rec = matching(recs, report, Kind.IrqsOff)[0] as SectionRecord;
+      expect(rec.flags & RecordFlag.SitesValid).toBeTruthy();
+      expect(syms.lookup(rec.enableIp)?.name).toMatch(/^irqburn_irqs_off/);
+      expect(rec.frames.map((f) => syms.lookup(f)?.name).join(' ')).toMatch(/irqburn_irqs_off\S* .*selftest_write/);
+    }
+  });
+
+  it('records every softirqs-off section of 3 ms and more within one period of the truth', () => {
+    checkSampled(bhOff, Kind.SoftirqsOff, 'softirqs-off');
+    for (const report of bhOff) {
+      const rec = matching(recs, report, Kind.SoftirqsOff)[0] as SectionRecord;
+      expect(rec.frames.map((f) => syms.lookup(f)?.name).join(' ')).toMatch(/irqburn_bh_off/);
+    }
+  });
+});
+
+describe('the irq-line method', () => {
+  it('records one section per masking, nested or not, enabled from another CPU', () => {
+    const errors: number[] = [];
+    for (const report of masked) {
+      const found = recs.filter((r) => r.kind === Kind.IrqLine && r.irq === line && r.pid === report.pid);
+      const mine = found.filter((r) => r.startNs >= report.startNs - 1_000_000n && r.startNs <= report.startNs + report.durationNs);
+      expect(mine, `one irq-line record for ${JSON.stringify(report.fields)}`).toHaveLength(1);
+      const rec = mine[0] as SectionRecord;
+      expect(rec).toMatchObject({
+        method: Method.Exact,
+        irq: line,
+        comm: 'irqburn',
+        cpu: report.cpu,
+        enableCpu: Number(report.fields.enable_cpu),
+        enablePid: Number(report.fields.enable_pid),
+        enableComm: report.fields.enable_comm,
+      });
+      expect(rec.enableCpu).not.toBe(rec.cpu);
+      expect(rec.flags & RecordFlag.EnablerValid).toBeTruthy();
+      expect(syms.lookup(rec.disableIp)?.name).toMatch(/^irqburn_mask_line/);
+      expect(syms.lookup(rec.enableIp)?.name).toMatch(/^irqburn_enable_line/);
+      expect(rec.frames.map((f) => syms.lookup(f)?.name ?? '?')[0]).toMatch(/^irqburn_mask_line/);
+      errors.push(Number(rec.durationNs - report.durationNs));
+    }
+    console.log(`irq-line: irqtrace - selftest duration error (ns): ${distribution(errors)}`);
+    for (const e of errors) expect(Math.abs(e)).toBeLessThanOrEqual(5_000);
+  });
+
+  it('keeps a per-IRQ histogram of every masking', async () => {
+    const { hists } = await rig.stats();
+    const lineHist = hists.find((h) => h.kind === Kind.IrqLine && h.irq === line);
+    expect(lineHist?.count).toBeGreaterThanOrEqual(BigInt(masked.length));
+    expect(lineHist?.maxNs).toBeGreaterThanOrEqual(2_900_000n);
+  });
+});

@@ -202,8 +202,8 @@ int irqtrace_irqline_set_targets(const char *list, bool apply)
 	} else if (strcmp(cursor, "none") && *cursor) {
 		while ((item = strsep(&cursor, ",")) != NULL) {
 			if (kstrtouint(strim(item), 0, &irq) || irq >= nr_irqs) {
-				pr_warn("irqs=%s refused: '%s' is not an IRQ number of this machine (0..%u), expected all, none or a list like 4,11\n",
-					list, item, nr_irqs - 1);
+				pr_warn("irqs=%.*s refused: '%s' is not an IRQ number of this machine (0..%u), expected all, none or a list like 4,11\n",
+					(int)strcspn(list, "\n"), list, item, nr_irqs - 1);
 				ret = -EINVAL;
 				goto out;
 			}

@@ -145,13 +145,22 @@ static int irqtrace_reconfigure(void)
 	return irqtrace_ready ? irqtrace_apply() : 0;
 }
 
+/* val without surrounding white space (sysfs writes end in a newline), for messages. */
+static const char *trimmed(const char *val, char *buf, size_t len)
+{
+	strscpy(buf, val, len);
+	return strim(buf);
+}
+
 static int method_set(const char *val, const struct kernel_param *kp)
 {
+	char shown[LIST_PARAM_LEN];
 	int method, ret;
 
 	method = sysfs_match_string(method_names, val);
 	if (method < 0) {
-		pr_warn("method=%s refused: expected auto, exact, sampled or off\n", val);
+		pr_warn("method=%s refused: expected auto, exact, sampled or off\n",
+			trimmed(val, shown, sizeof(shown)));
 		return -EINVAL;
 	}
 	if (method == METHOD_EXACT && !irqtrace_exact_available()) {
@@ -188,13 +197,14 @@ struct ranged_u64 {
 static int ranged_u64_set(const char *val, const struct kernel_param *kp)
 {
 	const struct ranged_u64 *r = kp->arg;
+	char shown[LIST_PARAM_LEN];
 	u64 v;
 	int ret;
 
 	ret = kstrtou64(val, 0, &v);
 	if (ret || v < r->min || v > r->max) {
 		pr_warn("%s=%s refused: expected a number of ns from %llu to %llu\n",
-			kp->name, strim((char *)val), r->min, r->max);
+			kp->name, trimmed(val, shown, sizeof(shown)), r->min, r->max);
 		return -EINVAL;
 	}
 	mutex_lock(&irqtrace_config_lock);
@@ -231,11 +241,13 @@ MODULE_PARM_DESC(period_ns, "Sampling period of the sampled method, in ns, 10000
 /* A bool parameter; restart says whether the methods must restart to take it. */
 static int flag_set(const char *val, const struct kernel_param *kp, bool restart)
 {
+	char shown[LIST_PARAM_LEN];
 	bool v;
 	int ret;
 
 	if (kstrtobool(val, &v)) {
-		pr_warn("%s=%s refused: expected 0 or 1\n", kp->name, strim((char *)val));
+		pr_warn("%s=%s refused: expected 0 or 1\n", kp->name,
+			trimmed(val, shown, sizeof(shown)));
 		return -EINVAL;
 	}
 	mutex_lock(&irqtrace_config_lock);
@@ -286,12 +298,13 @@ static int parse_cpus(const char *val, struct cpumask *mask)
 
 static int cpus_set(const char *val, const struct kernel_param *kp)
 {
+	char shown[LIST_PARAM_LEN];
 	struct cpumask mask;
 	int ret;
 
 	if (strlen(val) >= LIST_PARAM_LEN || parse_cpus(val, &mask)) {
 		pr_warn("cpus=%s refused: expected all or a list of possible CPUs like 0-3,6 (possible: %*pbl)\n",
-			strim((char *)val), cpumask_pr_args(cpu_possible_mask));
+			trimmed(val, shown, sizeof(shown)), cpumask_pr_args(cpu_possible_mask));
 		return -EINVAL;
 	}
 	mutex_lock(&irqtrace_config_lock);
@@ -349,12 +362,13 @@ MODULE_PARM_DESC(irqs, "IRQ lines to watch with disable_irq/enable_irq: all, non
 
 static int ring_records_set(const char *val, const struct kernel_param *kp)
 {
+	char shown[LIST_PARAM_LEN];
 	unsigned int v;
 
 	if (kstrtouint(val, 0, &v) || v < MIN_RING_RECORDS || v > MAX_RING_RECORDS ||
 	    !is_power_of_2(v)) {
 		pr_warn("ring_records=%s refused: expected a power of 2 from %d to %d\n",
-			strim((char *)val), MIN_RING_RECORDS, MAX_RING_RECORDS);
+			trimmed(val, shown, sizeof(shown)), MIN_RING_RECORDS, MAX_RING_RECORDS);
 		return -EINVAL;
 	}
 	irqtrace_ring_records = v;

@@ -1,7 +1,7 @@
 // Drives irqtrace.ko and the selftest module in a guest, for the kernel tests.
 import { cpSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeAll, Kallsyms } from '@irqtrace/agent';
+import { decodeAll, decodeItems, Kallsyms } from '@irqtrace/agent';
 import type { CountersItem, HistItem, Item, SectionRecord } from '@irqtrace/agent';
 import { repoRoot, scratchDir } from '../../test/lib/paths.js';
 import { buildModule } from '../../test/vm/kernels.js';
@@ -81,13 +81,19 @@ export class Rig {
 
   /** Starts a background reader of /dev/irqtrace into a guest file. */
   async startReader(): Promise<void> {
-    await this.vm.run('rm -f /tmp/records.bin; (cat /dev/irqtrace > /tmp/records.bin) 2>/tmp/reader.err & echo $! > /tmp/reader.pid');
+    // $! must be cat itself: a subshell's pid would leave cat running, still writing.
+    await this.vm.run('rm -f /tmp/records.bin; cat /dev/irqtrace > /tmp/records.bin 2>/tmp/reader.err & echo $! > /tmp/reader.pid');
   }
 
-  /** Stops the reader after the poll interval has passed, returns every record it read. */
+  /**
+   * Stops the reader after the poll interval has passed; returns every record
+   * it read. A kill that lands mid-write (records still streaming) leaves a
+   * partial last record in the file: it is dropped, as a real reader never
+   * sees one.
+   */
   async stopReader(): Promise<SectionRecord[]> {
     await this.vm.run('sleep 0.2; kill $(cat /tmp/reader.pid); while kill -0 $(cat /tmp/reader.pid) 2>/dev/null; do sleep 0.05; done');
-    return records(decodeAll(await this.vm.readFile('/tmp/records.bin')));
+    return records(decodeItems(await this.vm.readFile('/tmp/records.bin')).items);
   }
 
   /** Runs selftest commands from a process named irqburn; returns its reports. */

@@ -1,6 +1,6 @@
 // irqtrace.ko's life: run-time reconfiguration, refusal of bad parameters,
 // exact drop accounting, and load/unload cycles under interrupt-heavy load.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Kind, Method } from '@irqtrace/agent';
 import { Vm } from '../../test/vm/vm.js';
 import { Rig, matching } from './harness.js';
@@ -19,6 +19,11 @@ describe('on the tracing kernel', () => {
 
   afterAll(async () => {
     await vm.stop();
+  });
+
+  // A failed test must not leave the module loaded for the next one.
+  afterEach(async () => {
+    await vm.exec('rmmod irqtrace 2>/dev/null');
   });
 
   it('applies a new threshold and method at run time, without reloading', async () => {

@@ -11,6 +11,8 @@ import type { Vm } from '../../test/vm/vm.js';
 export interface Modules {
   irqtrace: string;
   selftest: string;
+  /** Empty preemptirq probes: the benchmark's floor (tracing kernel only). */
+  floor: string;
   irqburn: string;
 }
 
@@ -27,6 +29,7 @@ export async function buildKmod(k: Kernel): Promise<Modules> {
   const modules = {
     irqtrace: join(dir, 'irqtrace.ko'),
     selftest: join(dir, 'selftest', 'irqtrace_selftest.ko'),
+    floor: join(dir, 'selftest', 'irqtrace_floor.ko'),
     irqburn: join(dir, 'selftest', 'irqburn'),
   };
   for (const file of Object.values(modules)) if (!existsSync(file)) throw new Error(`build made no ${file}`);

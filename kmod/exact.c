@@ -62,10 +62,11 @@ static void notrace probe_irq_disable(void *data, unsigned long ip, unsigned lon
 	}
 	if (!irqtrace_cpu_wanted(raw_smp_processor_id()))
 		return;
-	c->off_ts = local_clock();
 	c->off_ip = ip;
 	c->off_parent_ip = parent_ip;
 	c->off_task = current;
+	/* Last: the section's start as close to the caller's as this probe can get. */
+	c->off_ts = local_clock();
 }
 NOKPROBE_SYMBOL(probe_irq_disable);
 

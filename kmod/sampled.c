@@ -83,25 +83,25 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 	c->in_probe--;
 }
 
-static enum hrtimer_restart hard_timer_fn(struct hrtimer *t)
+static enum hrtimer_restart sample_and_rearm(struct hrtimer *t, enum irqtrace_hist_id hist)
 {
 	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
 	ktime_t now = hrtimer_cb_get_time(t);
 
-	sample(c, IRQTRACE_HIST_IRQS_OFF, now, hrtimer_get_expires(t));
+	sample(c, hist, now, hrtimer_get_expires(t));
 	hrtimer_forward(t, now, ns_to_ktime(period_ns));
 	return HRTIMER_RESTART;
+}
+
+static enum hrtimer_restart hard_timer_fn(struct hrtimer *t)
+{
+	return sample_and_rearm(t, IRQTRACE_HIST_IRQS_OFF);
 }
 NOKPROBE_SYMBOL(hard_timer_fn);
 
 static enum hrtimer_restart soft_timer_fn(struct hrtimer *t)
 {
-	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
-	ktime_t now = hrtimer_cb_get_time(t);
-
-	sample(c, IRQTRACE_HIST_SOFTIRQS_OFF, now, hrtimer_get_expires(t));
-	hrtimer_forward(t, now, ns_to_ktime(period_ns));
-	return HRTIMER_RESTART;
+	return sample_and_rearm(t, IRQTRACE_HIST_SOFTIRQS_OFF);
 }
 NOKPROBE_SYMBOL(soft_timer_fn);
 

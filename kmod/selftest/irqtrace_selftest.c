@@ -84,24 +84,33 @@ static __always_inline u64 irqburn_hold(u64 ns, u64 *start_ns)
 	return local_clock() - t0;
 }
 
-static noinline u64 irqburn_irqs_off(u64 ns, u64 *start_ns)
+/*
+ * *outer_ns brackets the section from outside: from before the call that
+ * opens it to after the call that closes it. The true section lies between
+ * the two measurements, and so does any tracer's.
+ */
+static noinline u64 irqburn_irqs_off(u64 ns, u64 *start_ns, u64 *outer_ns)
 {
 	unsigned long flags;
-	u64 held;
+	u64 before, held;
 
+	before = local_clock();
 	local_irq_save(flags);
 	held = irqburn_hold(ns, start_ns);
 	local_irq_restore(flags);
+	*outer_ns = local_clock() - before;
 	return held;
 }
 
-static noinline u64 irqburn_bh_off(u64 ns, u64 *start_ns)
+static noinline u64 irqburn_bh_off(u64 ns, u64 *start_ns, u64 *outer_ns)
 {
-	u64 held;
+	u64 before, held;
 
+	before = local_clock();
 	local_bh_disable();
 	held = irqburn_hold(ns, start_ns);
 	local_bh_enable();
+	*outer_ns = local_clock() - before;
 	return held;
 }
 
@@ -190,7 +199,7 @@ static int run_command(struct selftest_file *f, const char *cmd)
 	unsigned long long a = 0, b = 0, c = 0;
 	cpumask_var_t saved;
 	int n, ret = 0, cpu = -1;
-	u64 start = 0, held;
+	u64 start = 0, outer = 0, held;
 
 	n = sscanf(cmd, "%15s %llu %llu %llu", op, &a, &b, &c);
 	if (n < 2)
@@ -213,13 +222,13 @@ static int run_command(struct selftest_file *f, const char *cmd)
 		/* No migration between the report's cpu and the section's. */
 		migrate_disable();
 		cpu = raw_smp_processor_id();
-		held = irqs ? irqburn_irqs_off(a * NSEC_PER_USEC, &start)
-			    : irqburn_bh_off(a * NSEC_PER_USEC, &start);
+		held = irqs ? irqburn_irqs_off(a * NSEC_PER_USEC, &start, &outer)
+			    : irqburn_bh_off(a * NSEC_PER_USEC, &start, &outer);
 		migrate_enable();
 		f->report_len = scnprintf(f->report, REPORT_LEN,
-					  "op=%s cpu=%d pid=%d tgid=%d comm=%s start_ns=%llu duration_ns=%llu\n",
+					  "op=%s cpu=%d pid=%d tgid=%d comm=%s start_ns=%llu duration_ns=%llu outer_ns=%llu\n",
 					  op, cpu, task_pid_nr(current), task_tgid_nr(current),
-					  current->comm, start, held);
+					  current->comm, start, held, outer);
 		if (n >= 3)
 			set_cpus_allowed_ptr(current, saved);
 	} else if (!strcmp(op, "irqline")) {

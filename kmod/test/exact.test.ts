@@ -18,10 +18,17 @@ let reports: Report[] = [];
 let recs: SectionRecord[] = [];
 
 beforeAll(async () => {
-  // Probe registration patches kernel text: single-threaded TCG (see notes).
-  vm = await Vm.boot({ flavour: 'tracing', singleThread: true });
+  // Multi-threaded TCG: with one host thread for both vCPUs, a section on one
+  // vCPU is stretched by whatever the other runs meanwhile (a 20 µs burn took
+  // 1-2 ms), which no tracer can be judged against. Registering the probes
+  // patches kernel text, which hung some multi-threaded boots in the notes'
+  // ftrace experiments; it is done once here, and the load/unload cycles of
+  // lifecycle.test.ts run single-threaded.
+  vm = await Vm.boot({ flavour: 'tracing' });
   rig = await Rig.create(vm);
   await rig.load({ method: 'exact', threshold_ns: THRESHOLD_NS, softirqs: false, irqs: 'none' });
+  // TCG translates code on its first run, slowly, inside whatever section runs it: warm the paths up.
+  await rig.irqburn('irqoff 150 0', 'irqoff 150 1', 'irqoff 20 0', 'irqoff 20 1');
   await rig.startReader();
   const commands: string[] = [];
   for (let round = 0; round < ROUNDS; round++) {
@@ -51,12 +58,23 @@ describe('the exact method, on a kernel with the preemptirq tracepoints', () => 
       expect(rec).toMatchObject({ method: Method.Exact, comm: 'irqburn', pid: report.pid, cpu: report.cpu, enableCpu: report.cpu });
       errors.push(Number(rec.durationNs - report.durationNs));
     }
-    console.log(`exact: irqtrace - selftest duration error (ns): ${distribution(errors)}`);
+    console.log(`exact: irqtrace - selftest duration (ns): ${distribution(errors)}`);
     reports.forEach((report, i) => {
-      const error = errors[i] ?? NaN;
-      const tolerance = Math.max(5_000, Number(report.durationNs) / 100);
-      expect(Math.abs(error), `error of ${error} ns on ${report.durationNs} ns`).toBeLessThanOrEqual(tolerance);
+      const measured = Number(report.durationNs) + (errors[i] ?? NaN);
+      const inner = Number(report.durationNs);
+      const outer = Number(report.fields.outer_ns);
+      // The probes sit between the selftest's inner and outer clocks: so must the measurement.
+      expect(measured, `${measured} ns within [${inner}, ${outer}]`).toBeGreaterThanOrEqual(inner - 1_000);
+      expect(measured).toBeLessThanOrEqual(outer + 1_000);
     });
+    // Under TCG the tracepoint path between probe and caller costs 1-3 µs a
+    // side, and a host that preempts a vCPU thread inside that path adds its
+    // stall to single sections (p90 7-13 µs on 2 cores): the median must be
+    // within 5 µs (or 1 %), every section within the bracket above.
+    const sorted = [...errors].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)] ?? NaN;
+    const shortest = Math.min(...reports.map((r) => Number(r.durationNs)));
+    expect(Math.abs(median)).toBeLessThanOrEqual(Math.max(5_000, shortest / 100));
   });
 
   it('names the selftest function in the disable and enable sites and in the stack', () => {
@@ -77,21 +95,26 @@ describe('the exact method, on a kernel with the preemptirq tracepoints', () => 
     const before = await rig.stats();
     const burns = await rig.irqburn(...Array.from({ length: 10 }, () => `irqoff 20 ${cpu}`));
     const after = await rig.stats();
+    console.log(`exact: 20 µs burns, inner/outer ns: ${burns.map((b) => `${b.durationNs}/${b.fields.outer_ns}`).join(' ')}`);
     const bucketOf = (ns: bigint) => ns.toString(2).length - 1;
     const hist = (s: typeof before) => s.hists.find((h) => h.kind === Kind.IrqsOff && h.cpu === cpu);
-    // Each burn lands in the bucket of its own length (its log2), give or take the probes' cost.
+    // irqtrace's measurement lies between the burn's inner and outer clocks:
+    // where both fall in one log2 bucket, that is the bucket it must count in.
     const wanted = new Map<number, number>();
-    for (const b of burns) wanted.set(bucketOf(b.durationNs), (wanted.get(bucketOf(b.durationNs)) ?? 0) + 1);
+    for (const b of burns) {
+      const bucket = bucketOf(b.durationNs);
+      if (bucket === bucketOf(BigInt(b.fields.outer_ns ?? '0'))) wanted.set(bucket, (wanted.get(bucket) ?? 0) + 1);
+    }
+    expect([...wanted.values()].reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(5);
     for (const [bucket, n] of wanted) {
       const grew = Number((hist(after)?.buckets[bucket] ?? 0n) - (hist(before)?.buckets[bucket] ?? 0n));
       expect(grew, `bucket ${bucket} (${2 ** bucket} ns)`).toBeGreaterThanOrEqual(n);
     }
     await rig.startReader();
     const recsNow = await rig.stopReader();
-    for (const b of burns) {
-      // A host stall can stretch a 20 µs burn past the threshold; judge the ones that stayed under.
-      if (b.durationNs < BigInt(THRESHOLD_NS) / 2n) expect(matching(recsNow, b, Kind.IrqsOff)).toHaveLength(0);
-    }
-    expect(burns.filter((b) => b.durationNs < BigInt(THRESHOLD_NS) / 2n).length).toBeGreaterThanOrEqual(burns.length / 2);
+    // Under the threshold even from outside: never a record.
+    const short = burns.filter((b) => BigInt(b.fields.outer_ns ?? '0') < BigInt(THRESHOLD_NS));
+    expect(short.length).toBeGreaterThanOrEqual(5);
+    for (const b of short) expect(matching(recsNow, b, Kind.IrqsOff)).toHaveLength(0);
   });
 });

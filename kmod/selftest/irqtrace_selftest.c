@@ -63,7 +63,8 @@ struct irqline_enable_work {
 	int cpu;
 	pid_t pid;
 	char comm[TASK_COMM_LEN];
-	u64 end_ns;
+	u64 end_ns;		/* just before the last enable_irq() */
+	u64 after_ns;		/* just after it returned */
 };
 
 /*
@@ -126,8 +127,8 @@ static void irqburn_enable_line(struct work_struct *work)
 		enable_irq(w->irq);
 	w->end_ns = ktime_get_mono_fast_ns();
 	enable_irq(w->irq);
-	/* Not a tail call: the enable site must be this function, as in a driver. */
-	barrier();
+	/* Also keeps this from being a tail call: the enable site is this function. */
+	w->after_ns = ktime_get_mono_fast_ns();
 }
 
 static noinline int irqburn_mask_line(unsigned int irq, u64 usec, unsigned int nest,
@@ -135,33 +136,40 @@ static noinline int irqburn_mask_line(unsigned int irq, u64 usec, unsigned int n
 {
 	struct irqline_enable_work w = { .irq = irq, .nest = nest, .cpu = -1 };
 	int this_cpu, other_cpu;
-	u64 start;
+	u64 start, inner;
 	unsigned int i;
 
 	if (!irq_get_irq_data(irq))
 		return -ENOENT;
 
 	INIT_WORK_ONSTACK(&w.work, irqburn_enable_line);
+	/*
+	 * duration_ns runs from just before the first disable_irq() to just
+	 * before the last enable_irq(); inner_ns from after the first disable
+	 * returned, outer_ns to after the last enable returned: a tracer's
+	 * probes on those calls measure between inner_ns and outer_ns.
+	 */
+	this_cpu = raw_smp_processor_id();
 	start = ktime_get_mono_fast_ns();
 	disable_irq(irq);
+	inner = ktime_get_mono_fast_ns();
 	for (i = 1; i < nest; i++)
 		disable_irq_nosync(irq);
 	fsleep(usec);
 
-	/* Enable from another CPU when there is one, as drivers' work items do. */
-	this_cpu = get_cpu();
-	other_cpu = cpumask_any_but(cpu_online_mask, this_cpu);
+	/* Enable from another CPU than this task's now, as drivers' work items do. */
+	other_cpu = cpumask_any_but(cpu_online_mask, get_cpu());
 	put_cpu();
 	if (other_cpu >= nr_cpu_ids)
-		other_cpu = this_cpu;
+		other_cpu = raw_smp_processor_id();
 	queue_work_on(other_cpu, system_highpri_wq, &w.work);
 	flush_work(&w.work);
 	destroy_work_on_stack(&w.work);
 
 	scnprintf(report, len,
-		  "op=irqline irq=%u nest=%u cpu=%d pid=%d comm=%s start_ns=%llu duration_ns=%llu enable_cpu=%d enable_pid=%d enable_comm=%s\n",
+		  "op=irqline irq=%u nest=%u cpu=%d pid=%d comm=%s start_ns=%llu duration_ns=%llu inner_ns=%llu outer_ns=%llu enable_cpu=%d enable_pid=%d enable_comm=%s\n",
 		  irq, nest, this_cpu, task_pid_nr(current), current->comm, start,
-		  w.end_ns - start, w.cpu, w.pid, w.comm);
+		  w.end_ns - start, w.end_ns - inner, w.after_ns - start, w.cpu, w.pid, w.comm);
 	return 0;
 }
 

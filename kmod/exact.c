@@ -60,7 +60,7 @@ static void notrace probe_irq_disable(void *data, unsigned long ip, unsigned lon
 		c->counters.dropped_guard++;
 		return;
 	}
-	if (!irqtrace_cpu_wanted(raw_smp_processor_id()))
+	if (!c->wanted)
 		return;
 	c->off_ip = ip;
 	c->off_parent_ip = parent_ip;
@@ -95,7 +95,6 @@ static void notrace probe_irq_enable(void *data, unsigned long ip, unsigned long
 		return;
 	}
 	delta = now - start;
-	c->counters.seen++;
 	irqtrace_hist_add(&c->hist[IRQTRACE_HIST_IRQS_OFF], delta);
 	if (delta < READ_ONCE(irqtrace_threshold_ns))
 		return;

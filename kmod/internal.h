@@ -29,15 +29,15 @@ enum irqtrace_hist_id {
 	IRQTRACE_HIST_NR,
 };
 
+/* No count: it is the sum of the buckets, one increment less per section. */
 struct irqtrace_hist_data {
-	u64 count;
 	u64 sum_ns;
 	u64 max_ns;
 	u64 buckets[IRQTRACE_HIST_BUCKETS];
 };
 
+/* seen is not kept: it is the count of the CPU's histograms. */
 struct irqtrace_counter_data {
-	u64 seen;
 	u64 recorded;
 	u64 dropped_ring;
 	u64 dropped_guard;
@@ -65,6 +65,8 @@ struct irqtrace_cpu {
 	struct task_struct *off_task;
 	/* > 0 while a probe runs on this CPU: stops recursion */
 	int in_probe;
+	/* This CPU is in the cpus parameter: read on every transition. */
+	bool wanted;
 	struct hrtimer hard_timer;
 	struct hrtimer soft_timer;
 	struct irqtrace_hist_data hist[IRQTRACE_HIST_NR];
@@ -134,11 +136,22 @@ static __always_inline void irqtrace_hist_add(struct irqtrace_hist_data *h, u64 
 	unsigned int bucket = ns ? fls64(ns) - 1 : 0;
 
 	h->buckets[bucket]++;
-	h->count++;
 	h->sum_ns += ns;
 	if (ns > h->max_ns)
 		h->max_ns = ns;
 }
+
+static inline u64 irqtrace_hist_count(const struct irqtrace_hist_data *h)
+{
+	u64 n = 0;
+	int i;
+
+	for (i = 0; i < IRQTRACE_HIST_BUCKETS; i++)
+		n += READ_ONCE(h->buckets[i]);
+	return n;
+}
+
+void irqtrace_update_wanted(void);
 
 /* exact.c */
 bool irqtrace_exact_available(void);

@@ -106,7 +106,6 @@ static void line_enabled(unsigned int irq, struct pt_regs *regs)
 	now = ktime_get_mono_fast_ns();
 	delta = now - st->start_ns;
 	c = this_cpu_ptr(irqtrace_pcpu);
-	c->counters.seen++;
 	irqtrace_hist_add(&st->hist, delta);
 	if (delta < READ_ONCE(irqtrace_threshold_ns))
 		goto out;
@@ -296,11 +295,11 @@ bool irqtrace_irqline_hist(unsigned int index, struct irqtrace_hist *out)
 		return false;
 	st = &lines[index];
 	raw_spin_lock_irqsave(&st->lock, flags);
-	any = st->hist.count > 0;
+	out->count = irqtrace_hist_count(&st->hist);
+	any = out->count > 0;
 	if (any) {
 		out->cpu = 0;
 		out->irq = index;
-		out->count = st->hist.count;
 		out->sum_ns = st->hist.sum_ns;
 		out->max_ns = st->hist.max_ns;
 		memcpy(out->buckets, st->hist.buckets, sizeof(out->buckets));

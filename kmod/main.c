@@ -89,6 +89,15 @@ bool irqtrace_softirqs_running(void)
 	return READ_ONCE(running_softirqs);
 }
 
+/* Copies the cpus parameter into each CPU's state, where the probes read it. */
+void irqtrace_update_wanted(void)
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		WRITE_ONCE(per_cpu_ptr(irqtrace_pcpu, cpu)->wanted, cpumask_test_cpu(cpu, &irqtrace_cpus));
+}
+
 static void irqtrace_stop_all(void)
 {
 	if (running_method == METHOD_EXACT)
@@ -311,6 +320,8 @@ static int cpus_set(const char *val, const struct kernel_param *kp)
 	strscpy(param_cpus, val, sizeof(param_cpus));
 	strim(param_cpus);
 	cpumask_copy(&irqtrace_cpus, &mask);
+	if (irqtrace_ready)
+		irqtrace_update_wanted();
 	ret = irqtrace_reconfigure();
 	mutex_unlock(&irqtrace_config_lock);
 	return ret;
@@ -393,6 +404,7 @@ static int __init irqtrace_init(void)
 	irqtrace_pcpu = alloc_percpu(struct irqtrace_cpu);
 	if (!irqtrace_pcpu)
 		return -ENOMEM;
+	irqtrace_update_wanted();
 
 	ret = irqtrace_ring_init();
 	if (ret)

@@ -52,7 +52,6 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 		c->counters.idle_excluded++;
 		return;
 	}
-	c->counters.seen++;
 	irqtrace_hist_add(&c->hist[hist], late);
 	if (late < READ_ONCE(irqtrace_threshold_ns))
 		return;

@@ -36,7 +36,8 @@ static void fill_counters(struct irqtrace_counters *out, int cpu)
 	out->hdr.size = sizeof(*out);
 	out->backend = IRQTRACE_BACKEND_KMOD;
 	out->cpu = cpu;
-	out->seen = READ_ONCE(in->seen);
+	out->seen = irqtrace_hist_count(&per_cpu_ptr(irqtrace_pcpu, cpu)->hist[IRQTRACE_HIST_IRQS_OFF]) +
+		    irqtrace_hist_count(&per_cpu_ptr(irqtrace_pcpu, cpu)->hist[IRQTRACE_HIST_SOFTIRQS_OFF]);
 	out->recorded = READ_ONCE(in->recorded);
 	out->dropped_ring = READ_ONCE(in->dropped_ring);
 	out->dropped_guard = READ_ONCE(in->dropped_guard);
@@ -64,7 +65,7 @@ static void fill_cpu_hist(struct irqtrace_hist *out, int cpu, enum irqtrace_hist
 						      : IRQTRACE_KIND_SOFTIRQS_OFF,
 		    exact ? IRQTRACE_METHOD_EXACT : IRQTRACE_METHOD_SAMPLED);
 	out->cpu = cpu;
-	out->count = READ_ONCE(in->count);
+	out->count = irqtrace_hist_count(in);
 	out->sum_ns = READ_ONCE(in->sum_ns);
 	out->max_ns = READ_ONCE(in->max_ns);
 	memcpy(out->buckets, in->buckets, sizeof(out->buckets));
@@ -184,7 +185,9 @@ static ssize_t stats_show(struct device *dev, struct device_attribute *attr, cha
 		const struct irqtrace_cpu *c = per_cpu_ptr(irqtrace_pcpu, cpu);
 
 		n += sysfs_emit_at(buf, n, "%-4d %12llu %10llu %12llu %13llu %13llu %11llu %14llu\n",
-				   cpu, c->counters.seen, c->counters.recorded,
+				   cpu, irqtrace_hist_count(&c->hist[IRQTRACE_HIST_IRQS_OFF]) +
+				   irqtrace_hist_count(&c->hist[IRQTRACE_HIST_SOFTIRQS_OFF]),
+				   c->counters.recorded,
 				   c->counters.dropped_ring, c->counters.dropped_guard,
 				   c->counters.idle_excluded, c->counters.nmi_skipped,
 				   c->hist[IRQTRACE_HIST_IRQS_OFF].max_ns);

@@ -258,8 +258,8 @@ static int run_command(struct selftest_file *f, const char *cmd)
 		held = irqburn_bench(a);
 		migrate_enable();
 		f->report_len = scnprintf(f->report, REPORT_LEN,
-					  "op=bench cpu=%d pairs=%llu duration_ns=%llu\n",
-					  cpu, a, held);
+					  "op=bench cpu=%d pid=%d comm=%s pairs=%llu start_ns=0 duration_ns=%llu\n",
+					  cpu, task_pid_nr(current), current->comm, a, held);
 	} else {
 		ret = -EINVAL;
 	}

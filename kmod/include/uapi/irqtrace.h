@@ -131,7 +131,9 @@ struct irqtrace_counters {
 	__u8  backend;			/*   8: enum irqtrace_backend */
 	__u8  reserved[3];		/*   9: 0 */
 	__u32 cpu;			/*  12 */
-	__u64 seen;			/*  16: sections measured, all kinds */
+	__u64 seen;			/*  16: irqs-off + softirqs-off sections
+					 * measured (IRQ-line ones: per-IRQ hists)
+					 */
 	__u64 recorded;			/*  24: sections written as records */
 	__u64 dropped_ring;		/*  32: records lost: ring full */
 	__u64 dropped_guard;		/*  40: probe re-entered, not measured */

@@ -4,6 +4,8 @@
 // is not ready yet. It leaves nothing running.
 import { startCluster } from './cluster/cluster.js';
 import { startNats } from './nats/nats.js';
+import { Kind, Method } from '@irqtrace/agent';
+import { Rig, matching } from '../kmod/test/harness.js';
 import { Vm } from './vm/vm.js';
 
 const started = Date.now();
@@ -15,6 +17,38 @@ async function step<T>(title: string, body: () => Promise<T>): Promise<T> {
   say(`${title} ...`);
   const result = await body();
   return result;
+}
+
+/** Loads irqtrace.ko, provokes sections of known length, and shows what it recorded. */
+async function showKernelModule(vm: Vm): Promise<void> {
+  const rig = await Rig.create(vm);
+  const line = /^\s*(\d+):.*\bttyS0\b/m.exec(await vm.run('cat /proc/interrupts'))?.[1] ?? '4';
+  await rig.load({ threshold_ns: 1_000_000, irqs: line });
+  say(`irqtrace.ko: ${(await vm.run('dmesg | grep "irqtrace: tracing:" | tail -1')).replace(/^\[[^\]]*\]\s*/, '').trim()}`);
+  await rig.startReader();
+  const reports = await rig.irqburn('irqoff 2000 1', 'bhoff 4000 0', `irqline ${line} 3000 2`);
+  const recs = await rig.stopReader();
+  const syms = await rig.kallsyms();
+  const kinds = [Kind.IrqsOff, Kind.SoftirqsOff, Kind.IrqLine];
+  console.log('\n    what irqburn did                       what irqtrace recorded');
+  reports.forEach((report, i) => {
+    const kind = kinds[i] ?? Kind.IrqsOff;
+    const rec = kind === Kind.IrqLine
+      ? recs.find((r) => r.kind === Kind.IrqLine && r.pid === report.pid && r.startNs >= report.startNs - 1_000_000n)
+      : matching(recs, report, kind)[0];
+    const did = `${report.op.padEnd(8)} cpu ${report.cpu} ${(Number(report.durationNs) / 1e3).toFixed(1).padStart(8)} µs`;
+    if (!rec) {
+      console.log(`    ${did.padEnd(38)} (no record)`);
+      return;
+    }
+    const method = rec.method === Method.Exact ? 'exact' : `sampled ±${Number(rec.errorNs) / 1e3} µs`;
+    const what = `${Kind[rec.kind]}${rec.kind === Kind.IrqLine ? ` ${rec.irq}` : ''} ${(Number(rec.durationNs) / 1e3).toFixed(1)} µs (${method}) by ${rec.comm}/${rec.pid} on cpu ${rec.cpu}`;
+    console.log(`    ${did.padEnd(38)} ${what}`);
+    const frames = rec.frames.slice(0, 3).map((f) => syms.format(f)).join(' < ');
+    console.log(`    ${''.padEnd(38)} stack: ${frames}`);
+  });
+  console.log(`\n${(await vm.run('cat /sys/class/misc/irqtrace_stats/stats')).replace(/^/gm, '    ')}`);
+  await rig.unload();
 }
 
 async function main(): Promise<void> {
@@ -33,6 +67,7 @@ async function main(): Promise<void> {
           const kprobes = await vm.exec('test -f /sys/kernel/tracing/kprobe_events');
           console.log(`    exact method (preemptirq tracepoints): ${exact.code === 0 ? 'available' : 'not in this kernel: sampled method'}`);
           console.log(`    irq-line method (kprobes):             ${kprobes.code === 0 ? 'available' : 'missing'}`);
+          await showKernelModule(vm);
         } finally {
           await vm.stop();
         }
@@ -45,7 +80,7 @@ async function main(): Promise<void> {
   }
   say('every part of the demo is ready; stopped them all.');
   console.log(
-    '\nNot ready yet: the kernel module, the agent, the operator and the IrqTrace resource.\n' +
+    '\nNot ready yet: the agent, the operator and the IrqTrace resource.\n' +
       'When they land, this command applies examples/irqtrace-all.yaml and shows the violations in `kubectl get irqtraces`.',
   );
 }

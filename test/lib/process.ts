@@ -116,7 +116,7 @@ export async function run(
     const child = execFile(
       command,
       args,
-      { timeout: options.timeoutMs ?? 60_000, env: options.env, cwd: options.cwd, maxBuffer: 64 * 1024 * 1024 },
+      { timeout: options.timeoutMs ?? 60_000, env: options.env, cwd: options.cwd, maxBuffer: 512 * 1024 * 1024 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
         resolve({ code, stdout, stderr: err && code === 1 && !stderr ? err.message : stderr });

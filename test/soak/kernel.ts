@@ -46,7 +46,7 @@ async function main(): Promise<void> {
     const rig = await Rig.create(vm);
     const kmemleak = (await vm.exec('test -f /sys/kernel/debug/kmemleak')).code === 0;
     const before = await meminfo(rig);
-    await rig.load({ threshold_ns: 200_000, period_ns: 500_000 });
+    await rig.load({ threshold_ns: 1_000_000, period_ns: 500_000 });
     console.log(`loaded: ${(await vm.run('dmesg | grep "irqtrace: tracing:" | tail -1')).trim()}; kmemleak ${kmemleak ? 'on' : 'not in this kernel'}`);
     console.log('\nload               minutes      seen  recorded      read  dropped_ring  dropped_guard  splats');
     for (const [name, args] of Object.entries(loads)) {

@@ -5,6 +5,7 @@
 // port that leads to a port on the host's loopback; no other address is used.
 import { copyFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { cacheDir, scratchDir } from '../lib/paths.js';
 import { freePort } from '../lib/ports.js';
 import { Service, run, runOk } from '../lib/process.js';
@@ -126,9 +127,9 @@ export class Vm {
     rmSync(staged);
   }
 
-  /** Reads a guest file, binary-safe (through base64). */
+  /** Reads a guest file, binary-safe (gzip + base64 over the ssh channel). */
   async readFile(guestPath: string): Promise<Buffer> {
-    return Buffer.from(await this.run(`base64 '${guestPath}'`, { timeoutMs: 120_000 }), 'base64');
+    return gunzipSync(Buffer.from(await this.run(`gzip -c '${guestPath}' | base64`, { timeoutMs: 300_000 }), 'base64'));
   }
 
   /** Where a host path appears in the guest (read-only). */

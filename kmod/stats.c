@@ -120,6 +120,8 @@ void irqtrace_stats_clear(void)
 
 static int stats_open(struct inode *inode, struct file *file)
 {
+	/* misc_open() left the miscdevice here: only a snapshot may be, or nothing. */
+	file->private_data = NULL;
 	if (file->f_mode & FMODE_READ) {
 		file->private_data = take_snapshot();
 		if (!file->private_data)

@@ -101,6 +101,17 @@ describe('on the tracing kernel', () => {
       expect(BigInt(recs.filter((r) => r.cpu === c.cpu).length)).toBe(c.recorded);
     }
     expect(counters.find((c) => c.cpu === 1)?.droppedRing).toBeGreaterThanOrEqual(24n);
+
+    // Clearing zeroes everything (and a write-only open must not free what it never allocated).
+    await vm.run('dmesg -c > /dev/null; echo clear > /dev/irqtrace_stats');
+    const cleared = await rig.stats();
+    for (const c of cleared.counters) expect([c.seen, c.recorded, c.droppedRing]).toEqual([0n, 0n, 0n]);
+    for (const h of cleared.hists) expect(h.count).toBe(0n);
+    const refused = await vm.exec('echo reset > /dev/irqtrace_stats');
+    expect(refused.code).not.toBe(0);
+    const log = await vm.dmesg();
+    expect(log).toMatch(/the only command is "clear"/);
+    expect(log).not.toMatch(SPLATS);
     await rig.unload();
   });
 

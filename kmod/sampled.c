@@ -44,6 +44,7 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 {
 	struct pt_regs *regs = hist == IRQTRACE_HIST_IRQS_OFF ? get_irq_regs() : NULL;
 	struct irqtrace_section s;
+	unsigned long flags;
 	s64 late = ktime_to_ns(ktime_sub(now, expires));
 
 	if (late < 0)
@@ -60,6 +61,11 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 		return;
 	}
 
+	/*
+	 * The soft timer runs with interrupts on: keep them off while the guard
+	 * is up, or every interrupt meanwhile would count as a recursion.
+	 */
+	raw_local_irq_save(flags);
 	c->in_probe++;
 	s = (struct irqtrace_section) {
 		.kind = hist == IRQTRACE_HIST_IRQS_OFF ? IRQTRACE_KIND_IRQS_OFF
@@ -80,6 +86,7 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 	}
 	irqtrace_emit(c, &s);
 	c->in_probe--;
+	raw_local_irq_restore(flags);
 }
 
 static enum hrtimer_restart sample_and_rearm(struct hrtimer *t, enum irqtrace_hist_id hist)

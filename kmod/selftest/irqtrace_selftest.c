@@ -157,11 +157,10 @@ static noinline int irqburn_mask_line(unsigned int irq, u64 usec, unsigned int n
 		disable_irq_nosync(irq);
 	fsleep(usec);
 
-	/* Enable from another CPU than this task's now, as drivers' work items do. */
-	other_cpu = cpumask_any_but(cpu_online_mask, get_cpu());
-	put_cpu();
+	/* Enable from another CPU than the one that disabled, as drivers' work items do. */
+	other_cpu = cpumask_any_but(cpu_online_mask, this_cpu);
 	if (other_cpu >= nr_cpu_ids)
-		other_cpu = raw_smp_processor_id();
+		other_cpu = this_cpu;
 	queue_work_on(other_cpu, system_highpri_wq, &w.work);
 	flush_work(&w.work);
 	destroy_work_on_stack(&w.work);

@@ -1,6 +1,6 @@
 // Drives irqtrace.ko and the selftest module in a guest, for the kernel tests.
 import { cpSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { decodeAll, decodeItems, Kallsyms } from '@irqtrace/agent';
 import type { CountersItem, HistItem, Item, SectionRecord } from '@irqtrace/agent';
 import { repoRoot, scratchDir } from '../../test/lib/paths.js';
@@ -23,7 +23,9 @@ export async function buildKmod(k: Kernel): Promise<Modules> {
   const known = built.get(k.dir);
   if (known) return known;
   const dir = scratchDir(`kmod-${k.flavour}`);
-  cpSync(join(repoRoot, 'kmod'), dir, { recursive: true, filter: (src) => !src.includes('/test') });
+  const kmodDir = join(repoRoot, 'kmod');
+  // Judge by the path inside kmod/: the clone itself may live under a folder named test.
+  cpSync(kmodDir, dir, { recursive: true, filter: (src) => relative(kmodDir, src).split(sep)[0] !== 'test' });
   await buildModule(k, dir);
   await buildModule(k, join(dir, 'selftest'));
   const modules = {

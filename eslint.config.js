@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['**/node_modules/**', '**/dist/**', 'proto/src/gen/**', 'kmod/**', 'charts/**'],
+    ignores: ['**/node_modules/**', '**/dist/**', 'proto/src/gen/**', 'kmod/*', '!kmod/test/', 'charts/**'],
   },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,

@@ -7,7 +7,7 @@
  * stats.c     histograms, counters, /dev/irqtrace_stats, sysfs summary
  * exact.c     irqs-off, exact: the preemptirq tracepoints
  * sampled.c   irqs-off and softirqs-off, sampled: per-CPU hrtimers
- * irqline.c   one IRQ line masked: kprobes on disable_irq/enable_irq
+ * irqline.c   one IRQ line masked: ftrace callbacks on disable_irq/enable_irq
  */
 #ifndef _IRQTRACE_INTERNAL_H
 #define _IRQTRACE_INTERNAL_H

@@ -2,23 +2,31 @@
 /*
  * irqtrace: one IRQ line masked, from disable_irq() to enable_irq().
  *
- * kprobes on the entries of disable_irq, disable_irq_nosync and
+ * ftrace callbacks on the entries of disable_irq, disable_irq_nosync and
  * disable_hardirq (which each take the line's depth up by one) and enable_irq
- * (down by one). The module keeps its own depth per IRQ: a section starts at
- * 0 -> 1, with the disabling task and stack captured then, and ends at
- * 1 -> 0, wherever that happens: drivers often re-enable a line from a work
- * item or a thread on another CPU. An enable_irq at depth 0 (a line masked
- * before tracing began, or an unbalanced call the kernel warns about) is
- * ignored. The per-CPU variants (disable_percpu_irq) are not traced: they
- * mask one CPU's copy of a per-CPU interrupt, a different thing.
+ * (down by one). An ftrace_ops filtered to those functions is the cheapest
+ * entry hook there is: a call from the function's patched fentry site,
+ * without a kprobe's dispatch on top.
+ *
+ * The module keeps its own depth per IRQ: a section starts at 0 -> 1, with
+ * the disabling task and stack captured then, and ends at 1 -> 0, wherever
+ * that happens: drivers often re-enable a line from a work item or a thread
+ * on another CPU. An enable_irq at depth 0 (a line masked before tracing
+ * began, or an unbalanced call the kernel warns about) is ignored. The
+ * per-CPU variants (disable_percpu_irq) are not traced: they mask one CPU's
+ * copy of a per-CPU interrupt, a different thing.
  *
  * Time is ktime_get_mono_fast_ns(): start and end may be on different CPUs.
+ *
+ * The first argument (the IRQ) is read from the ftrace_regs, which on x86-64
+ * with DYNAMIC_FTRACE_WITH_ARGS hold the argument registers without asking
+ * for the full, slower, register save.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/bitmap.h>
 #include <linux/irqnr.h>
-#include <linux/kprobes.h>
+#include <linux/ftrace.h>
 #include <linux/ptrace.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
@@ -49,7 +57,7 @@ static unsigned int nr_lines;
 static unsigned long *targets;
 static bool running;
 
-static void line_disabled(unsigned int irq, struct pt_regs *regs)
+static void line_disabled(unsigned int irq, unsigned long site)
 {
 	struct irqline_state *st;
 	unsigned long flags, *frames;
@@ -67,8 +75,7 @@ static void line_disabled(unsigned int irq, struct pt_regs *regs)
 		st->comm[IRQTRACE_COMM_LEN - 1] = '\0';
 		st->cgroup_id = irqtrace_task_cgroup_id(current);
 		st->cpu = raw_smp_processor_id();
-		/* At the probed function's entry its return address is on top of the stack. */
-		st->disable_ip = regs_get_kernel_stack_nth(regs, 0);
+		st->disable_ip = site;
 		st->disable_parent_ip = 0;
 		st->nr_frames = 0;
 		if (READ_ONCE(irqtrace_stacks)) {
@@ -88,7 +95,7 @@ static void line_disabled(unsigned int irq, struct pt_regs *regs)
 	raw_spin_unlock_irqrestore(&st->lock, flags);
 }
 
-static void line_enabled(unsigned int irq, struct pt_regs *regs)
+static void line_enabled(unsigned int irq, unsigned long site)
 {
 	struct irqtrace_cpu *c;
 	struct irqline_state *st;
@@ -126,7 +133,7 @@ static void line_enabled(unsigned int irq, struct pt_regs *regs)
 		.enable_task = current,
 		.disable_ip = st->disable_ip,
 		.disable_parent_ip = st->disable_parent_ip,
-		.enable_ip = regs_get_kernel_stack_nth(regs, 0),
+		.enable_ip = site,
 		.frames = st->frames,
 		.nr_frames = st->nr_frames,
 	};
@@ -135,26 +142,60 @@ out:
 	raw_spin_unlock_irqrestore(&st->lock, flags);
 }
 
-static int pre_disable(struct kprobe *p, struct pt_regs *regs)
-{
-	line_disabled(regs_get_kernel_argument(regs, 0), regs);
-	return 0;
-}
-NOKPROBE_SYMBOL(pre_disable);
+#ifdef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
+#define IRQLINE_OPS_FLAGS	0
+#else
+#define IRQLINE_OPS_FLAGS	FTRACE_OPS_FL_SAVE_REGS
+#endif
 
-static int pre_enable(struct kprobe *p, struct pt_regs *regs)
+/* The hooked function's first argument: the IRQ number. */
+static __always_inline unsigned int irq_argument(struct ftrace_regs *fregs)
 {
-	line_enabled(regs_get_kernel_argument(regs, 0), regs);
-	return 0;
+	return regs_get_kernel_argument(&fregs->regs, 0);
 }
-NOKPROBE_SYMBOL(pre_enable);
 
-static struct kprobe probes[] = {
-	{ .symbol_name = "disable_irq_nosync", .pre_handler = pre_disable },
-	{ .symbol_name = "disable_irq", .pre_handler = pre_disable },
-	{ .symbol_name = "disable_hardirq", .pre_handler = pre_disable },
-	{ .symbol_name = "enable_irq", .pre_handler = pre_enable },
-};
+/* parent_ip is the return address into the caller: the site. */
+static void notrace on_disable(unsigned long ip, unsigned long parent_ip,
+			       struct ftrace_ops *op, struct ftrace_regs *fregs)
+{
+	line_disabled(irq_argument(fregs), parent_ip);
+}
+
+static void notrace on_enable(unsigned long ip, unsigned long parent_ip,
+			      struct ftrace_ops *op, struct ftrace_regs *fregs)
+{
+	line_enabled(irq_argument(fregs), parent_ip);
+}
+
+static struct ftrace_ops disable_ops = { .func = on_disable, .flags = IRQLINE_OPS_FLAGS };
+static struct ftrace_ops enable_ops = { .func = on_enable, .flags = IRQLINE_OPS_FLAGS };
+static bool filters_set;
+
+/* Each ops hooks only its functions; disable_hardirq may be missing. */
+static int set_filters(void)
+{
+	static const char * const disablers[] = { "disable_irq", "disable_irq_nosync", "disable_hardirq" };
+	unsigned int i;
+	int ret;
+
+	if (filters_set)
+		return 0;
+	for (i = 0; i < ARRAY_SIZE(disablers); i++) {
+		ret = ftrace_set_filter(&disable_ops, (unsigned char *)disablers[i],
+					strlen(disablers[i]), 0);
+		if (ret && i < 2)
+			goto fail;
+	}
+	ret = ftrace_set_filter(&enable_ops, (unsigned char *)"enable_irq", strlen("enable_irq"), 0);
+	if (ret)
+		goto fail;
+	filters_set = true;
+	return 0;
+fail:
+	ftrace_free_filter(&disable_ops);
+	ftrace_free_filter(&enable_ops);
+	return ret;
+}
 
 int irqtrace_irqline_init(void)
 {
@@ -175,6 +216,11 @@ int irqtrace_irqline_init(void)
 
 void irqtrace_irqline_exit(void)
 {
+	if (filters_set) {
+		ftrace_free_filter(&disable_ops);
+		ftrace_free_filter(&enable_ops);
+		filters_set = false;
+	}
 	kvfree(lines);
 	bitmap_free(targets);
 	lines = NULL;
@@ -224,8 +270,9 @@ bool irqtrace_irqline_running(void)
 
 int irqtrace_irqline_start(void)
 {
-	unsigned int i, nr_ok = 0;
 	unsigned long flags;
+	unsigned int i;
+	int ret;
 
 	if (bitmap_empty(targets, nr_lines))
 		return 0;
@@ -235,21 +282,17 @@ int irqtrace_irqline_start(void)
 		lines[i].depth = 0;
 		raw_spin_unlock_irqrestore(&lines[i].lock, flags);
 	}
-	for (i = 0; i < ARRAY_SIZE(probes); i++) {
-		/* A kprobe is registered once per life: clear what the last one left. */
-		probes[i].addr = NULL;
-		probes[i].flags = 0;
-		if (register_kprobe(&probes[i]) == 0)
-			nr_ok++;
-		else
-			probes[i].addr = NULL;
-	}
-	/* disable_hardirq may be missing; the other three are the method. */
-	if (!probes[0].addr || !probes[1].addr || !probes[3].addr) {
-		for (i = 0; i < ARRAY_SIZE(probes); i++)
-			if (probes[i].addr)
-				unregister_kprobe(&probes[i]);
-		return -EOPNOTSUPP;
+	ret = set_filters();
+	if (ret)
+		return ret == -EINVAL ? -EOPNOTSUPP : ret;
+	/* Enables first: one seen at depth 0 is ignored, a lost one would stick. */
+	ret = register_ftrace_function(&enable_ops);
+	if (ret)
+		return ret;
+	ret = register_ftrace_function(&disable_ops);
+	if (ret) {
+		unregister_ftrace_function(&enable_ops);
+		return ret;
 	}
 	running = true;
 	return 0;
@@ -257,13 +300,11 @@ int irqtrace_irqline_start(void)
 
 void irqtrace_irqline_stop(void)
 {
-	unsigned int i;
-
 	if (!running)
 		return;
-	for (i = 0; i < ARRAY_SIZE(probes); i++)
-		if (probes[i].addr)
-			unregister_kprobe(&probes[i]);
+	/* Waits until no callback runs (ftrace's RCU-tasks grace periods). */
+	unregister_ftrace_function(&disable_ops);
+	unregister_ftrace_function(&enable_ops);
 	running = false;
 }
 

@@ -7,7 +7,7 @@
  *    CONFIG_TRACE_IRQFLAGS), every section timed from disable to enable;
  *  - irqs off and softirqs off, sampled: per-CPU hrtimers whose lateness
  *    is the part of a section that overlapped their expiry (every kernel);
- *  - one IRQ line masked: kprobes on disable_irq()..enable_irq().
+ *  - one IRQ line masked: ftrace callbacks on disable_irq()..enable_irq().
  *
  * Sections at or above threshold_ns become records on /dev/irqtrace; all of
  * them land in per-CPU log2 histograms on /dev/irqtrace_stats.

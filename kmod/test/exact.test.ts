@@ -9,13 +9,19 @@ import type { Report } from './harness.js';
 
 const THRESHOLD_NS = 100_000;
 const LENGTHS_US = [150, 1000, 5000];
-const ROUNDS = 3;
+const ROUNDS = Number(process.env.IRQTRACE_EXACT_ROUNDS ?? 3);
 
 let vm: Vm;
 let rig: Rig;
 let syms: Kallsyms;
 let reports: Report[] = [];
 let recs: SectionRecord[] = [];
+
+/** The length a burn was asked for: it holds a little longer. */
+function nominalUs(report: Report | undefined): number | undefined {
+  const held = Number(report?.durationNs ?? 0) / 1000;
+  return LENGTHS_US.filter((us) => held >= us).at(-1);
+}
 
 beforeAll(async () => {
   // Multi-threaded TCG: with one host thread for both vCPUs, a section on one
@@ -59,22 +65,20 @@ describe('the exact method, on a kernel with the preemptirq tracepoints', () => 
       errors.push(Number(rec.durationNs - report.durationNs));
     }
     console.log(`exact: irqtrace - selftest duration (ns): ${distribution(errors)}`);
+    for (const us of LENGTHS_US) {
+      const those = errors.filter((_, i) => nominalUs(reports[i]) === us);
+      console.log(`exact: ${us} µs sections: ${distribution(those)}`);
+    }
+    // The probes sit outside the selftest's clocks (irq_disable fires before
+    // its first read, irq_enable after its last), so irqtrace can only
+    // measure longer, by the cost of the tracepoint path: under TCG ~1.5 µs
+    // a side. That must stay within 5 µs, or 1 % of the section.
     reports.forEach((report, i) => {
-      const measured = Number(report.durationNs) + (errors[i] ?? NaN);
-      const inner = Number(report.durationNs);
-      const outer = Number(report.fields.outer_ns);
-      // The probes sit between the selftest's inner and outer clocks: so must the measurement.
-      expect(measured, `${measured} ns within [${inner}, ${outer}]`).toBeGreaterThanOrEqual(inner - 1_000);
-      expect(measured).toBeLessThanOrEqual(outer + 1_000);
+      const error = errors[i] ?? NaN;
+      const allowed = Math.max(5_000, Number(report.durationNs) / 100);
+      expect(error, `section ${report.durationNs} ns measured ${error} ns off`).toBeGreaterThanOrEqual(0);
+      expect(error, `section ${report.durationNs} ns measured ${error} ns off`).toBeLessThanOrEqual(allowed);
     });
-    // Under TCG the tracepoint path between probe and caller costs 1-3 µs a
-    // side, and a host that preempts a vCPU thread inside that path adds its
-    // stall to single sections (p90 7-13 µs on 2 cores): the median must be
-    // within 5 µs (or 1 %), every section within the bracket above.
-    const sorted = [...errors].sort((a, b) => a - b);
-    const median = sorted[Math.floor(sorted.length / 2)] ?? NaN;
-    const shortest = Math.min(...reports.map((r) => Number(r.durationNs)));
-    expect(Math.abs(median)).toBeLessThanOrEqual(Math.max(5_000, shortest / 100));
   });
 
   it('names the selftest function in the disable and enable sites and in the stack', () => {

@@ -2,7 +2,7 @@
 import { cpSync, existsSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { decodeAll, decodeItems, Kallsyms } from '@irqtrace/agent';
-import type { CountersItem, HistItem, Item, SectionRecord } from '@irqtrace/agent';
+import type { CountersItem, HistItem, Item, Kind, SectionRecord } from '@irqtrace/agent';
 import { repoRoot, scratchDir } from '../../test/lib/paths.js';
 import { buildModule } from '../../test/vm/kernels.js';
 import type { Kernel } from '../../test/vm/kernels.js';
@@ -159,7 +159,7 @@ function parseReport(line: string): Report {
 }
 
 /** Records of the report's task whose span overlaps the report's span. */
-export function matching(recs: SectionRecord[], report: Report, kind: number): SectionRecord[] {
+export function matching(recs: SectionRecord[], report: Report, kind: Kind): SectionRecord[] {
   const end = report.startNs + report.durationNs;
   return recs.filter(
     (r) => r.kind === kind && r.pid === report.pid && r.startNs < end && r.startNs + r.durationNs > report.startNs,
@@ -171,4 +171,10 @@ export function distribution(values: number[]): string {
   const sorted = [...values].sort((a, b) => a - b);
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
   return `n=${sorted.length} min=${at(0)} p50=${at(0.5)} p90=${at(0.9)} max=${at(1)}`;
+}
+
+/** The value, or a failed test saying what was missing. */
+export function must<T>(value: T | undefined, what = 'value'): T {
+  if (value === undefined) throw new Error(`no ${what}`);
+  return value;
 }

@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Kind, Method } from '@irqtrace/agent';
 import { Vm } from '../../test/vm/vm.js';
-import { Rig, matching } from './harness.js';
+import { Rig, matching, must } from './harness.js';
 import type { Params } from './harness.js';
 
 const SPLATS = /WARNING:|BUG:|Oops|general protection|lockdep|possible recursive locking|RCU stall|rcu_.*stall|Call Trace/;
@@ -39,10 +39,10 @@ describe('on the tracing kernel', () => {
     const [exactAgain] = await rig.irqburn('irqoff 3000 0');
     const recs = await rig.stopReader();
 
-    expect(matching(recs, quiet!, Kind.IrqsOff)).toHaveLength(0);
-    expect(matching(recs, exact!, Kind.IrqsOff)).toMatchObject([{ method: Method.Exact, comm: 'irqburn' }]);
-    expect(matching(recs, sampled!, Kind.IrqsOff)).toMatchObject([{ method: Method.Sampled, comm: 'irqburn' }]);
-    expect(matching(recs, exactAgain!, Kind.IrqsOff)).toMatchObject([{ method: Method.Exact, comm: 'irqburn' }]);
+    expect(matching(recs, must(quiet), Kind.IrqsOff)).toHaveLength(0);
+    expect(matching(recs, must(exact), Kind.IrqsOff)).toMatchObject([{ method: Method.Exact, comm: 'irqburn' }]);
+    expect(matching(recs, must(sampled), Kind.IrqsOff)).toMatchObject([{ method: Method.Sampled, comm: 'irqburn' }]);
+    expect(matching(recs, must(exactAgain), Kind.IrqsOff)).toMatchObject([{ method: Method.Exact, comm: 'irqburn' }]);
     // One load all along: the kernel logged a single start.
     expect((await vm.dmesg()).match(/irqtrace: tracing:/g)).toHaveLength(1);
     await rig.unload();

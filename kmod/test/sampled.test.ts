@@ -18,6 +18,7 @@ let irqsOff: Report[] = [];
 let bhOff: Report[] = [];
 let masked: Report[] = [];
 let recs: SectionRecord[] = [];
+const IRQLINE_ROUNDS = Number(process.env.IRQTRACE_IRQLINE_ROUNDS ?? 1);
 
 beforeAll(async () => {
   vm = await Vm.boot({ flavour: 'debian' });
@@ -33,7 +34,8 @@ beforeAll(async () => {
   await rig.startReader();
   irqsOff = await rig.irqburn('irqoff 3000 0', 'irqoff 5000 1', 'irqoff 8000 0', 'irqoff 4000 1');
   bhOff = await rig.irqburn('bhoff 3000 1', 'bhoff 5000 0', 'bhoff 8000 1');
-  masked = await rig.irqburn(`irqline ${line} 3000 2`, `irqline ${line} 1500 1`, `irqline ${line} 2000 3`);
+  const maskings = [`irqline ${line} 3000 2`, `irqline ${line} 1500 1`, `irqline ${line} 2000 3`];
+  masked = await rig.irqburn(...Array.from({ length: IRQLINE_ROUNDS }, () => maskings).flat());
   recs = await rig.stopReader();
   syms = await rig.kallsyms();
 });
@@ -104,7 +106,9 @@ describe('the irq-line method', () => {
     const errors: number[] = [];
     for (const report of masked) {
       const found = recs.filter((r) => r.kind === Kind.IrqLine && r.irq === line && r.pid === report.pid);
-      const mine = found.filter((r) => r.startNs >= report.startNs - BigInt(report.fields.outer_ns ?? '0') && r.startNs <= report.startNs + report.durationNs);
+      // The disable hook starts the section between the selftest's clock reads around disable_irq().
+      const disableReturned = report.startNs + report.durationNs - BigInt(report.fields.inner_ns ?? '0');
+      const mine = found.filter((r) => r.startNs >= report.startNs - 1_000n && r.startNs <= disableReturned + 1_000n);
       expect(mine, `one irq-line record for ${JSON.stringify(report.fields)}`).toHaveLength(1);
       const rec = mine[0] as SectionRecord;
       expect(rec).toMatchObject({
@@ -121,18 +125,16 @@ describe('the irq-line method', () => {
       expect(syms.lookup(rec.disableIp)?.name).toMatch(/^irqburn_mask_line/);
       expect(syms.lookup(rec.enableIp)?.name).toMatch(/^irqburn_enable_line/);
       expect(rec.frames.map((f) => syms.lookup(f)?.name ?? '?')[0]).toMatch(/^irqburn_mask_line/);
-      // The kprobes fire between the selftest's inner and outer clocks.
+      // The hooks fire between the selftest's inner and outer clocks.
       expect(rec.durationNs).toBeGreaterThanOrEqual(BigInt(report.fields.inner_ns ?? '0') - 1_000n);
       expect(rec.durationNs).toBeLessThanOrEqual(BigInt(report.fields.outer_ns ?? '0') + 1_000n);
       errors.push(Number(rec.durationNs - report.durationNs));
     }
     console.log(`irq-line: irqtrace - selftest duration error (ns): ${distribution(errors)}`);
-    // Both ends are timed at kprobes on function entries (ftrace trampoline,
-    // kprobe dispatch): under TCG the entry path costs 5-8 µs, a little more
-    // at the disable than at the enable, so the median sits 5-7 µs short of
-    // the selftest's own clocks (which the bracket above still holds).
-    const sorted = [...errors].sort((a, b) => a - b);
-    expect(Math.abs(sorted[Math.floor(sorted.length / 2)] ?? NaN)).toBeLessThanOrEqual(10_000);
+    // Both ends are timed at the entries of disable_irq and enable_irq, as
+    // the selftest's clocks are, with both paths warm (a cold first run under
+    // TCG costs ~5 µs more): within 5 µs, every one.
+    for (const error of errors) expect(Math.abs(error)).toBeLessThanOrEqual(5_000);
   });
 
   it('keeps a per-IRQ histogram of every masking', async () => {

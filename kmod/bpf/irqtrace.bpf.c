@@ -1,0 +1,481 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * irqtrace eBPF backend: the kernel module's measurements as BPF programs.
+ *
+ *   irq_disable, irq_enable   exact irqs-off sections, raw tracepoints on
+ *                             preemptirq:irq_disable/irq_enable
+ *   sample                    sampled irqs-off: a perf cpu-clock event per
+ *                             CPU, whose lateness over its grid is the length
+ *                             of the section that held it back
+ *   disable_line, enable_line IRQ-line masking, kprobes on disable_irq*,
+ *                             enable_irq, with the depth per IRQ in a map
+ *
+ * No CO-RE and no kernel BTF: everything comes from helpers and from the
+ * programs' own arguments, so the programs load on kernels built without
+ * DEBUG_INFO_BTF. Records go through one BPF ring buffer, in the uapi layout,
+ * with up to IRQTRACE_MAX_FRAMES frames; the loader trims each stack to start
+ * at the section's site and writes the record with its real size.
+ *
+ * Time: bpf_ktime_get_ns(), CLOCK_MONOTONIC (ktime_get_mono_fast_ns), the
+ * only clock BPF has; it serves for start times and durations alike.
+ */
+#include <stdbool.h>
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/bpf_perf_event.h>
+#include <linux/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "irqtrace_bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct irqtrace_bpf_config cfg = {
+	.threshold_ns = 100000,
+	.period_ns = 1000000,
+	.stacks = 1,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct irqtrace_bpf_cpu);
+} cpu_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, IRQTRACE_BPF_HIST_NR);
+	__type(key, __u32);
+	__type(value, struct irqtrace_bpf_hist_data);
+} hists SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct irqtrace_bpf_counters);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, IRQTRACE_BPF_MAX_IRQS);
+	__type(key, __u32);
+	__type(value, struct irqtrace_bpf_line);
+} lines SEC(".maps");
+
+/* Apart from lines, so that clearing them cannot disturb a depth. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, IRQTRACE_BPF_MAX_IRQS);
+	__type(key, __u32);
+	__type(value, struct irqtrace_bpf_hist_data);
+} line_hists SEC(".maps");
+
+/* irq-line targets when cfg.irqs_all is 0: non-zero for a traced IRQ. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, IRQTRACE_BPF_MAX_IRQS);
+	__type(key, __u32);
+	__type(value, __u8);
+} targets SEC(".maps");
+
+/* Size set by the loader before load (ring_bytes). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} records SEC(".maps");
+
+static __always_inline __u64 log2_u32(__u32 v)
+{
+	__u32 shift, r;
+
+	r = (v > 0xFFFF) << 4;
+	v >>= r;
+	shift = (v > 0xFF) << 3;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xF) << 2;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0x3) << 1;
+	v >>= shift;
+	r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+/* Bucket i holds [2^i, 2^(i+1)) ns; 0 goes to bucket 0, as in the module. */
+static __always_inline __u32 bucket_of(__u64 ns)
+{
+	__u32 hi = ns >> 32;
+
+	return (hi ? log2_u32(hi) + 32 : log2_u32(ns)) & (IRQTRACE_HIST_BUCKETS - 1);
+}
+
+/* A per-CPU histogram, updated with interrupts off: plain arithmetic. */
+static __always_inline void hist_add(__u32 id, __u64 ns)
+{
+	struct irqtrace_bpf_hist_data *h = bpf_map_lookup_elem(&hists, &id);
+
+	if (!h)
+		return;
+	h->buckets[bucket_of(ns)]++;
+	h->sum_ns += ns;
+	if (ns > h->max_ns)
+		h->max_ns = ns;
+}
+
+/* A histogram several CPUs may update at once (irq-line). */
+static __always_inline void hist_add_atomic(struct irqtrace_bpf_hist_data *h, __u64 ns)
+{
+	__u64 max = h->max_ns;
+
+	__sync_fetch_and_add(&h->buckets[bucket_of(ns)], 1);
+	__sync_fetch_and_add(&h->sum_ns, ns);
+	if (ns > max)
+		__sync_val_compare_and_swap(&h->max_ns, max, ns);
+}
+
+static __always_inline struct irqtrace_bpf_counters *my_counters(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&counters, &zero);
+}
+
+static __always_inline struct irqtrace_bpf_cpu *my_state(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&cpu_state, &zero);
+}
+
+static __always_inline bool cpu_wanted(__u32 cpu)
+{
+	if (cpu >= IRQTRACE_BPF_MAX_CPUS)
+		return false;
+	return cfg.cpus[cpu / 64] & (1ULL << (cpu % 64));
+}
+
+static __always_inline bool line_wanted(__u32 irq)
+{
+	__u8 *on;
+
+	if (irq >= IRQTRACE_BPF_MAX_IRQS)
+		return false;
+	if (cfg.irqs_all)
+		return true;
+	on = bpf_map_lookup_elem(&targets, &irq);
+	return on && *on;
+}
+
+/*
+ * A record, reserved at its largest: the loader writes only nr_frames of the
+ * frames. A full ring drops the record and counts it.
+ */
+static __always_inline struct irqtrace_record *reserve(struct irqtrace_bpf_counters *n)
+{
+	struct irqtrace_record *rec;
+
+	rec = bpf_ringbuf_reserve(&records, IRQTRACE_RECORD_MAX_SIZE, 0);
+	if (!rec) {
+		__sync_fetch_and_add(&n->dropped_ring, 1);
+		return NULL;
+	}
+	__builtin_memset(rec, 0, sizeof(*rec));
+	rec->hdr.magic = IRQTRACE_MAGIC_RECORD;
+	rec->hdr.version = IRQTRACE_ABI_VERSION;
+	rec->backend = IRQTRACE_BACKEND_EBPF;
+	return rec;
+}
+
+static __always_inline void submit(struct irqtrace_record *rec, struct irqtrace_bpf_counters *n)
+{
+	rec->hdr.size = IRQTRACE_RECORD_SIZE(rec->nr_frames);
+	bpf_ringbuf_submit(rec, 0);
+	__sync_fetch_and_add(&n->recorded, 1);
+}
+
+/* Stack of the context ctx describes, innermost first. */
+static __always_inline void capture_stack(void *ctx, struct irqtrace_record *rec)
+{
+	long bytes;
+
+	if (!cfg.stacks)
+		return;
+	bytes = bpf_get_stack(ctx, rec->frames, IRQTRACE_MAX_FRAMES * sizeof(__u64), 0);
+	if (bytes > 0)
+		rec->nr_frames = bytes / sizeof(__u64);
+	if (rec->nr_frames == IRQTRACE_MAX_FRAMES)
+		rec->flags |= IRQTRACE_F_STACK_TRUNCATED;
+}
+
+static __always_inline void fill_current(struct irqtrace_record *rec)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	rec->pid = (__u32)pid_tgid;
+	rec->tgid = pid_tgid >> 32;
+	bpf_get_current_comm(rec->comm, sizeof(rec->comm));
+	rec->cgroup_id = bpf_get_current_cgroup_id();
+}
+
+/*
+ * exact. trace_hardirqs_off() fires irq_disable only on the transition to
+ * off and trace_hardirqs_on() fires irq_enable just before the transition
+ * back; neither fires in NMI context. Both run with interrupts off.
+ */
+SEC("raw_tp")
+int irq_disable(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct irqtrace_bpf_cpu *c = my_state();
+
+	if (!c || !cpu_wanted(bpf_get_smp_processor_id()))
+		return 0;
+	c->off_ip = ctx->args[0];
+	c->off_parent_ip = ctx->args[1];
+	c->off_pid_tgid = bpf_get_current_pid_tgid();
+	c->off_task = bpf_get_current_task();
+	/* Last: the start as close to the caller's as the program can get. */
+	c->off_ts = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("raw_tp")
+int irq_enable(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct irqtrace_bpf_counters *n;
+	struct irqtrace_bpf_cpu *c = my_state();
+	struct irqtrace_record *rec;
+	__u64 start, delta;
+	__u32 cpu;
+
+	if (!c)
+		return 0;
+	start = c->off_ts;
+	/* No open section: it began before the programs were attached. */
+	if (!start)
+		return 0;
+	c->off_ts = 0;
+	n = my_counters();
+	if (!n)
+		return 0;
+	/* The idle task is pid 0 on every CPU. */
+	if ((__u32)c->off_pid_tgid == 0 && !cfg.count_idle) {
+		n->idle_excluded++;
+		return 0;
+	}
+	delta = now - start;
+	hist_add(IRQTRACE_BPF_HIST_IRQS_OFF, delta);
+	if (delta < cfg.threshold_ns)
+		return 0;
+
+	rec = reserve(n);
+	if (!rec)
+		return 0;
+	cpu = bpf_get_smp_processor_id();
+	rec->kind = IRQTRACE_KIND_IRQS_OFF;
+	rec->method = IRQTRACE_METHOD_EXACT;
+	rec->flags = IRQTRACE_F_SITES_VALID;
+	rec->cpu = cpu;
+	rec->enable_cpu = cpu;
+	rec->seq = __sync_fetch_and_add(&c->seq, 1) + 1;
+	rec->start_ns = start;
+	rec->duration_ns = delta;
+	rec->disable_ip = c->off_ip;
+	rec->disable_parent_ip = c->off_parent_ip;
+	rec->enable_ip = ctx->args[0];
+	rec->enable_parent_ip = ctx->args[1];
+	fill_current(rec);
+	if (c->off_task != bpf_get_current_task()) {
+		/*
+		 * The section spanned a context switch (__schedule keeps
+		 * interrupts off across it): the opener is known by pid only,
+		 * the closer is current.
+		 */
+		rec->enable_pid = rec->pid;
+		rec->enable_tgid = rec->tgid;
+		__builtin_memcpy(rec->enable_comm, rec->comm, sizeof(rec->comm));
+		rec->flags |= IRQTRACE_F_ENABLER_VALID;
+		rec->pid = (__u32)c->off_pid_tgid;
+		rec->tgid = c->off_pid_tgid >> 32;
+		__builtin_memset(rec->comm, 0, sizeof(rec->comm));
+	}
+	capture_stack(ctx, rec);
+	submit(rec, n);
+	return 0;
+}
+
+/*
+ * sampled. The perf cpu-clock event's hrtimer is forwarded on a fixed grid
+ * of period_ns; the program never sees the expiry, so it tracks the grid:
+ * each sample moves the estimate to the first grid point after now, and a
+ * sample that comes before the estimate (which can only be early by the
+ * estimate's own error) moves the grid back to it. Lateness over the grid
+ * is how long interrupts kept the timer out, give or take a period.
+ */
+SEC("perf_event")
+int sample(struct bpf_perf_event_data *ctx)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u64 period = cfg.period_ns;
+	struct irqtrace_bpf_counters *n;
+	struct irqtrace_bpf_cpu *c = my_state();
+	struct irqtrace_record *rec;
+	__u64 expected, late;
+	__u32 cpu;
+
+	if (!c || !period)
+		return 0;
+	expected = c->expected;
+	if (!expected || now < expected || now - expected > 1000 * period) {
+		/* First sample, or the grid was lost: start it here. */
+		c->expected = now + period;
+		return 0;
+	}
+	late = now - expected;
+	c->expected = expected + (late / period + 1) * period;
+
+	n = my_counters();
+	if (!n)
+		return 0;
+	if ((__u32)bpf_get_current_pid_tgid() == 0 && !cfg.count_idle) {
+		n->idle_excluded++;
+		return 0;
+	}
+	hist_add(IRQTRACE_BPF_HIST_IRQS_OFF, late);
+	if (late < cfg.threshold_ns)
+		return 0;
+
+	rec = reserve(n);
+	if (!rec)
+		return 0;
+	cpu = bpf_get_smp_processor_id();
+	rec->kind = IRQTRACE_KIND_IRQS_OFF;
+	rec->method = IRQTRACE_METHOD_SAMPLED;
+	rec->cpu = cpu;
+	rec->enable_cpu = cpu;
+	rec->seq = __sync_fetch_and_add(&c->seq, 1) + 1;
+	/* The section was first seen at the missed expiry. */
+	rec->start_ns = expected;
+	rec->duration_ns = late;
+	rec->error_ns = period;
+	fill_current(rec);
+	/* Interrupted in the kernel: where interrupts came back on. */
+	if (!(ctx->regs.cs & 3)) {
+		rec->enable_ip = PT_REGS_IP(&ctx->regs);
+		rec->flags = IRQTRACE_F_SITES_VALID;
+	}
+	capture_stack(ctx, rec);
+	submit(rec, n);
+	return 0;
+}
+
+/*
+ * irq-line. The depth per IRQ is the module's, not the kernel's: a section
+ * starts at 0 -> 1 and ends at 1 -> 0, on whatever CPU. An enable at depth 0
+ * (masked before tracing began) is ignored.
+ */
+SEC("kprobe")
+int disable_line(struct pt_regs *ctx)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 irq = PT_REGS_PARM1(ctx);
+	struct irqtrace_bpf_line *st;
+	__u64 site = 0;
+	long bytes;
+
+	if (!line_wanted(irq))
+		return 0;
+	st = bpf_map_lookup_elem(&lines, &irq);
+	if (!st || __sync_fetch_and_add(&st->depth, 1) != 0)
+		return 0;
+	st->start_ns = now;
+	st->pid_tgid = bpf_get_current_pid_tgid();
+	st->cgroup_id = bpf_get_current_cgroup_id();
+	st->cpu = bpf_get_smp_processor_id();
+	bpf_get_current_comm(st->comm, sizeof(st->comm));
+	/* At the function's entry its return address is on top of the stack. */
+	BPF_KPROBE_READ_RET_IP(site, ctx);
+	st->disable_ip = site;
+	st->nr_frames = 0;
+	if (cfg.stacks) {
+		bytes = bpf_get_stack(ctx, st->frames, sizeof(st->frames), 0);
+		if (bytes > 0)
+			st->nr_frames = bytes / sizeof(__u64);
+	}
+	return 0;
+}
+
+SEC("kprobe")
+int enable_line(struct pt_regs *ctx)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 irq = PT_REGS_PARM1(ctx);
+	struct irqtrace_bpf_counters *n;
+	struct irqtrace_bpf_hist_data *h;
+	struct irqtrace_bpf_line *st;
+	struct irqtrace_bpf_cpu *c;
+	struct irqtrace_record *rec;
+	__u64 depth, delta, site = 0;
+	int tries;
+
+	if (!line_wanted(irq))
+		return 0;
+	st = bpf_map_lookup_elem(&lines, &irq);
+	if (!st)
+		return 0;
+	for (tries = 0; tries < 8; tries++) {
+		depth = st->depth;
+		if (depth == 0)
+			return 0;
+		if (__sync_val_compare_and_swap(&st->depth, depth, depth - 1) == depth)
+			break;
+	}
+	if (tries == 8 || depth != 1)
+		return 0;
+
+	delta = now - st->start_ns;
+	h = bpf_map_lookup_elem(&line_hists, &irq);
+	if (h)
+		hist_add_atomic(h, delta);
+	if (delta < cfg.threshold_ns)
+		return 0;
+	n = my_counters();
+	c = my_state();
+	if (!n || !c)
+		return 0;
+	rec = reserve(n);
+	if (!rec)
+		return 0;
+	BPF_KPROBE_READ_RET_IP(site, ctx);
+	rec->kind = IRQTRACE_KIND_IRQ_LINE;
+	rec->method = IRQTRACE_METHOD_EXACT;
+	rec->flags = IRQTRACE_F_SITES_VALID | IRQTRACE_F_ENABLER_VALID;
+	rec->cpu = st->cpu;
+	rec->enable_cpu = bpf_get_smp_processor_id();
+	rec->irq = irq;
+	rec->seq = __sync_fetch_and_add(&c->seq, 1) + 1;
+	rec->start_ns = st->start_ns;
+	rec->duration_ns = delta;
+	rec->cgroup_id = st->cgroup_id;
+	rec->pid = (__u32)st->pid_tgid;
+	rec->tgid = st->pid_tgid >> 32;
+	__builtin_memcpy(rec->comm, st->comm, sizeof(rec->comm));
+	rec->disable_ip = st->disable_ip;
+	rec->enable_ip = site;
+	{
+		__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+		rec->enable_pid = (__u32)pid_tgid;
+		rec->enable_tgid = pid_tgid >> 32;
+		bpf_get_current_comm(rec->enable_comm, sizeof(rec->enable_comm));
+	}
+	rec->nr_frames = st->nr_frames <= IRQTRACE_MAX_FRAMES ? st->nr_frames : 0;
+	__builtin_memcpy(rec->frames, st->frames, sizeof(st->frames));
+	submit(rec, n);
+	return 0;
+}

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * irqtrace eBPF backend: what the BPF programs (irqtrace.bpf.c) and their
+ * loader (irqtrace-bpf.c) share besides the uapi record format.
+ */
+#ifndef _IRQTRACE_BPF_H
+#define _IRQTRACE_BPF_H
+
+#include "../include/uapi/irqtrace.h"
+
+/* CPUs and IRQ lines the programs can tell apart. */
+#define IRQTRACE_BPF_MAX_CPUS		256
+#define IRQTRACE_BPF_MAX_IRQS		4096
+
+/* Index of the per-CPU histograms in the hists map. */
+enum irqtrace_bpf_hist {
+	IRQTRACE_BPF_HIST_IRQS_OFF,
+	IRQTRACE_BPF_HIST_SOFTIRQS_OFF,
+	IRQTRACE_BPF_HIST_NR,
+};
+
+/*
+ * Configuration the programs read on every event. It lives in .data, which
+ * the loader maps: a change takes effect on the next event, without reload.
+ */
+struct irqtrace_bpf_config {
+	__u64 threshold_ns;
+	__u64 period_ns;
+	__u32 stacks;		/* capture kernel stacks in records */
+	__u32 count_idle;	/* measure the idle task's sections too */
+	__u32 irqs_all;		/* irq-line: every IRQ, else the targets map */
+	__u32 reserved;
+	__u64 cpus[IRQTRACE_BPF_MAX_CPUS / 64];	/* bitmap of CPUs measured */
+};
+
+struct irqtrace_bpf_hist_data {
+	__u64 sum_ns;
+	__u64 max_ns;
+	__u64 buckets[IRQTRACE_HIST_BUCKETS];
+};
+
+struct irqtrace_bpf_counters {
+	__u64 recorded;
+	__u64 dropped_ring;
+	__u64 idle_excluded;
+};
+
+/* Per-CPU state of the exact and sampled methods. */
+struct irqtrace_bpf_cpu {
+	__u64 off_ts;		/* exact: open section's start, 0 when none */
+	__u64 off_ip;
+	__u64 off_parent_ip;
+	__u64 off_pid_tgid;
+	__u64 off_task;		/* exact: the task that opened the section */
+	__u64 expected;		/* sampled: next expiry of the perf timer's grid */
+	__u64 seq;		/* records emitted on this CPU */
+};
+
+/* One IRQ line's state: depth and the task and stack that took it 0 -> 1. */
+struct irqtrace_bpf_line {
+	__u64 depth;
+	__u64 start_ns;
+	__u64 pid_tgid;
+	__u64 cgroup_id;
+	__u64 disable_ip;
+	__u32 cpu;
+	__u32 nr_frames;
+	char comm[IRQTRACE_COMM_LEN];
+	__u64 frames[IRQTRACE_MAX_FRAMES];
+};
+
+#endif /* _IRQTRACE_BPF_H */

@@ -1,0 +1,159 @@
+// The eBPF backend on the project's tracing kernel: exact method against the
+// selftest's ground truth, cross-checked with the kernel module on the same
+// workload; refusals; nothing left attached after SIGTERM.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Backend, Kind, Method, RecordFlag } from '@irqtrace/agent';
+import type { Kallsyms, SectionRecord } from '@irqtrace/agent';
+import { Vm } from '../../test/vm/vm.js';
+import { BpfLoader } from './bpf_loader.js';
+import { Rig, distribution, matching, must } from './harness.js';
+import type { Report } from './harness.js';
+
+const THRESHOLD_NS = 100_000;
+const WORKLOAD = ['irqoff 150 0', 'irqoff 1000 1', 'irqoff 5000 0', 'irqoff 150 1', 'irqoff 1000 0', 'irqoff 5000 1'];
+
+let vm: Vm;
+let rig: Rig;
+let loader: BpfLoader;
+let syms: Kallsyms;
+let bpfReports: Report[] = [];
+let bpfRecs: SectionRecord[] = [];
+let kmodReports: Report[] = [];
+let kmodRecs: SectionRecord[] = [];
+
+/** Every report's one matching record, and its error against the selftest. */
+function errorsOf(reports: Report[], recs: SectionRecord[]): number[] {
+  return reports.map((report) => {
+    const found = matching(recs, report, Kind.IrqsOff);
+    expect(found, `one record for ${JSON.stringify(report.fields)}`).toHaveLength(1);
+    return Number(must(found[0]).durationNs - report.durationNs);
+  });
+}
+
+beforeAll(async () => {
+  // Multi-threaded TCG, as exact.test.ts, for the same reason.
+  vm = await Vm.boot({ flavour: 'tracing' });
+  console.log(`bpf_jit_enable=${(await vm.exec('cat /proc/sys/net/core/bpf_jit_enable')).stdout.trim()}`);
+  rig = await Rig.create(vm);
+  loader = await BpfLoader.create(vm);
+  syms = await rig.kallsyms();
+
+  // The module first, then eBPF, on the same workload.
+  await rig.load({ method: 'exact', threshold_ns: THRESHOLD_NS, softirqs: false, irqs: 'none' });
+  await rig.irqburn('irqoff 150 0', 'irqoff 150 1', 'irqoff 20 0', 'irqoff 20 1');
+  await rig.startReader();
+  kmodReports = await rig.irqburn(...WORKLOAD);
+  kmodRecs = await rig.stopReader();
+  await rig.unload();
+
+  await loader.start({ method: 'exact', threshold_ns: THRESHOLD_NS });
+  await rig.irqburn('irqoff 150 0', 'irqoff 150 1', 'irqoff 20 0', 'irqoff 20 1');
+  bpfReports = await rig.irqburn(...WORKLOAD);
+  await new Promise((r) => setTimeout(r, 500));
+  bpfRecs = await loader.records();
+});
+
+afterAll(async () => {
+  await vm.stop();
+});
+
+describe('the eBPF backend, exact, on a kernel with the preemptirq tracepoints', () => {
+  it('records every selftest section once, with task, CPU, sites and stack', () => {
+    const errors = errorsOf(bpfReports, bpfRecs);
+    console.log(`ebpf exact: irqtrace-bpf - selftest duration (ns): ${distribution(errors)}`);
+    console.log(`ebpf exact: per section: ${bpfReports.map((r, i) => `${r.durationNs}:${errors[i]}`).join(' ')}`);
+    bpfReports.forEach((report, i) => {
+      const rec = must(matching(bpfRecs, report, Kind.IrqsOff)[0]);
+      expect(rec).toMatchObject({ backend: Backend.Ebpf, method: Method.Exact, comm: 'irqburn', pid: report.pid, cpu: report.cpu, enableCpu: report.cpu });
+      expect(rec.flags & RecordFlag.SitesValid).toBeTruthy();
+      expect(syms.lookup(rec.disableIp)?.name).toMatch(/^irqburn_irqs_off/);
+      expect(syms.lookup(rec.enableIp)?.name).toMatch(/^irqburn_irqs_off/);
+      const stack = rec.frames.map((f) => syms.lookup(f)?.name ?? '?');
+      expect(stack.join(' ')).toMatch(/^irqburn_irqs_off\S* (run_command\S* )?selftest_write .*vfs_write/);
+      // The programs sit outside the selftest's clocks, as the module's probes do.
+      const error = errors[i] ?? NaN;
+      expect(error).toBeGreaterThanOrEqual(0);
+      expect(error).toBeLessThanOrEqual(Math.max(5_000, Number(report.durationNs) / 100));
+    });
+  });
+
+  it('finds the same sections as the kernel module on the same workload', () => {
+    const kmodErrors = errorsOf(kmodReports, kmodRecs);
+    const bpfErrors = errorsOf(bpfReports, bpfRecs);
+    console.log(`cross-check: kmod ${distribution(kmodErrors)} | ebpf ${distribution(bpfErrors)}`);
+    // Both saw every selftest section (errorsOf checks one match each): the same set.
+    expect(kmodErrors).toHaveLength(WORKLOAD.length);
+    expect(bpfErrors).toHaveLength(WORKLOAD.length);
+    for (const [i, report] of kmodReports.entries()) {
+      const kmod = must(matching(kmodRecs, report, Kind.IrqsOff)[0]);
+      const bpf = must(matching(bpfRecs, must(bpfReports[i]), Kind.IrqsOff)[0]);
+      expect(bpf.cpu).toBe(kmod.cpu);
+      // Same section length asked for: each within its tolerance of its own truth (above),
+      // so within both tolerances of each other's truth-relative error.
+      expect(Math.abs(Number(bpf.durationNs - must(bpfReports[i]).durationNs) - Number(kmod.durationNs - report.durationNs))).toBeLessThanOrEqual(
+        2 * Math.max(5_000, Number(report.durationNs) / 100),
+      );
+    }
+  });
+
+  it('counts a 20 µs section in its histogram bucket, not as a record', async () => {
+    const cpu = 1;
+    const before = await loader.stats();
+    const burns = await rig.irqburn(...Array.from({ length: 10 }, () => `irqoff 20 ${cpu}`));
+    const after = await loader.stats();
+    const hist = (s: typeof before) => s.hists.find((h) => h.kind === Kind.IrqsOff && h.cpu === cpu);
+    expect(hist(after)?.backend).toBe(Backend.Ebpf);
+    // The measurement lies between the burn's inner and outer clocks: so does its bucket.
+    const bucketOf = (ns: bigint) => ns.toString(2).length - 1;
+    const grew = (lo: number, hi: number) => {
+      let n = 0n;
+      for (let i = lo; i <= hi; i++) n += (hist(after)?.buckets[i] ?? 0n) - (hist(before)?.buckets[i] ?? 0n);
+      return n;
+    };
+    const lo = Math.min(...burns.map((b) => bucketOf(b.durationNs)));
+    const hi = Math.max(...burns.map((b) => bucketOf(BigInt(b.fields.outer_ns ?? '0'))));
+    expect(hi - lo).toBeLessThanOrEqual(1);
+    expect(grew(lo, hi)).toBeGreaterThanOrEqual(BigInt(burns.length));
+    const recs = await loader.records();
+    for (const b of burns) expect(matching(recs, b, Kind.IrqsOff)).toHaveLength(0);
+    const counters = after.counters.find((c) => c.cpu === cpu);
+    expect(counters?.seen).toBeGreaterThan(before.counters.find((c) => c.cpu === cpu)?.seen ?? 0n);
+  });
+
+  it('changes threshold at run time and refuses bad lines, still running', async () => {
+    expect(await loader.command('threshold_ns=2000000')).toMatch(/ok method=exact .*threshold_ns=2000000/);
+    const [short] = await rig.irqburn('irqoff 1000 0');
+    expect(await loader.command('threshold_ns=5')).toMatch(/refused: threshold_ns: '5' is outside/);
+    expect(await loader.command('bogus=1')).toMatch(/refused: 'bogus' is not a setting/);
+    expect(await loader.command('ring_bytes=8192')).toMatch(/refused: ring_bytes: can only be set at start/);
+    expect(await loader.command('threshold_ns=100000')).toMatch(/^irqtrace-bpf: ok/);
+    const [long] = await rig.irqburn('irqoff 1000 0');
+    const recs = await loader.records();
+    expect(matching(recs, must(short), Kind.IrqsOff)).toHaveLength(0);
+    expect(matching(recs, must(long), Kind.IrqsOff)).toHaveLength(1);
+  });
+
+  it('detaches everything on SIGTERM', async () => {
+    const listed = async () => (await vm.execHost('bpftool prog show')).stdout;
+    expect(await listed()).toMatch(/irq_enable/);
+    const exit = await loader.stop('TERM');
+    expect(exit.code).toBe(0);
+    expect(exit.stderr).toMatch(/stopped: \d+ records/);
+    expect(await listed()).not.toMatch(/irq_disable|irq_enable|disable_line|enable_line|\bsample\b/);
+  });
+
+  it('refuses bad configuration at start with a one-line reason', async () => {
+    const bad = await loader.runOnce({ method: 'fast' });
+    expect(bad).toMatchObject({ code: 2, stderr: "irqtrace-bpf: method: 'fast' is not auto, exact, sampled or off" });
+    expect(await loader.runOnce({ period_ns: 10 })).toMatchObject({ code: 2 });
+    expect(await loader.runOnce({ irqs: '1-x' })).toMatchObject({ code: 2 });
+    expect((await loader.runOnce({ softirqs: 1 })).stderr).toMatch(/cannot measure softirqs off/);
+  });
+
+  it('stops at the end of stdin too', async () => {
+    await loader.start({ method: 'exact', irqs: 'all' });
+    const exit = await loader.stop('eof');
+    expect(exit.code).toBe(0);
+    expect((await vm.execHost('bpftool prog show')).stdout).not.toMatch(/irq_enable|enable_line/);
+  });
+});

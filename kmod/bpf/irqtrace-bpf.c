@@ -22,7 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/perf_event.h>
@@ -93,7 +93,6 @@ struct attached {
 	bool lines;
 };
 
-static volatile sig_atomic_t exiting;
 static bool verbose;
 static struct irqtrace_bpf *skel;
 static struct attached now;
@@ -118,11 +117,6 @@ static int print_libbpf(enum libbpf_print_level level, const char *fmt, va_list 
 	if (!verbose)
 		return 0;
 	return vfprintf(stderr, fmt, ap);
-}
-
-static void on_signal(int sig)
-{
-	exiting = 1;
 }
 
 /* "0-3,6" into a bitmap of at most max bits; false on a bad list. */
@@ -737,9 +731,15 @@ static void settings_default(struct settings *s)
 	s->ring_bytes = 4 << 20;
 }
 
-static int load(const struct settings *s)
+static int load_programs(const struct settings *s)
 {
 	int err;
+
+	/* The sysctl exists exactly when the kernel has the bpf() syscall. */
+	if (access("/proc/sys/kernel/unprivileged_bpf_disabled", F_OK)) {
+		say("this kernel has no BPF (needs CONFIG_BPF_SYSCALL)");
+		return EXIT_UNSUPPORTED;
+	}
 
 	skel = irqtrace_bpf__open();
 	if (!skel) {
@@ -753,8 +753,6 @@ static int load(const struct settings *s)
 		return 0;
 	if (err == -EPERM || err == -EACCES)
 		say("cannot load BPF programs: %s (needs root, or CAP_BPF and CAP_PERFMON)", strerror(-err));
-	else if (err == -ENOSYS)
-		say("this kernel has no BPF (needs CONFIG_BPF_SYSCALL)");
 	else
 		say("the kernel refused the BPF programs: %s (run with -v for the verifier's log)", strerror(-err));
 	return exit_code_for(err);
@@ -762,8 +760,10 @@ static int load(const struct settings *s)
 
 int main(int argc, char **argv)
 {
-	struct sigaction sa = { .sa_handler = on_signal };
 	static struct settings s;
+	struct signalfd_siginfo si;
+	sigset_t stop_signals;
+	int sfd;
 	struct ring_buffer *rb = NULL;
 	char why[256], text[256], line[4096];
 	size_t used = 0;
@@ -791,11 +791,19 @@ int main(int argc, char **argv)
 		now.sampled_fd[i] = -1;
 	now.irqs_off = "off";
 
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	/* SIGTERM and SIGINT arrive as readable data in the poll loop. */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	sigprocmask(SIG_BLOCK, &stop_signals, NULL);
+	sfd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+	if (sfd < 0) {
+		say("signalfd: %s", strerror(errno));
+		return EXIT_IO;
+	}
 	signal(SIGPIPE, SIG_IGN);
 
-	code = load(&s);
+	code = load_programs(&s);
 	if (code)
 		goto out;
 	err = apply(&s, why, sizeof(why));
@@ -813,19 +821,22 @@ int main(int argc, char **argv)
 	describe(&s, text, sizeof(text));
 	say("tracing: %s", text);
 
-	while (!exiting) {
-		struct pollfd fds[2] = {
+	for (;;) {
+		struct pollfd fds[3] = {
 			{ .fd = ring_buffer__epoll_fd(rb), .events = POLLIN },
 			{ .fd = STDIN_FILENO, .events = POLLIN },
+			{ .fd = sfd, .events = POLLIN },
 		};
 
-		if (poll(fds, 2, 100) < 0 && errno != EINTR) {
+		if (poll(fds, 3, 100) < 0 && errno != EINTR) {
 			say("poll: %s", strerror(errno));
 			code = EXIT_IO;
 			break;
 		}
 		ring_buffer__consume(rb);
 		fflush(stdout);
+		if ((fds[2].revents & POLLIN) && read(sfd, &si, sizeof(si)) == sizeof(si))
+			break;
 		if (fds[1].revents & (POLLIN | POLLHUP)) {
 			ssize_t got = read(STDIN_FILENO, line + used, sizeof(line) - 1 - used);
 			char *start, *nl;

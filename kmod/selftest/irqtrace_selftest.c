@@ -159,7 +159,7 @@ static noinline int irqburn_mask_line(unsigned int irq, u64 usec, unsigned int n
 	 */
 	this_cpu = raw_smp_processor_id();
 	/* Warm the disable and enable paths on this CPU (see irqburn_enable_line). */
-	disable_irq_nosync(irq);
+	disable_irq(irq);
 	enable_irq(irq);
 	start = ktime_get_mono_fast_ns();
 	disable_irq(irq);

@@ -504,6 +504,7 @@ static int apply(const struct settings *s, char *why, size_t len)
 	cfg->stacks = s->stacks;
 	cfg->count_idle = s->idle;
 	memcpy(cfg->cpus, s->cpus, sizeof(cfg->cpus));
+	cfg->all_cpus = !strcmp(s->cpus_text, "all");
 	cfg->irqs_all = s->irqs_all;
 	for (irq = 0; irq < IRQTRACE_BPF_MAX_IRQS; irq++) {
 		__u8 on = s->irqs[irq];

@@ -35,6 +35,7 @@ struct irqtrace_bpf_config cfg = {
 	.threshold_ns = 100000,
 	.period_ns = 1000000,
 	.stacks = 1,
+	.all_cpus = 1,
 };
 
 struct {
@@ -232,12 +233,11 @@ int irq_disable(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct irqtrace_bpf_cpu *c = my_state();
 
-	if (!c || !cpu_wanted(bpf_get_smp_processor_id()))
+	if (!c || (!cfg.all_cpus && !cpu_wanted(bpf_get_smp_processor_id())))
 		return 0;
 	c->off_ip = ctx->args[0];
 	c->off_parent_ip = ctx->args[1];
 	c->off_pid_tgid = bpf_get_current_pid_tgid();
-	c->off_task = bpf_get_current_task();
 	/* Last: the start as close to the caller's as the program can get. */
 	c->off_ts = bpf_ktime_get_ns();
 	return 0;
@@ -260,12 +260,11 @@ int irq_enable(struct bpf_raw_tracepoint_args *ctx)
 	if (!start)
 		return 0;
 	c->off_ts = 0;
-	n = my_counters();
-	if (!n)
-		return 0;
 	/* The idle task is pid 0 on every CPU. */
 	if ((__u32)c->off_pid_tgid == 0 && !cfg.count_idle) {
-		n->idle_excluded++;
+		n = my_counters();
+		if (n)
+			n->idle_excluded++;
 		return 0;
 	}
 	delta = now - start;
@@ -273,6 +272,9 @@ int irq_enable(struct bpf_raw_tracepoint_args *ctx)
 	if (delta < cfg.threshold_ns)
 		return 0;
 
+	n = my_counters();
+	if (!n)
+		return 0;
 	rec = reserve(n);
 	if (!rec)
 		return 0;
@@ -290,12 +292,12 @@ int irq_enable(struct bpf_raw_tracepoint_args *ctx)
 	rec->enable_ip = ctx->args[0];
 	rec->enable_parent_ip = ctx->args[1];
 	fill_current(rec);
-	if (c->off_task != bpf_get_current_task()) {
-		/*
-		 * The section spanned a context switch (__schedule keeps
-		 * interrupts off across it): the opener is known by pid only,
-		 * the closer is current.
-		 */
+	/*
+	 * Another pid closes it: the section spanned a context switch
+	 * (__schedule keeps interrupts off across it). The opener is known by
+	 * pid only; the closer is current.
+	 */
+	if (rec->pid != (__u32)c->off_pid_tgid) {
 		rec->enable_pid = rec->pid;
 		rec->enable_tgid = rec->tgid;
 		__builtin_memcpy(rec->enable_comm, rec->comm, sizeof(rec->comm));

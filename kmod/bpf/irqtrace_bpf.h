@@ -29,7 +29,7 @@ struct irqtrace_bpf_config {
 	__u32 stacks;		/* capture kernel stacks in records */
 	__u32 count_idle;	/* measure the idle task's sections too */
 	__u32 irqs_all;		/* irq-line: every IRQ, else the targets map */
-	__u32 reserved;
+	__u32 all_cpus;		/* every CPU: no need to look at cpus */
 	__u64 cpus[IRQTRACE_BPF_MAX_CPUS / 64];	/* bitmap of CPUs measured */
 };
 
@@ -50,8 +50,7 @@ struct irqtrace_bpf_cpu {
 	__u64 off_ts;		/* exact: open section's start, 0 when none */
 	__u64 off_ip;
 	__u64 off_parent_ip;
-	__u64 off_pid_tgid;
-	__u64 off_task;		/* exact: the task that opened the section */
+	__u64 off_pid_tgid;	/* exact: the task that opened the section */
 	__u64 expected;		/* sampled: next expiry of the perf timer's grid */
 	__u64 seq;		/* records emitted on this CPU */
 };

@@ -6,5 +6,13 @@ export {
 export type { FieldLayout, StructLayout } from './records/layout.js';
 export { decodeItems, decodeAll, DecodeError } from './records/decode.js';
 export type { Item, SectionRecord, HistItem, CountersItem } from './records/decode.js';
+export { ItemStreamDecoder } from './records/stream.js';
 export { Kallsyms } from './symbols/kallsyms.js';
 export type { Symbol } from './symbols/kallsyms.js';
+export { attributeCgroup, cgroupPathOf } from './attribution/cgroup.js';
+export type { CgroupAttribution } from './attribution/cgroup.js';
+export { procFs } from './attribution/procfs.js';
+export type { ProcFs } from './attribution/procfs.js';
+export { TaskAttributor } from './attribution/tasks.js';
+export { enrich } from './attribution/enrich.js';
+export type { Enrichment } from './attribution/enrich.js';

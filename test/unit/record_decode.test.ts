@@ -2,7 +2,7 @@
 // a DecodeError (never another exception, never a hang) on anything else.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ABI_VERSION, COUNTERS, DecodeError, HIST, Kind, MAGIC, Method, RECORD, decodeAll, decodeItems } from '@irqtrace/agent';
+import { ABI_VERSION, COUNTERS, DecodeError, HIST, ItemStreamDecoder, Kind, MAGIC, Method, RECORD, decodeAll, decodeItems } from '@irqtrace/agent';
 
 function record(nrFrames: number, fill: Partial<Record<'pid' | 'cpu', number>> = {}): Buffer {
   const b = Buffer.alloc(RECORD.size + 8 * nrFrames);
@@ -114,5 +114,33 @@ describe('decoding the uapi stream', () => {
       ),
       { numRuns: 2000 },
     );
+  });
+
+  it('streams: any chunking gives the items of the whole', () => {
+    const whole = Buffer.concat([record(3), counters(1), hist(), record(0), record(32), counters(7)]);
+    const expected = decodeAll(whole);
+    fc.assert(
+      fc.property(fc.array(fc.nat(whole.length), { maxLength: 12 }), (cuts) => {
+        const points = [...new Set([0, ...cuts, whole.length])].sort((a, b) => a - b);
+        const decoder = new ItemStreamDecoder();
+        const got = [];
+        for (let i = 1; i < points.length; i++) got.push(...decoder.push(whole.subarray(points[i - 1], points[i])));
+        decoder.end();
+        expect(got).toEqual(expected);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('streams: a bad item ends the stream with its position in the stream', () => {
+    const bad = counters(2);
+    bad.writeUInt8(7, COUNTERS.fields.backend.offset);
+    const decoder = new ItemStreamDecoder();
+    expect(decoder.push(record(1))).toHaveLength(1);
+    expect(() => decoder.push(bad)).toThrow(new RegExp(`invalid backend 7 at byte ${RECORD.size + 8}$`));
+    const cut = new ItemStreamDecoder();
+    cut.push(record(2).subarray(0, 50));
+    expect(cut.buffered).toBe(50);
+    expect(() => { cut.end(); }).toThrow(/stream ended inside an item \(50 bytes\)/);
   });
 });

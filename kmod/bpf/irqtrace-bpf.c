@@ -610,15 +610,15 @@ static void fill_hist(struct irqtrace_hist *out, __u8 kind, __u8 method,
 }
 
 /* Counters per CPU, then each CPU's histograms, then each IRQ line's: as the module. */
-static void write_stats(void)
+static int write_stats(void)
 {
 	struct irqtrace_bpf_hist_data *hists = calloc(nr_cpus * IRQTRACE_BPF_HIST_NR, sizeof(*hists));
 	struct irqtrace_bpf_counters *counters = calloc(nr_cpus, sizeof(*counters));
 	__u8 method = strcmp(now.irqs_off, "exact") ? IRQTRACE_METHOD_SAMPLED : IRQTRACE_METHOD_EXACT;
 	struct irqtrace_bpf_hist_data line;
 	struct irqtrace_hist h;
+	int cpu, items = 0;
 	__u32 key, irq;
-	int cpu;
 
 	if (!hists || !counters) {
 		say("stats: out of memory");
@@ -641,15 +641,18 @@ static void write_stats(void)
 		for (key = 0; key < IRQTRACE_BPF_HIST_NR; key++)
 			c.seen += hist_count(&hists[key * nr_cpus + cpu]);
 		write_out(&c, sizeof(c));
+		items++;
 	}
 	for (cpu = 0; cpu < nr_cpus; cpu++) {
 		fill_hist(&h, IRQTRACE_KIND_IRQS_OFF, method, &hists[IRQTRACE_BPF_HIST_IRQS_OFF * nr_cpus + cpu]);
 		h.cpu = cpu;
 		write_out(&h, sizeof(h));
+		items++;
 		fill_hist(&h, IRQTRACE_KIND_SOFTIRQS_OFF, IRQTRACE_METHOD_SAMPLED,
 			  &hists[IRQTRACE_BPF_HIST_SOFTIRQS_OFF * nr_cpus + cpu]);
 		h.cpu = cpu;
 		write_out(&h, sizeof(h));
+		items++;
 	}
 	for (irq = 0; irq < IRQTRACE_BPF_MAX_IRQS; irq++) {
 		if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.line_hists), &irq, &line) || !hist_count(&line))
@@ -657,11 +660,13 @@ static void write_stats(void)
 		fill_hist(&h, IRQTRACE_KIND_IRQ_LINE, IRQTRACE_METHOD_EXACT, &line);
 		h.irq = irq;
 		write_out(&h, sizeof(h));
+		items++;
 	}
 	fflush(stdout);
 out:
 	free(hists);
 	free(counters);
+	return items;
 }
 
 static void clear_stats(void)
@@ -694,8 +699,8 @@ static void on_command(struct settings *s, char *line)
 	if (!n)
 		return;
 	if (!strcmp(line, "stats")) {
-		write_stats();
-		say("ok stats");
+		/* The count lets a reader of both pipes know when it has them all. */
+		say("ok stats items=%d", write_stats());
 		return;
 	}
 	if (!strcmp(line, "clear")) {

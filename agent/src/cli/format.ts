@@ -1,0 +1,66 @@
+// Text for people: durations, the live table of violations, and log2
+// histograms drawn as bars (the look of bcc's tools).
+import type { HistItem } from '../records/decode.js';
+import { Kind, Method } from '../records/layout.js';
+
+/** 950 -> "950 ns", 1_500 -> "1.50 µs", 5_012_345 -> "5.01 ms". */
+export function formatNs(ns: bigint | number): string {
+  const n = Number(ns);
+  if (n < 1_000) return `${n} ns`;
+  if (n < 1_000_000) return `${(n / 1_000).toFixed(n < 10_000 ? 2 : 1)} µs`;
+  if (n < 1_000_000_000) return `${(n / 1_000_000).toFixed(n < 10_000_000 ? 2 : 1)} ms`;
+  return `${(n / 1_000_000_000).toFixed(2)} s`;
+}
+
+/** Lower edge of log2 bucket i, compact: 1 ns .. 512 ms. */
+function edge(i: number): string {
+  const n = 2 ** i;
+  if (n < 1_000) return `${n} ns`;
+  if (n < 1_000_000) return `${Math.round(n / 1_000)} µs`;
+  if (n < 1_000_000_000) return `${Math.round(n / 1_000_000)} ms`;
+  return `${Math.round(n / 1_000_000_000)} s`;
+}
+
+export const KIND_NAMES: Record<Kind, string> = {
+  [Kind.IrqsOff]: 'irqs-off',
+  [Kind.SoftirqsOff]: 'softirqs-off',
+  [Kind.IrqLine]: 'irq-line',
+};
+
+export const METHOD_NAMES: Record<Method, string> = { [Method.Exact]: 'exact', [Method.Sampled]: 'sampled' };
+
+/** One histogram as a bar chart; empty string when it counted nothing. */
+export function formatHistogram(h: HistItem, width = 40): string {
+  if (h.count === 0n) return '';
+  const first = h.buckets.findIndex((b) => b > 0n);
+  const last = h.buckets.length - 1 - [...h.buckets].reverse().findIndex((b) => b > 0n);
+  const peak = h.buckets.reduce((a, b) => (b > a ? b : a), 0n);
+  const who = h.kind === Kind.IrqLine ? `IRQ ${h.irq}` : `CPU ${h.cpu}`;
+  const lines = [
+    `${KIND_NAMES[h.kind]} ${who} (${METHOD_NAMES[h.method]}): ${h.count} sections, mean ${formatNs(h.sumNs / h.count)}, max ${formatNs(h.maxNs)}`,
+    `${'range'.padStart(21)}  ${'count'.padStart(10)}  distribution`,
+  ];
+  for (let i = first; i <= last; i++) {
+    const n = h.buckets[i] ?? 0n;
+    const bar = Math.round((Number(n) / Number(peak)) * width);
+    lines.push(`${edge(i).padStart(8)} .. ${edge(i + 1).padEnd(8)}  ${String(n).padStart(10)}  |${'*'.repeat(bar).padEnd(width)}|`);
+  }
+  return lines.join('\n');
+}
+
+export interface ViolationRow {
+  time: string;
+  kind: string;
+  cpu: string;
+  duration: string;
+  task: string;
+  where: string;
+  frames: string;
+}
+
+export const VIOLATION_HEADER: ViolationRow = { time: 'TIME', kind: 'KIND', cpu: 'CPU', duration: 'DURATION', task: 'TASK', where: 'POD/CONTAINER', frames: 'TOP FRAMES' };
+
+/** One aligned line of the live table. */
+export function formatRow(r: ViolationRow): string {
+  return [r.time.padEnd(12), r.kind.padEnd(14), r.cpu.padStart(3), r.duration.padStart(10), r.task.padEnd(24), r.where.padEnd(20), r.frames].join(' ');
+}

@@ -1,0 +1,203 @@
+// `irqtrace record`: trace this machine, print violations as they happen
+// (a table, or one JSON object per event), and the histograms at the end.
+import { irqtrace } from '@irqtrace/proto';
+import { enrich } from '../attribution/enrich.js';
+import { procFs } from '../attribution/procfs.js';
+import { TaskAttributor } from '../attribution/tasks.js';
+import { startBackend } from '../backend/select.js';
+import type { BackendOptions } from '../backend/select.js';
+import { BackendError } from '../backend/types.js';
+import { ConfigError, DEFAULT_KERNEL_CONFIG, parseDurationNs, validateKernelConfig } from '../config/kernel_config.js';
+import type { BackendChoice, KernelConfig, MethodChoice } from '../config/kernel_config.js';
+import { toEvent } from '../pipeline/event.js';
+import type { SectionRecord } from '../records/decode.js';
+import { Kind } from '../records/layout.js';
+import { SymbolSource } from '../symbols/source.js';
+import { KIND_NAMES, VIOLATION_HEADER, formatHistogram, formatNs, formatRow } from './format.js';
+
+export interface RecordOptions {
+  target: string;
+  threshold: string;
+  method: string;
+  backend: string;
+  period: string;
+  cpus: string;
+  stacks: boolean;
+  softirqs: boolean;
+  duration?: string;
+  json: boolean;
+  module?: string;
+  moduleDir?: string;
+  source?: string;
+  loader?: string;
+  proc: string;
+}
+
+export interface Output {
+  out: NodeJS.WritableStream & { isTTY?: boolean };
+  err: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+/** Records waiting for attribution beyond this are dropped, and counted. */
+const MAX_PENDING = 10_000;
+
+function oneOf<T extends string>(value: string, allowed: readonly T[], setting: string): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new ConfigError(`${setting}: '${value}' is not one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+/** "all" (irqs-off and every IRQ line), "irqs-off", or "irq:N[,irq:M|,M...]". */
+export function parseTarget(text: string): Pick<KernelConfig, 'irqs'> & { irqsOff: boolean } {
+  const t = text.trim();
+  if (t === 'all') return { irqs: 'all', irqsOff: true };
+  if (t === 'irqs-off') return { irqs: 'none', irqsOff: true };
+  const m = /^irq:(\d+(?:,(?:irq:)?\d+)*)$/.exec(t);
+  if (!m?.[1]) throw new ConfigError(`target: '${text}' is not all, irqs-off, or irq:N[,M...]`);
+  return { irqs: m[1].split(',').map((s) => Number(s.replace('irq:', ''))), irqsOff: false };
+}
+
+export function configFromOptions(o: RecordOptions): { cfg: KernelConfig; backend: BackendChoice; durationMs?: number } {
+  const target = parseTarget(o.target);
+  const method = oneOf<MethodChoice>(o.method, ['auto', 'exact', 'sampled', 'off'], 'method');
+  const cfg = validateKernelConfig({
+    ...DEFAULT_KERNEL_CONFIG,
+    method: target.irqsOff ? method : 'off',
+    thresholdNs: parseDurationNs(o.threshold, 'threshold'),
+    periodNs: parseDurationNs(o.period, 'period'),
+    stacks: o.stacks,
+    softirqs: o.softirqs,
+    cpus: o.cpus,
+    irqs: target.irqs,
+  });
+  const backend = oneOf<BackendChoice>(o.backend, ['auto', 'kmod', 'ebpf'], 'backend');
+  const durationMs = o.duration === undefined ? undefined : Number(parseDurationNs(o.duration, 'duration') / 1_000_000n);
+  return { cfg, backend, ...(durationMs === undefined ? {} : { durationMs }) };
+}
+
+/** Wall-clock time of a CLOCK_MONOTONIC instant (Node's hrtime is CLOCK_MONOTONIC). */
+function wallClock(monoNs: bigint): Date {
+  return new Date(Date.now() - Number(process.hrtime.bigint() - monoNs) / 1e6);
+}
+
+export async function record(o: RecordOptions, io: Output = { out: process.stdout, err: process.stderr }): Promise<number> {
+  let parsed: ReturnType<typeof configFromOptions>;
+  try {
+    parsed = configFromOptions(o);
+  } catch (err) {
+    io.err.write(`irqtrace: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const { cfg, backend: choice, durationMs } = parsed;
+  const proc = procFs(o.proc);
+  const symbols = new SymbolSource(proc);
+  await symbols.refresh();
+  const tasks = new TaskAttributor(proc);
+
+  let pending = 0;
+  let dropped = 0;
+  let shown = 0;
+  let chain = Promise.resolve();
+  let failure: Error | undefined;
+  let finish: () => void = () => {};
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+
+  const show = async (rec: SectionRecord): Promise<void> => {
+    const task = await tasks.attribute(rec.pid);
+    const who = {
+      ...(task ? { task } : {}),
+      ...(o.json ? { enrichment: await enrich(proc, rec.pid) } : {}),
+    };
+    const event = toEvent(rec, symbols.symbols, who);
+    shown++;
+    if (o.json) {
+      const object = irqtrace.v1.Event.toObject(irqtrace.v1.Event.fromObject(event), { longs: String, enums: String });
+      io.out.write(`${JSON.stringify(object)}\n`);
+      return;
+    }
+    const frames = rec.frames.slice(0, 3).map((f) => symbols.symbols.lookup(f)?.name ?? `0x${f.toString(16)}`);
+    const where = task?.podUid ? `pod ${task.podUid.slice(0, 8)}` : task?.containerId ? `ctr ${task.containerId.slice(0, 12)}` : '-';
+    const time = wallClock(rec.startNs).toISOString().slice(11, 23);
+    const kind = rec.kind === Kind.IrqLine ? `irq-line ${rec.irq}` : KIND_NAMES[rec.kind];
+    if (io.err.isTTY) io.err.write('\r\x1b[K');
+    io.out.write(`${formatRow({ time, kind, cpu: String(rec.cpu), duration: formatNs(rec.durationNs), task: `${rec.comm || '?'}/${rec.pid}`, where, frames: frames.join(' < ') })}\n`);
+  };
+
+  const sink = {
+    record(rec: SectionRecord) {
+      if (pending >= MAX_PENDING) {
+        dropped++;
+        return;
+      }
+      pending++;
+      chain = chain.then(() => show(rec)).catch((err: unknown) => { io.err.write(`irqtrace: ${String(err)}\n`); }).finally(() => { pending--; });
+    },
+    failed(err: Error) {
+      failure = err;
+      finish();
+    },
+  };
+
+  const options: BackendOptions = {
+    kmod: {
+      ...(o.module ? { modulePath: o.module } : {}),
+      ...(o.moduleDir ? { moduleDir: o.moduleDir } : {}),
+      ...(o.source ? { sourceDir: o.source } : {}),
+    },
+    ebpf: o.loader ? { loaderPath: o.loader } : {},
+  };
+  let started;
+  try {
+    started = await startBackend(choice, cfg, sink, options);
+  } catch (err) {
+    io.err.write(`irqtrace: cannot trace: ${err instanceof BackendError ? err.message : String(err)}\n`);
+    return 3;
+  }
+  const { backend, state } = started;
+  if (state.reason) io.err.write(`irqtrace: ${state.reason}\n`);
+  io.err.write(
+    `irqtrace: tracing with ${state.backend} (irqs-off: ${state.method}, irq lines: ${Array.isArray(cfg.irqs) ? cfg.irqs.join(',') : cfg.irqs}), ` +
+      `threshold ${formatNs(cfg.thresholdNs)}${durationMs === undefined ? '; Ctrl-C to stop' : `, for ${formatNs(BigInt(durationMs) * 1_000_000n)}`}\n`,
+  );
+  if (!o.json) io.out.write(`${formatRow(VIOLATION_HEADER)}\n`);
+
+  const began = Date.now();
+  const progress = io.err.isTTY
+    ? setInterval(() => { io.err.write(`\r\x1b[Kwaiting: ${Math.round((Date.now() - began) / 1000)} s, ${shown} violations`); }, 1000)
+    : undefined;
+  const refresher = setInterval(() => { symbols.refresh().catch(() => {}); }, 10_000);
+  const timer = durationMs === undefined ? undefined : setTimeout(finish, durationMs);
+  const onSignal = (): void => { finish(); };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  await finished;
+  clearInterval(progress);
+  clearInterval(refresher);
+  clearTimeout(timer);
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  if (io.err.isTTY) io.err.write('\r\x1b[K');
+
+  let code = 0;
+  try {
+    const { hists, counters } = await backend.stats();
+    await backend.stop();
+    await chain;
+    if (!o.json) {
+      for (const h of hists) {
+        const text = formatHistogram(h);
+        if (text) io.out.write(`\n${text}\n`);
+      }
+    }
+    const lostKernel = counters.reduce((a, c) => a + c.droppedRing + c.droppedGuard, 0n);
+    io.err.write(`irqtrace: ${shown} violations shown; lost: ${lostKernel} in the kernel, ${dropped} in irqtrace\n`);
+  } catch (err) {
+    io.err.write(`irqtrace: stopping: ${String(err)}\n`);
+    code = 1;
+  }
+  if (failure) {
+    io.err.write(`irqtrace: the record stream failed: ${failure.message}\n`);
+    code = 1;
+  }
+  return code;
+}

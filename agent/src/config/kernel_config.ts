@@ -1,0 +1,75 @@
+// What the kernel side is asked to measure: the module's parameters and the
+// eBPF loader's settings are the same set, written the same way.
+
+export type MethodChoice = 'auto' | 'exact' | 'sampled' | 'off';
+export type BackendChoice = 'auto' | 'kmod' | 'ebpf';
+
+export interface KernelConfig {
+  method: MethodChoice;
+  thresholdNs: bigint;
+  periodNs: bigint;
+  stacks: boolean;
+  idle: boolean;
+  softirqs: boolean;
+  /** 'all' or a CPU list like "0-3,6". */
+  cpus: string;
+  /** IRQ lines for irq-line tracing: 'none', 'all' or numbers. */
+  irqs: 'none' | 'all' | number[];
+}
+
+export const DEFAULT_KERNEL_CONFIG: KernelConfig = {
+  method: 'auto',
+  thresholdNs: 100_000n,
+  periodNs: 1_000_000n,
+  stacks: true,
+  idle: false,
+  softirqs: false,
+  cpus: 'all',
+  irqs: 'none',
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const UNITS: Record<string, bigint> = { ns: 1n, us: 1_000n, µs: 1_000n, ms: 1_000_000n, s: 1_000_000_000n };
+
+/** "500us", "1.5ms", "2s", "100000" (ns) -> ns; ConfigError naming the setting otherwise. */
+export function parseDurationNs(text: string, setting: string): bigint {
+  const m = /^(\d+)(?:\.(\d+))?\s*(ns|us|µs|ms|s)?$/.exec(text.trim());
+  if (!m) throw new ConfigError(`${setting}: '${text}' is not a duration like 500us, 2ms or 100000 (ns)`);
+  const unit = UNITS[m[3] ?? 'ns'] ?? 1n;
+  const frac = m[2] ?? '';
+  const scale = 10n ** BigInt(frac.length);
+  const ns = (BigInt(m[1] ?? '0') * scale + BigInt(frac || '0')) * unit;
+  if (ns % scale !== 0n) throw new ConfigError(`${setting}: '${text}' is finer than a nanosecond`);
+  return ns / scale;
+}
+
+/** Checks the ranges the kernel side enforces, so that a bad value fails here with a clear message. */
+export function validateKernelConfig(c: KernelConfig): KernelConfig {
+  if (c.thresholdNs < 1_000n || c.thresholdNs > 60_000_000_000n) throw new ConfigError(`threshold: ${c.thresholdNs} ns is outside 1µs..60s`);
+  if (c.periodNs < 100_000n || c.periodNs > 1_000_000_000n) throw new ConfigError(`period: ${c.periodNs} ns is outside 100µs..1s`);
+  if (c.cpus !== 'all' && !/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(c.cpus)) throw new ConfigError(`cpus: '${c.cpus}' is not 'all' or a list like 0-3,6`);
+  if (Array.isArray(c.irqs) && c.irqs.some((n) => !Number.isInteger(n) || n < 0 || n > 65535)) {
+    throw new ConfigError(`irqs: ${c.irqs.join(',')} has a value that is not an IRQ number`);
+  }
+  return c;
+}
+
+/** The settings as key=value pairs: module parameters and loader settings alike. */
+export function kernelSettings(c: KernelConfig): Record<string, string> {
+  return {
+    method: c.method,
+    threshold_ns: String(c.thresholdNs),
+    period_ns: String(c.periodNs),
+    stacks: c.stacks ? '1' : '0',
+    idle: c.idle ? '1' : '0',
+    softirqs: c.softirqs ? '1' : '0',
+    cpus: c.cpus,
+    irqs: Array.isArray(c.irqs) ? (c.irqs.length ? c.irqs.join(',') : 'none') : c.irqs,
+  };
+}

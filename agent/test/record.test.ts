@@ -1,0 +1,189 @@
+// `irqtrace record` inside the guests (the host's node over 9p), against the
+// real module and the real eBPF loader, with the selftest's ground truth.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { repoRoot } from '../../test/lib/paths.js';
+import { waitUntil } from '../../test/lib/wait.js';
+import { Vm } from '../../test/vm/vm.js';
+import { buildBpfLoader } from '../../kmod/test/bpf_loader.js';
+import { Rig, must } from '../../kmod/test/harness.js';
+import type { Report } from '../../kmod/test/harness.js';
+
+const CLI = join(repoRoot, 'agent', 'dist', 'cli', 'main.js');
+const RUN = '/run/tmp/irqtrace-cli';
+
+interface JsonEvent {
+  kind: string;
+  method: string;
+  backend: string;
+  cpu?: number;
+  startNs: string;
+  durationNs: string;
+  irq?: number;
+  task: { pid: number; comm: string; cgroupPath?: string };
+  enablingTask?: { pid: number; comm: string };
+  disableSite?: { ip: { symbol?: string } };
+  enableSite?: { ip: { symbol?: string } };
+  stack?: { symbol?: string; address: string }[];
+}
+
+/** Runs `irqtrace record` in the guest's chroot in the background until stop(). */
+class Recording {
+  constructor(private readonly vm: Vm) {}
+
+  async start(args: string): Promise<void> {
+    await this.vm.execHost(
+      `rm -rf ${RUN}; mkdir -p ${RUN}; (node ${CLI} record ${args} > ${RUN}/out 2> ${RUN}/err & echo $! > ${RUN}/pid; wait $!; echo $? > ${RUN}/rc) > /dev/null 2>&1 &`,
+    );
+    await waitUntil('irqtrace record to start tracing', 300_000, async () => {
+      const err = (await this.vm.execHost(`cat ${RUN}/err; cat ${RUN}/rc 2>/dev/null`)).stdout;
+      if (/cannot trace|^\d+$/m.test(err) && !/tracing with/.test(err)) throw new Error(`irqtrace record ended: ${err}`);
+      return /tracing with/.test(err);
+    }, 500);
+  }
+
+  async stop(signal = 'INT'): Promise<{ code: number; out: string; err: string }> {
+    await this.vm.execHost(`sleep 0.5; kill -${signal} $(cat ${RUN}/pid)`);
+    let rc = '';
+    await waitUntil('irqtrace record to exit', 120_000, async () => (rc = (await this.vm.execHost(`cat ${RUN}/rc 2>/dev/null`)).stdout.trim()) !== '');
+    const out = (await this.vm.execHost(`cat ${RUN}/out`)).stdout;
+    const err = (await this.vm.execHost(`cat ${RUN}/err`)).stdout;
+    return { code: Number(rc), out, err };
+  }
+}
+
+function events(out: string): JsonEvent[] {
+  return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as JsonEvent);
+}
+
+/** The events of the selftest's section: its pid, overlapping its span. */
+function matchingEvents(all: JsonEvent[], r: Report, kind: string): JsonEvent[] {
+  const end = r.startNs + r.durationNs;
+  return all.filter((e) => e.kind === kind && e.task.pid === r.pid && BigInt(e.startNs) < end && BigInt(e.startNs) + BigInt(e.durationNs) > r.startNs);
+}
+
+function checkIrqsOff(all: JsonEvent[], reports: Report[], backend: string, method: string): void {
+  for (const r of reports) {
+    const found = matchingEvents(all, r, 'SECTION_KIND_IRQS_OFF');
+    expect(found, `one event for ${JSON.stringify(r.fields)}`).toHaveLength(1);
+    const e = must(found[0]);
+    expect(e).toMatchObject({ backend, method, task: { pid: r.pid, comm: 'irqburn' } });
+    expect(e.cpu ?? 0).toBe(r.cpu);
+    expect(e.enableSite?.ip.symbol).toMatch(/^irqburn_irqs_off/);
+    expect(e.stack?.[0]?.symbol).toMatch(/^irqburn_irqs_off/);
+    expect(e.task.cgroupPath).toMatch(/^\//);
+    if (method === 'METHOD_EXACT') {
+      expect(e.disableSite?.ip.symbol).toMatch(/^irqburn_irqs_off/);
+      const error = Number(BigInt(e.durationNs) - r.durationNs);
+      expect(error).toBeGreaterThanOrEqual(0);
+      expect(error).toBeLessThanOrEqual(Math.max(5_000, Number(r.durationNs) / 100));
+    }
+  }
+}
+
+beforeAll(() => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
+});
+
+describe('irqtrace record on the tracing kernel', () => {
+  let vm: Vm;
+  let rig: Rig;
+  let loader: string;
+
+  beforeAll(async () => {
+    vm = await Vm.boot({ flavour: 'tracing' });
+    rig = await Rig.create(vm);
+    loader = await buildBpfLoader();
+    await rig.irqburn('irqoff 150 0', 'irqoff 150 1');
+  });
+
+  afterAll(async () => {
+    await vm.stop();
+  });
+
+  it('reports the selftest sections through the kernel module, exact, with symbolized sites', async () => {
+    const rec = new Recording(vm);
+    await rec.start(`--backend kmod --module ${rig.modules.irqtrace} --target irqs-off --threshold 100us --json`);
+    const reports = await rig.irqburn('irqoff 150 0', 'irqoff 1000 1', 'irqoff 5000 0');
+    const { code, out, err } = await rec.stop('INT');
+    expect(code, err).toBe(0);
+    expect(err).toMatch(/tracing with kmod \(irqs-off: exact/);
+    expect(err).toMatch(/lost: 0 in the kernel, 0 in irqtrace/);
+    checkIrqsOff(events(out), reports, 'BACKEND_KMOD', 'METHOD_EXACT');
+    // The module was ours to load, so it is gone.
+    expect((await vm.exec('test -d /sys/module/irqtrace')).code).not.toBe(0);
+  });
+
+  it('reports them through the eBPF loader too, and prints histograms as text', async () => {
+    const rec = new Recording(vm);
+    await rec.start(`--backend ebpf --loader ${loader} --target irqs-off --threshold 100us --json`);
+    const reports = await rig.irqburn('irqoff 150 1', 'irqoff 1000 0', 'irqoff 5000 1');
+    const { code, out, err } = await rec.stop('TERM');
+    expect(code, err).toBe(0);
+    expect(err).toMatch(/tracing with ebpf \(irqs-off: exact/);
+    checkIrqsOff(events(out), reports, 'BACKEND_EBPF', 'METHOD_EXACT');
+
+    const table = new Recording(vm);
+    await table.start(`--backend ebpf --loader ${loader} --target irqs-off --threshold 2ms`);
+    await rig.irqburn('irqoff 3000 1');
+    const text = await table.stop('INT');
+    expect(text.out).toMatch(/^TIME\s+KIND\s+CPU\s+DURATION\s+TASK/m);
+    expect(text.out).toMatch(/irqs-off\s+1\s+3\.\d+ ms\s+irqburn\/\d+\s+-\s+irqburn_irqs_off/);
+    expect(text.out).toMatch(/irqs-off CPU 1 \(exact\): \d+ sections/);
+  });
+
+  it('says why it cannot trace, and exits 3', async () => {
+    const r = await vm.execHost(`node ${CLI} record --backend kmod --module /nonexistent.ko --duration 1s`);
+    expect(r.code).toBe(3);
+    expect(r.stderr.trim()).toBe('irqtrace: cannot trace: kmod: no module at /nonexistent.ko');
+    const bad = await vm.execHost(`node ${CLI} record --threshold 10ns`);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toBe('irqtrace: threshold: 10 ns is outside 1µs..60s');
+  });
+});
+
+describe('irqtrace record on a stock kernel', () => {
+  let vm: Vm;
+  let rig: Rig;
+  let loader: string;
+  let line = 0;
+
+  beforeAll(async () => {
+    vm = await Vm.boot({ flavour: 'debian' });
+    rig = await Rig.create(vm);
+    loader = await buildBpfLoader();
+    line = Number(/^\s*(\d+):.*\bttyS0\b/m.exec(await vm.run('cat /proc/interrupts'))?.[1]);
+    await rig.irqburn(`irqline ${line} 1000 2`, 'irqoff 3000 0');
+  });
+
+  afterAll(async () => {
+    await vm.stop();
+  });
+
+  it('falls back from the module to eBPF when the module cannot load, and says why', async () => {
+    const rec = new Recording(vm);
+    await rec.start(`--backend auto --module /nonexistent.ko --loader ${loader} --target all --threshold 2ms`);
+    const [masked] = await rig.irqburn(`irqline ${line} 3000 2`);
+    const { code, out, err } = await rec.stop('INT');
+    expect(code, err).toBe(0);
+    expect(err).toMatch(/kmod: no module at \/nonexistent.ko; using ebpf/);
+    expect(err).toMatch(/tracing with ebpf \(irqs-off: sampled, irq lines: all\)/);
+    expect(out).toMatch(new RegExp(`irq-line ${line}\\s+\\d+\\s+3\\.\\d+ ms\\s+irqburn/${must(masked).pid}`));
+  });
+
+  it('traces an IRQ line with the module, the enabler named', async () => {
+    const rec = new Recording(vm);
+    await rec.start(`--backend kmod --module ${rig.modules.irqtrace} --target irq:${line} --threshold 1ms --json`);
+    const [masked] = await rig.irqburn(`irqline ${line} 2000 2`);
+    const { code, out, err } = await rec.stop('INT');
+    expect(code, err).toBe(0);
+    const r = must(masked);
+    const found = events(out).filter((e) => e.kind === 'SECTION_KIND_IRQ_LINE' && e.irq === line && e.task.pid === r.pid);
+    expect(found).toHaveLength(1);
+    const e = must(found[0]);
+    expect(e.enablingTask).toMatchObject({ pid: Number(r.fields.enable_pid), comm: r.fields.enable_comm });
+    expect(e.disableSite?.ip.symbol).toMatch(/^irqburn_mask_line/);
+    expect(Math.abs(Number(BigInt(e.durationNs) - r.durationNs))).toBeLessThanOrEqual(5_000);
+  });
+});

@@ -1,10 +1,10 @@
 // Task attribution cache and offender enrichment over a /proc of samples,
 // and the real /proc of this process.
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TaskAttributor, enrich, procFs } from '@irqtrace/agent';
+import { CgroupIndex, TaskAttributor, enrich, procFs } from '@irqtrace/agent';
 
 const UID = '6a3c1f0e-3b2d-4c7a-9f1e-2d4b5c6a7e8f';
 const ID = 'ab'.repeat(32);
@@ -45,6 +45,26 @@ describe('task attribution', () => {
     expect(await tasks.attribute(0)).toBeUndefined();
     expect(await tasks.attribute(31337)).toBeUndefined();
     expect(tasks.missing).toBe(1);
+  });
+
+  it('finds an exited task by the cgroup id its record carries', async () => {
+    const cgroups = mkdtempSync(join(tmpdir(), 'irqtrace-cgroup-'));
+    const pod = join(cgroups, 'kubepods', 'burstable', `pod${UID}`, ID);
+    mkdirSync(pod, { recursive: true });
+    let now = 0;
+    const index = new CgroupIndex(cgroups, 1000, () => now);
+    const tasks = new TaskAttributor(procFs(sampleProc()), {}, index);
+    const id = statSync(pod, { bigint: true }).ino;
+    expect(await tasks.attribute(31337, id)).toMatchObject({ path: `/kubepods/burstable/pod${UID}/${ID}`, podUid: UID, containerId: ID });
+    expect(await index.pathOf(statSync(cgroups, { bigint: true }).ino)).toBe('/');
+    // A cgroup made after the walk is found by the next walk, not before a second has passed.
+    const later = join(cgroups, 'system.slice');
+    mkdirSync(later);
+    const laterId = statSync(later, { bigint: true }).ino;
+    expect(await index.pathOf(laterId)).toBeUndefined();
+    now = 2000;
+    expect(await index.pathOf(laterId)).toBe('/system.slice');
+    expect(index.walks).toBe(2);
   });
 
   it('stays within its bound', async () => {

@@ -3,6 +3,7 @@
 // a task that exited or closed things meanwhile yields less; bounded, so a
 // task with a million fds costs no more than MAX_ITEMS reads.
 import type { ProcFs } from './procfs.js';
+import { TtlCache } from './ttl_cache.js';
 
 export interface Enrichment {
   openFiles: string[];
@@ -64,4 +65,23 @@ export async function enrich(proc: ProcFs, pid: number): Promise<Enrichment> {
     if (holder === String(pid) && out.heldLocks.length < MAX_ITEMS) out.heldLocks.push(line.trim());
   }
   return out;
+}
+
+/**
+ * enrich() per pid at most once a second: a task that violates a thousand
+ * times a second costs one walk of its fds, not a thousand.
+ */
+export class OffenderEnricher {
+  private readonly cache: TtlCache<number, Enrichment>;
+
+  constructor(
+    private readonly proc: ProcFs,
+    options: { maxEntries?: number; ttlMs?: number; now?: () => number } = {},
+  ) {
+    this.cache = new TtlCache(options.maxEntries ?? 1024, options.ttlMs ?? 1000, options.now);
+  }
+
+  enrich(pid: number): Promise<Enrichment> {
+    return this.cache.get(pid, () => enrich(this.proc, pid));
+  }
 }

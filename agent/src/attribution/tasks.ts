@@ -4,6 +4,8 @@
 import { attributeCgroup, cgroupPathOf } from './cgroup.js';
 import type { CgroupAttribution } from './cgroup.js';
 import type { ProcFs } from './procfs.js';
+import { TtlCache } from './ttl_cache.js';
+import type { CgroupIndex } from './cgroup_index.js';
 
 export interface TaskAttributorOptions {
   maxEntries?: number;
@@ -12,20 +14,16 @@ export interface TaskAttributorOptions {
 }
 
 export class TaskAttributor {
-  private readonly cache = new Map<number, { at: number; value: CgroupAttribution | undefined }>();
-  private readonly maxEntries: number;
-  private readonly ttlMs: number;
-  private readonly now: () => number;
+  private readonly cache: TtlCache<number, CgroupAttribution | undefined>;
   /** Lookups of a pid that had already exited: attribution lost, counted. */
   missing = 0;
 
   constructor(
     private readonly proc: ProcFs,
     options: TaskAttributorOptions = {},
+    private readonly index?: CgroupIndex,
   ) {
-    this.maxEntries = options.maxEntries ?? 4096;
-    this.ttlMs = options.ttlMs ?? 10_000;
-    this.now = options.now ?? Date.now;
+    this.cache = new TtlCache(options.maxEntries ?? 4096, options.ttlMs ?? 10_000, options.now);
   }
 
   /** Pids cached now. */
@@ -33,28 +31,23 @@ export class TaskAttributor {
     return this.cache.size;
   }
 
-  /** The task's attribution; undefined for pid 0 (idle) and for tasks gone before we looked. */
-  async attribute(pid: number): Promise<CgroupAttribution | undefined> {
+  /**
+   * The task's attribution; undefined for pid 0 (idle). A task gone before
+   * we looked is found by the record's cgroup id, if an index is given.
+   */
+  async attribute(pid: number, cgroupId = 0n): Promise<CgroupAttribution | undefined> {
     if (pid === 0) return undefined;
-    const hit = this.cache.get(pid);
-    const now = this.now();
-    if (hit && now - hit.at < this.ttlMs) {
-      // Refresh its place in the LRU order.
-      this.cache.delete(pid);
-      this.cache.set(pid, hit);
-      return hit.value;
+    const live = await this.cache.get(pid, async () => {
+      const text = await this.proc.read(`${pid}/cgroup`);
+      const path = text === undefined ? undefined : cgroupPathOf(text);
+      return path === undefined ? undefined : attributeCgroup(path);
+    });
+    if (live) return live;
+    const path = this.index ? await this.index.pathOf(cgroupId) : undefined;
+    if (path === undefined) {
+      this.missing++;
+      return undefined;
     }
-    const text = await this.proc.read(`${pid}/cgroup`);
-    const path = text === undefined ? undefined : cgroupPathOf(text);
-    const value = path === undefined ? undefined : attributeCgroup(path);
-    if (text === undefined) this.missing++;
-    this.cache.delete(pid);
-    this.cache.set(pid, { at: now, value });
-    while (this.cache.size > this.maxEntries) {
-      const oldest = this.cache.keys().next().value;
-      if (oldest === undefined) break;
-      this.cache.delete(oldest);
-    }
-    return value;
+    return attributeCgroup(path);
   }
 }

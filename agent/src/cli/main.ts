@@ -26,6 +26,7 @@ program
   .option('--source <dir>', "kmod: the module's source, built against /lib/modules/<uname -r>/build")
   .option('--loader <path>', 'ebpf: the irqtrace-bpf loader')
   .option('--proc <dir>', 'where the host /proc is', '/proc')
+  .option('--cgroup-root <dir>', 'where the host cgroup2 hierarchy is', '/sys/fs/cgroup')
   .addHelpText('after', '\nExamples:\n  irqtrace record --threshold 500us --duration 30s\n  irqtrace record --target irq:24 --json > events.jsonl\n')
   .action(async (options: RecordOptions) => {
     process.exitCode = await record(options);

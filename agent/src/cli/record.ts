@@ -1,8 +1,9 @@
 // `irqtrace record`: trace this machine, print violations as they happen
 // (a table, or one JSON object per event), and the histograms at the end.
 import { irqtrace } from '@irqtrace/proto';
-import { enrich } from '../attribution/enrich.js';
+import { OffenderEnricher } from '../attribution/enrich.js';
 import { procFs } from '../attribution/procfs.js';
+import { CgroupIndex } from '../attribution/cgroup_index.js';
 import { TaskAttributor } from '../attribution/tasks.js';
 import { startBackend } from '../backend/select.js';
 import type { BackendOptions } from '../backend/select.js';
@@ -31,6 +32,7 @@ export interface RecordOptions {
   source?: string;
   loader?: string;
   proc: string;
+  cgroupRoot: string;
 }
 
 export interface Output {
@@ -91,7 +93,8 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
   const proc = procFs(o.proc);
   const symbols = new SymbolSource(proc);
   await symbols.refresh();
-  const tasks = new TaskAttributor(proc);
+  const tasks = new TaskAttributor(proc, {}, new CgroupIndex(o.cgroupRoot));
+  const offenders = new OffenderEnricher(proc);
 
   let pending = 0;
   let dropped = 0;
@@ -102,10 +105,10 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
   const finished = new Promise<void>((resolve) => (finish = resolve));
 
   const show = async (rec: SectionRecord): Promise<void> => {
-    const task = await tasks.attribute(rec.pid);
+    const task = await tasks.attribute(rec.pid, rec.cgroupId);
     const who = {
       ...(task ? { task } : {}),
-      ...(o.json ? { enrichment: await enrich(proc, rec.pid) } : {}),
+      ...(o.json ? { enrichment: await offenders.enrich(rec.pid) } : {}),
     };
     const event = toEvent(rec, symbols.symbols, who);
     shown++;

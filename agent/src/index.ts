@@ -31,3 +31,9 @@ export type { BackendName, BackendState, BackendSink, KernelBackend, Stats } fro
 export { SymbolSource } from './symbols/source.js';
 export { toEvent, frameOf } from './pipeline/event.js';
 export type { Attribution } from './pipeline/event.js';
+export { Outbox } from './transport/outbox.js';
+export type { OutboxOptions } from './transport/outbox.js';
+export { IngestClient, wrapBatch } from './transport/client.js';
+export type { IngestClientOptions, TlsOptions, Logger } from './transport/client.js';
+export { Batcher } from './pipeline/batcher.js';
+export type { BatcherOptions } from './pipeline/batcher.js';

@@ -1,0 +1,93 @@
+// Events into EventBatches: a batch closes at maxEvents or maxDelayMs after
+// its first event, gets the node's next seq, and goes to the outbox. Losses
+// (the kernel's drop counters, the agent's own) and histogram snapshots ride
+// along in the next batch; a batch with only those is sent too.
+import { irqtrace, toLong } from '@irqtrace/proto';
+import type { Outbox } from '../transport/outbox.js';
+
+export interface BatcherOptions {
+  maxEvents?: number;
+  maxDelayMs?: number;
+  /** Events waiting for a batch beyond this are dropped and counted. */
+  maxPending?: number;
+  /** Called after each batch is in the outbox (the client sends it). */
+  onBatch?: (seq: bigint) => void;
+}
+
+export class Batcher {
+  private events: irqtrace.v1.IEvent[] = [];
+  private losses: irqtrace.v1.ILoss[] = [];
+  private histograms: irqtrace.v1.IHistogramSnapshot | undefined;
+  private state: irqtrace.v1.IBackendState | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly maxEvents: number;
+  private readonly maxDelayMs: number;
+  private readonly maxPending: number;
+  /** Events dropped because the batcher was full. */
+  dropped = 0;
+  batches = 0;
+
+  constructor(
+    private readonly outbox: Outbox,
+    private readonly options: BatcherOptions = {},
+  ) {
+    this.maxEvents = options.maxEvents ?? 500;
+    this.maxDelayMs = options.maxDelayMs ?? 200;
+    this.maxPending = options.maxPending ?? 10 * this.maxEvents;
+  }
+
+  add(event: irqtrace.v1.IEvent): void {
+    if (this.events.length >= this.maxPending) {
+      this.dropped++;
+      this.loss(irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE, 1, 'agent batcher full');
+      return;
+    }
+    this.events.push(event);
+    if (this.events.length >= this.maxEvents) this.flush();
+    else this.timer ??= setTimeout(() => { this.flush(); }, this.maxDelayMs);
+  }
+
+  /** Counts a loss; the same stage, CPU and reason add up within a batch. */
+  loss(stage: irqtrace.v1.LossStage, count: number | bigint, reason: string, cpu?: number): void {
+    if (count === 0 || count === 0n) return;
+    const same = this.losses.find((l) => l.stage === stage && l.reason === reason && l.cpu === cpu);
+    if (same) same.count = toLong(BigInt(same.count?.toString() ?? '0') + BigInt(count));
+    else this.losses.push({ stage, count: toLong(BigInt(count)), reason, ...(cpu === undefined ? {} : { cpu }) });
+    this.timer ??= setTimeout(() => { this.flush(); }, this.maxDelayMs);
+  }
+
+  snapshot(histograms: irqtrace.v1.IHistogramSnapshot, state?: irqtrace.v1.IBackendState): void {
+    this.histograms = histograms;
+    if (state) this.state = state;
+    this.flush();
+  }
+
+  /** Closes the current batch now (if it has anything). */
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const outboxLoss = this.outbox.takeLoss();
+    if (outboxLoss) this.losses.push({ stage: irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE, count: toLong(outboxLoss), reason: 'spool full: oldest batches dropped' });
+    if (!this.events.length && !this.losses.length && !this.histograms && !this.state) return;
+    const seq = this.outbox.nextSeq();
+    const batch = irqtrace.v1.EventBatch.create({
+      seq: toLong(seq),
+      sentUnixNs: toLong(BigInt(Date.now()) * 1_000_000n),
+      events: this.events.map((e) => irqtrace.v1.Event.create(e)),
+      losses: this.losses.map((l) => irqtrace.v1.Loss.create(l)),
+      ...(this.histograms ? { histograms: irqtrace.v1.HistogramSnapshot.create(this.histograms) } : {}),
+      ...(this.state ? { state: irqtrace.v1.BackendState.create(this.state) } : {}),
+    });
+    this.events = [];
+    this.losses = [];
+    this.histograms = undefined;
+    this.state = undefined;
+    this.outbox.add(batch);
+    this.batches++;
+    this.options.onBatch?.(seq);
+  }
+
+  stop(): void {
+    this.flush();
+  }
+}

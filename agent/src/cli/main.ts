@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // The irqtrace command line.
 import { Command, Option } from 'commander';
+import { DEFAULT_STORE, clearStore, listStore, runAgent } from './agent_cmd.js';
+import type { AgentCommandOptions } from './agent_cmd.js';
 import { record } from './record.js';
 import type { RecordOptions } from './record.js';
 
@@ -30,6 +32,47 @@ program
   .addHelpText('after', '\nExamples:\n  irqtrace record --threshold 500us --duration 30s\n  irqtrace record --target irq:24 --json > events.jsonl\n')
   .action(async (options: RecordOptions) => {
     process.exitCode = await record(options);
+  });
+
+program
+  .command('agent')
+  .description('run as the node agent: traces from the ingest (Kubernetes) or from a config file (standalone)')
+  .option('--config <file>', 'standalone config (traces, store, metrics port), e.g. /etc/irqtrace/config.yaml')
+  .option('--node <name>', 'node name (default: $NODE_NAME, else the hostname)')
+  .option('--ingest <host:port>', "the operator's ingest; without it, events go to the local store")
+  .option('--tls-ca <file>', 'CA to verify the ingest with (enables TLS)')
+  .option('--tls-cert <file>', 'client certificate (mTLS)')
+  .option('--tls-key <file>', 'client key (mTLS)')
+  .option('--tls-server-name <name>', "the ingest certificate's name, when it differs from the address")
+  .option('--spool <dir>', 'keeps unacknowledged batches across ingest outages and restarts')
+  .option('--store <file>', `local event store (default without --ingest: ${DEFAULT_STORE})`)
+  .option('--metrics-port <port>', 'serve /metrics, /healthz, /readyz on this port')
+  .option('--metrics-host <address>', 'address to serve metrics on', '127.0.0.1')
+  .option('--module <path>', 'kmod: this irqtrace.ko')
+  .option('--module-dir <dir>', 'kmod: prebuilt modules as <dir>/<uname -r>/irqtrace.ko')
+  .option('--source <dir>', "kmod: the module's source, built against /lib/modules/<uname -r>/build")
+  .option('--loader <path>', 'ebpf: the irqtrace-bpf loader')
+  .option('--proc <dir>', 'where the host /proc is', '/proc')
+  .option('--cgroup-root <dir>', 'where the host cgroup2 hierarchy is', '/sys/fs/cgroup')
+  .action(async (options: AgentCommandOptions) => {
+    process.exitCode = await runAgent(options);
+  });
+
+program
+  .command('list')
+  .description("list the violations the standalone agent stored")
+  .option('--store <file>', 'the store', DEFAULT_STORE)
+  .option('--json', 'one JSON object per event', false)
+  .action((options: { store: string; json: boolean }) => {
+    process.exitCode = listStore(options.store, options.json);
+  });
+
+program
+  .command('clear')
+  .description("clear the standalone agent's stored violations")
+  .option('--store <file>', 'the store', DEFAULT_STORE)
+  .action((options: { store: string }) => {
+    process.exitCode = clearStore(options.store);
   });
 
 await program.parseAsync();

@@ -1,0 +1,131 @@
+// `irqtrace agent`: the node agent as a service (DaemonSet pod, or systemd
+// unit on a machine outside Kubernetes), and `list` / `clear` of the local store.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { pino } from 'pino';
+import { ConfigError } from '../config/kernel_config.js';
+import { loadAgentConfig } from '../config/file.js';
+import type { AgentFileConfig } from '../config/file.js';
+import { AgentMetrics, serveMetrics } from '../daemon/metrics.js';
+import { NodeAgent } from '../daemon/node_agent.js';
+import { EventStore } from '../daemon/store.js';
+import { VIOLATION_HEADER, formatNs, formatRow } from './format.js';
+
+export interface AgentCommandOptions {
+  config?: string;
+  node?: string;
+  ingest?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsServerName?: string;
+  spool?: string;
+  store?: string;
+  metricsPort?: string;
+  metricsHost: string;
+  module?: string;
+  moduleDir?: string;
+  source?: string;
+  loader?: string;
+  proc: string;
+  cgroupRoot: string;
+}
+
+export const DEFAULT_STORE = '/var/lib/irqtrace/events.jsonl';
+
+export async function runAgent(o: AgentCommandOptions): Promise<number> {
+  const log = pino({ base: { component: 'irqtrace-agent' } });
+  let file: AgentFileConfig = { traces: [] };
+  try {
+    if (o.config) file = loadAgentConfig(o.config);
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'bad configuration');
+    process.stderr.write(`irqtrace: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const address = o.ingest ?? file.ingest?.address;
+  const read = (path: string | undefined) => (path ? readFileSync(path) : undefined);
+  let tls;
+  try {
+    const ca = read(o.tlsCa ?? file.ingest?.ca);
+    const cert = read(o.tlsCert ?? file.ingest?.cert);
+    const key = read(o.tlsKey ?? file.ingest?.key);
+    const serverName = o.tlsServerName ?? file.ingest?.serverName;
+    tls = ca || cert ? { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), ...(serverName ? { serverName } : {}) } : undefined;
+  } catch (err) {
+    process.stderr.write(`irqtrace: TLS files: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const metrics = new AgentMetrics();
+  const storePath = o.store ?? file.store ?? (address ? undefined : DEFAULT_STORE);
+  const agent = new NodeAgent({
+    node: o.node ?? file.node ?? process.env.NODE_NAME ?? hostname(),
+    log,
+    metrics,
+    ...(address ? { ingest: { address, ...(tls ? { tls } : {}) } } : { traces: file.traces }),
+    ...(storePath ? { store: new EventStore(storePath) } : {}),
+    ...((o.spool ?? file.spool) ? { spoolDir: o.spool ?? file.spool } : {}),
+    backend: {
+      kmod: { ...(o.module ? { modulePath: o.module } : {}), ...(o.moduleDir ? { moduleDir: o.moduleDir } : {}), ...(o.source ? { sourceDir: o.source } : {}) },
+      ebpf: o.loader ? { loaderPath: o.loader } : {},
+    },
+    proc: o.proc,
+    cgroupRoot: o.cgroupRoot,
+  });
+  const port = o.metricsPort !== undefined ? Number(o.metricsPort) : file.metricsPort;
+  const server = port !== undefined ? await serveMetrics(metrics, port, () => agent.ready(), o.metricsHost) : undefined;
+  await agent.start();
+  log.info({ ingest: address ?? null, store: storePath ?? null, metricsPort: port ?? null }, 'agent started');
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  log.info({}, 'stopping: detaching and unloading what this agent loaded');
+  await agent.stop();
+  server?.close();
+  return 0;
+}
+
+interface StoredEvent {
+  recordedAt?: string;
+  kind?: string;
+  cpu?: number;
+  irq?: number;
+  durationNs?: string;
+  task?: { pid?: number; comm?: string; podUid?: string; containerId?: string };
+  stack?: { symbol?: string }[];
+  traces?: string[];
+}
+
+export function listStore(path: string, json: boolean): number {
+  const events = new EventStore(path).list() as StoredEvent[];
+  if (json) {
+    for (const e of events) process.stdout.write(`${JSON.stringify(e)}\n`);
+    return 0;
+  }
+  process.stdout.write(`${formatRow(VIOLATION_HEADER)}\n`);
+  for (const e of events) {
+    const kind = (e.kind ?? '').replace('SECTION_KIND_', '').toLowerCase().replace('_', '-');
+    process.stdout.write(
+      `${formatRow({
+        time: (e.recordedAt ?? '').slice(11, 23),
+        kind: kind === 'irq-line' ? `irq-line ${e.irq ?? 0}` : kind,
+        cpu: String(e.cpu ?? 0),
+        duration: formatNs(BigInt(e.durationNs ?? '0')),
+        task: `${e.task?.comm ?? '?'}/${e.task?.pid ?? 0}`,
+        where: e.task?.podUid ? `pod ${e.task.podUid.slice(0, 8)}` : e.task?.containerId ? `ctr ${e.task.containerId.slice(0, 12)}` : '-',
+        frames: (e.stack ?? []).slice(0, 3).map((f) => f.symbol ?? '?').join(' < '),
+      })}\n`,
+    );
+  }
+  process.stderr.write(`irqtrace: ${events.length} violations in ${path}\n`);
+  return 0;
+}
+
+export function clearStore(path: string): number {
+  new EventStore(path).clear();
+  process.stderr.write(`irqtrace: cleared ${path}\n`);
+  return 0;
+}
+
+export { ConfigError };

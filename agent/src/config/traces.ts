@@ -1,0 +1,94 @@
+// Several traces on one node: the kernel side runs once with their merged
+// configuration (lowest threshold, union of targets), and each event is
+// given to the traces it matches (DESIGN.md §3).
+import { irqtrace, toBigInt } from '@irqtrace/proto';
+import { Kind } from '../records/layout.js';
+import { DEFAULT_KERNEL_CONFIG, validateKernelConfig } from './kernel_config.js';
+import type { BackendChoice, KernelConfig, MethodChoice } from './kernel_config.js';
+
+const pb = irqtrace.v1;
+
+/** One trace as the agent uses it (from a NodeConfig, or the local config file). */
+export interface Trace {
+  name: string;
+  /** All: irqs-off on every CPU (and softirqs-off if asked) and every IRQ line. Else these IRQ lines only. */
+  all: boolean;
+  irqs: number[];
+  thresholdNs: bigint;
+  method: MethodChoice;
+  backend: BackendChoice;
+  periodNs: bigint;
+  softirqs: boolean;
+  stacks: boolean;
+  /** Unix ns after which the trace no longer applies; 0: no end. */
+  endUnixNs: bigint;
+}
+
+const METHODS: Record<number, MethodChoice> = {
+  [pb.MethodChoice.METHOD_CHOICE_EXACT]: 'exact',
+  [pb.MethodChoice.METHOD_CHOICE_SAMPLED]: 'sampled',
+};
+const BACKENDS: Record<number, BackendChoice> = {
+  [pb.BackendChoice.BACKEND_CHOICE_KMOD]: 'kmod',
+  [pb.BackendChoice.BACKEND_CHOICE_EBPF]: 'ebpf',
+};
+
+export function traceFromProto(t: irqtrace.v1.ITraceConfig): Trace {
+  return {
+    name: t.name ?? '',
+    all: t.target?.all ?? false,
+    irqs: t.target?.irqs ?? [],
+    thresholdNs: toBigInt(t.thresholdNs) || DEFAULT_KERNEL_CONFIG.thresholdNs,
+    method: METHODS[t.method ?? 0] ?? 'auto',
+    backend: BACKENDS[t.backend ?? 0] ?? 'auto',
+    periodNs: toBigInt(t.samplePeriodNs) || DEFAULT_KERNEL_CONFIG.periodNs,
+    softirqs: t.softirqs ?? false,
+    stacks: t.stacks ?? true,
+    endUnixNs: toBigInt(t.endUnixNs),
+  };
+}
+
+export interface Merged {
+  kernel: KernelConfig;
+  backend: BackendChoice;
+}
+
+/** The kernel-side configuration that serves every trace; undefined when there is none. */
+export function mergeTraces(traces: Trace[], nowUnixNs = BigInt(Date.now()) * 1_000_000n): Merged | undefined {
+  const live = traces.filter((t) => t.endUnixNs === 0n || t.endUnixNs > nowUnixNs);
+  if (!live.length) return undefined;
+  const min = (xs: bigint[]) => xs.reduce((a, b) => (b < a ? b : a));
+  const anyAll = live.some((t) => t.all);
+  const methods = new Set(live.filter((t) => t.all).map((t) => t.method));
+  // One explicit method wins; exact and sampled asked at once leave it to the node (auto).
+  const explicit = [...methods].filter((m) => m !== 'auto');
+  const method: MethodChoice = !anyAll ? 'off' : explicit.length === 1 ? (explicit[0] ?? 'auto') : 'auto';
+  const backends = [...new Set(live.map((t) => t.backend).filter((b) => b !== 'auto'))];
+  const irqs: KernelConfig['irqs'] = anyAll ? 'all' : [...new Set(live.flatMap((t) => t.irqs))].sort((a, b) => a - b);
+  return {
+    kernel: validateKernelConfig({
+      method,
+      thresholdNs: min(live.map((t) => t.thresholdNs)),
+      periodNs: min(live.map((t) => t.periodNs)),
+      stacks: live.some((t) => t.stacks),
+      idle: false,
+      softirqs: live.some((t) => t.all && t.softirqs),
+      cpus: 'all',
+      irqs: Array.isArray(irqs) && irqs.length === 0 ? 'none' : irqs,
+    }),
+    backend: backends.length === 1 ? (backends[0] ?? 'auto') : 'auto',
+  };
+}
+
+/** The names of the traces an event belongs to. */
+export function tracesOf(
+  event: { kind: Kind; irq: number; durationNs: bigint },
+  traces: Trace[],
+  nowUnixNs = BigInt(Date.now()) * 1_000_000n,
+): string[] {
+  const line = event.kind === Kind.IrqLine;
+  return traces
+    .filter((t) => (t.endUnixNs === 0n || t.endUnixNs > nowUnixNs) && event.durationNs >= t.thresholdNs)
+    .filter((t) => (t.all ? (event.kind !== Kind.SoftirqsOff || t.softirqs) : line && t.irqs.includes(event.irq)))
+    .map((t) => t.name);
+}

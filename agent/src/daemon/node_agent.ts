@@ -1,0 +1,304 @@
+// The node agent: runs the kernel side for the traces this node is given
+// (by the ingest, or by the local config file), turns records into events
+// for those traces, and ships them (gRPC batches, or the local store). The
+// backend failing to start is a state to report and retry, not a crash.
+import { release, version } from 'node:os';
+import { irqtrace, toLong } from '@irqtrace/proto';
+import type { Logger as Pino } from 'pino';
+import { OffenderEnricher } from '../attribution/enrich.js';
+import { CgroupIndex } from '../attribution/cgroup_index.js';
+import { procFs } from '../attribution/procfs.js';
+import { TaskAttributor } from '../attribution/tasks.js';
+import { startBackend } from '../backend/select.js';
+import type { BackendOptions } from '../backend/select.js';
+import type { KernelBackend } from '../backend/types.js';
+import { mergeTraces, traceFromProto, tracesOf } from '../config/traces.js';
+import type { Merged, Trace } from '../config/traces.js';
+import { Batcher } from '../pipeline/batcher.js';
+import { toEvent } from '../pipeline/event.js';
+import type { CountersItem, SectionRecord } from '../records/decode.js';
+import { Kind } from '../records/layout.js';
+import { SymbolSource } from '../symbols/source.js';
+import { IngestClient } from '../transport/client.js';
+import type { TlsOptions } from '../transport/client.js';
+import { Outbox } from '../transport/outbox.js';
+import { KIND_NAMES } from '../cli/format.js';
+import { bootId, probeCapabilities } from './capabilities.js';
+import type { AgentMetrics } from './metrics.js';
+import type { EventStore } from './store.js';
+
+const pb = irqtrace.v1;
+const Phase = pb.BackendState.Phase;
+type Phase = irqtrace.v1.BackendState.Phase;
+
+export interface NodeAgentOptions {
+  node: string;
+  log: Pino;
+  metrics: AgentMetrics;
+  ingest?: { address: string; tls?: TlsOptions };
+  /** Traces from the local config file (no ingest). */
+  traces?: Trace[];
+  store?: EventStore;
+  spoolDir?: string;
+  spoolMaxBytes?: number;
+  backend?: BackendOptions;
+  proc?: string;
+  cgroupRoot?: string;
+  snapshotMs?: number;
+  retryMs?: number;
+  enrich?: boolean;
+}
+
+/** Records waiting for attribution beyond this are dropped, and counted. */
+const MAX_PENDING = 10_000;
+
+export class NodeAgent {
+  private backend: KernelBackend | undefined;
+  private running: Merged | undefined;
+  private traces: Trace[] = [];
+  private configVersion = 0n;
+  private phase: Phase = Phase.PHASE_IDLE;
+  private method = 'off';
+  private reason = '';
+  private readonly outbox: Outbox;
+  private readonly batcher: Batcher;
+  private client: IngestClient | undefined;
+  private readonly symbols: SymbolSource;
+  private readonly tasks: TaskAttributor;
+  private readonly enricher: OffenderEnricher;
+  private chain: Promise<void> = Promise.resolve();
+  private changes: Promise<void> = Promise.resolve();
+  private pending = 0;
+  private lastCounters = new Map<number, CountersItem>();
+  private timers: NodeJS.Timeout[] = [];
+  private retry: NodeJS.Timeout | undefined;
+
+  constructor(private readonly o: NodeAgentOptions) {
+    const proc = procFs(o.proc);
+    this.symbols = new SymbolSource(proc);
+    this.tasks = new TaskAttributor(proc, {}, new CgroupIndex(o.cgroupRoot));
+    this.enricher = new OffenderEnricher(proc);
+    this.outbox = new Outbox({ ...(o.spoolDir ? { dir: o.spoolDir } : {}), ...(o.spoolMaxBytes ? { maxBytes: o.spoolMaxBytes } : {}) });
+    this.batcher = new Batcher(this.outbox, { onBatch: () => { this.client?.pump(); this.o.metrics.unacked.set(this.outbox.size); } });
+  }
+
+  /** Backend state as the protocol says it. */
+  state(): irqtrace.v1.IBackendState {
+    const method = this.method === 'exact' ? pb.Method.METHOD_EXACT : this.method === 'sampled' ? pb.Method.METHOD_SAMPLED : pb.Method.METHOD_UNSPECIFIED;
+    return {
+      phase: this.phase,
+      backend: this.backend?.name === 'kmod' ? pb.Backend.BACKEND_KMOD : this.backend?.name === 'ebpf' ? pb.Backend.BACKEND_EBPF : pb.Backend.BACKEND_UNSPECIFIED,
+      irqsOffMethod: method,
+      softirqsOff: this.running?.kernel.softirqs ?? false,
+      irqLines: (this.running?.kernel.irqs ?? 'none') !== 'none',
+      reason: this.reason,
+      configVersion: toLong(this.configVersion),
+    };
+  }
+
+  ready(): { ok: boolean; why: string } {
+    if (this.phase === Phase.PHASE_FAILED) return { ok: false, why: `backend failed: ${this.reason}` };
+    if (this.o.ingest && !this.client?.connected) return { ok: false, why: 'not connected to the ingest' };
+    return { ok: true, why: '' };
+  }
+
+  async start(): Promise<void> {
+    await this.symbols.refresh();
+    if (this.o.ingest) {
+      const boot = await bootId(this.o.proc);
+      const capabilities = await probeCapabilities(this.o.proc);
+      this.client = new IngestClient({
+        address: this.o.ingest.address,
+        ...(this.o.ingest.tls ? { tls: this.o.ingest.tls } : {}),
+        outbox: this.outbox,
+        hello: () => ({
+          node: this.o.node,
+          bootId: boot,
+          kernelRelease: release(),
+          kernelVersion: version(),
+          agentVersion: '0.1.0',
+          capabilities,
+          lastAckedSeq: toLong(this.outbox.ackedSeq),
+          protocolVersion: 1,
+        }),
+        onConfig: (config) => {
+          this.configVersion = BigInt(config.version?.toString() ?? '0');
+          void this.applyTraces((config.traces ?? []).map((t) => traceFromProto(t)));
+        },
+        log: this.o.log,
+      });
+      this.client.start();
+    } else {
+      await this.applyTraces(this.o.traces ?? []);
+    }
+    this.timers.push(setInterval(() => { void this.snapshot(); }, this.o.snapshotMs ?? 10_000));
+    this.timers.push(setInterval(() => { this.symbols.refresh().catch(() => {}); }, 10_000));
+    this.timers.push(setInterval(() => { this.o.metrics.connected.set(this.client?.connected ? 1 : 0); }, 1000));
+  }
+
+  /** Changes are applied one at a time, in order. */
+  applyTraces(traces: Trace[]): Promise<void> {
+    this.changes = this.changes.then(() => this.reconfigure(traces)).catch((err: unknown) => {
+      this.o.log.error({ err }, 'reconfiguring failed');
+    });
+    return this.changes;
+  }
+
+  private setPhase(phase: Phase, reason: string): void {
+    this.phase = phase;
+    this.reason = reason;
+    const name = Object.entries(Phase).find(([, v]) => v === phase)?.[0]?.replace('PHASE_', '').toLowerCase() ?? 'unknown';
+    this.o.metrics.setBackend(this.backend?.name ?? 'none', this.method, name);
+    this.client?.sendState(this.state());
+    this.o.log.info({ phase: name, backend: this.backend?.name ?? 'none', method: this.method, reason }, 'backend state');
+  }
+
+  private async reconfigure(traces: Trace[]): Promise<void> {
+    clearTimeout(this.retry);
+    this.traces = traces;
+    const merged = mergeTraces(traces);
+    if (!merged) {
+      // No trace for this node: nothing stays loaded.
+      await this.stopBackend();
+      this.running = undefined;
+      this.method = 'off';
+      this.setPhase(Phase.PHASE_IDLE, '');
+      return;
+    }
+    if (this.backend && this.running && this.phase === Phase.PHASE_RUNNING && merged.backend === this.running.backend) {
+      try {
+        await this.backend.apply(merged.kernel);
+        this.running = merged;
+        this.method = await this.backend.method();
+        this.setPhase(Phase.PHASE_RUNNING, '');
+        return;
+      } catch (err) {
+        this.o.log.warn({ err: String(err) }, 'run-time change refused; restarting the backend');
+      }
+    }
+    await this.stopBackend();
+    this.setPhase(Phase.PHASE_STARTING, '');
+    try {
+      const started = await startBackend(merged.backend, merged.kernel, { record: (r) => { this.onRecord(r); }, failed: (e) => { this.onFailed(e); } }, this.o.backend);
+      this.backend = started.backend;
+      this.running = merged;
+      this.method = started.state.method;
+      this.setPhase(Phase.PHASE_RUNNING, started.state.reason);
+    } catch (err) {
+      this.backend = undefined;
+      this.method = 'off';
+      this.setPhase(Phase.PHASE_FAILED, err instanceof Error ? err.message : String(err));
+      this.retry = setTimeout(() => { void this.applyTraces(this.traces); }, this.o.retryMs ?? 60_000);
+    }
+  }
+
+  private async stopBackend(): Promise<void> {
+    const backend = this.backend;
+    this.backend = undefined;
+    if (!backend) return;
+    await this.snapshot(backend);
+    try {
+      await backend.stop();
+    } catch (err) {
+      this.o.log.warn({ err: String(err) }, 'stopping the backend');
+    }
+  }
+
+  private onFailed(err: Error): void {
+    this.o.log.error({ err: err.message }, 'the record stream failed');
+    this.setPhase(Phase.PHASE_FAILED, `record stream: ${err.message}`);
+    this.retry = setTimeout(() => { void this.applyTraces(this.traces); }, this.o.retryMs ?? 60_000);
+  }
+
+  private onRecord(rec: SectionRecord): void {
+    const kind = KIND_NAMES[rec.kind];
+    this.o.metrics.sections.inc({ kind, stage: 'received' });
+    if (this.pending >= MAX_PENDING) {
+      this.o.metrics.dropped.inc({ stage: 'agent_attribution' });
+      this.batcher.loss(pb.LossStage.LOSS_STAGE_AGENT_QUEUE, 1, 'agent attribution queue full', rec.cpu);
+      return;
+    }
+    this.pending++;
+    this.chain = this.chain
+      .then(() => this.process(rec))
+      .catch((err: unknown) => { this.o.log.warn({ err: String(err) }, 'event dropped'); })
+      .finally(() => { this.pending--; });
+  }
+
+  private async process(rec: SectionRecord): Promise<void> {
+    const kind = KIND_NAMES[rec.kind];
+    const traces = tracesOf({ kind: rec.kind, irq: rec.irq, durationNs: rec.durationNs }, this.traces);
+    if (!traces.length) {
+      this.o.metrics.sections.inc({ kind, stage: 'filtered' });
+      return;
+    }
+    const task = await this.tasks.attribute(rec.pid, rec.cgroupId);
+    const enablingTask = rec.enablePid ? await this.tasks.attribute(rec.enablePid) : undefined;
+    const enrichment = this.o.enrich === false ? undefined : await this.enricher.enrich(rec.pid);
+    const event = toEvent(rec, this.symbols.symbols, { ...(task ? { task } : {}), ...(enablingTask ? { enablingTask } : {}), ...(enrichment ? { enrichment } : {}) });
+    event.traces = traces;
+    this.o.metrics.duration.observe({ kind }, Number(rec.durationNs) / 1e9);
+    this.o.metrics.sections.inc({ kind, stage: 'batched' });
+    if (this.o.store) this.o.store.append(pb.Event.toObject(pb.Event.fromObject(event), { longs: String, enums: String }));
+    if (this.client) this.batcher.add(event);
+  }
+
+  /** Histograms and the kernel's drop counters, into the next batch and the metrics. */
+  private async snapshot(backend = this.backend): Promise<void> {
+    if (!backend) return;
+    try {
+      const { counters, hists } = await backend.stats();
+      for (const c of counters) {
+        const last = this.lastCounters.get(c.cpu);
+        const ring = c.droppedRing - (last?.droppedRing ?? 0n);
+        const guard = c.droppedGuard - (last?.droppedGuard ?? 0n);
+        if (ring > 0n) {
+          this.batcher.loss(pb.LossStage.LOSS_STAGE_KERNEL_RING, ring, 'kernel ring full', c.cpu);
+          this.o.metrics.dropped.inc({ stage: 'kernel_ring' }, Number(ring));
+        }
+        if (guard > 0n) {
+          this.batcher.loss(pb.LossStage.LOSS_STAGE_KERNEL_GUARD, guard, 'probe re-entered', c.cpu);
+          this.o.metrics.dropped.inc({ stage: 'kernel_guard' }, Number(guard));
+        }
+        this.lastCounters.set(c.cpu, c);
+        this.o.metrics.kernelSeen.set({ cpu: String(c.cpu) }, Number(c.seen));
+      }
+      if (this.client) {
+        this.batcher.snapshot(
+          {
+            takenNs: toLong(process.hrtime.bigint()),
+            histograms: hists
+              .filter((h) => h.count > 0n)
+              .map((h) => ({
+                kind: h.kind === Kind.IrqsOff ? pb.SectionKind.SECTION_KIND_IRQS_OFF : h.kind === Kind.SoftirqsOff ? pb.SectionKind.SECTION_KIND_SOFTIRQS_OFF : pb.SectionKind.SECTION_KIND_IRQ_LINE,
+                cpu: h.cpu,
+                irq: h.irq,
+                buckets: h.buckets.map((b) => toLong(b)),
+                count: toLong(h.count),
+                sumNs: toLong(h.sumNs),
+                maxNs: toLong(h.maxNs),
+              })),
+          },
+          this.state(),
+        );
+      }
+    } catch (err) {
+      this.o.log.warn({ err: String(err) }, 'reading the kernel statistics');
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.retry);
+    await this.changes;
+    await this.stopBackend();
+    await this.chain;
+    this.batcher.stop();
+    this.setPhase(Phase.PHASE_IDLE, 'agent stopped');
+    // Give the last batches a moment to reach the ingest; what is left stays in the spool.
+    const deadline = Date.now() + 3000;
+    while (this.client?.connected && this.outbox.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await this.client?.stop();
+  }
+}
+

@@ -1,0 +1,46 @@
+// Several traces on one node: merged for the kernel, split again per event.
+import { describe, expect, it } from 'vitest';
+import { irqtrace, toLong } from '@irqtrace/proto';
+import { Kind, mergeTraces, traceFromProto, tracesOf } from '@irqtrace/agent';
+import type { Trace } from '@irqtrace/agent';
+
+const pb = irqtrace.v1;
+const base: Trace = { name: 'x', all: true, irqs: [], thresholdNs: 1_000_000n, method: 'auto', backend: 'auto', periodNs: 1_000_000n, softirqs: false, stacks: false, endUnixNs: 0n };
+
+describe('traces on one node', () => {
+  it('reads a TraceConfig, defaults filled', () => {
+    const t = traceFromProto({ name: 'lab', target: { irqs: [24, 25] }, thresholdNs: toLong(500_000n), method: pb.MethodChoice.METHOD_CHOICE_SAMPLED, backend: pb.BackendChoice.BACKEND_CHOICE_EBPF });
+    expect(t).toMatchObject({ name: 'lab', all: false, irqs: [24, 25], thresholdNs: 500_000n, method: 'sampled', backend: 'ebpf', periodNs: 1_000_000n, stacks: true });
+  });
+
+  it('merges to the lowest threshold and the union of targets', () => {
+    const merged = mergeTraces([
+      { ...base, name: 'a', all: false, irqs: [30, 24], thresholdNs: 200_000n },
+      { ...base, name: 'b', all: false, irqs: [24, 11], thresholdNs: 2_000_000n, stacks: true, periodNs: 500_000n },
+    ]);
+    expect(merged?.kernel).toMatchObject({ method: 'off', irqs: [11, 24, 30], thresholdNs: 200_000n, periodNs: 500_000n, stacks: true });
+    expect(mergeTraces([{ ...base, method: 'exact', softirqs: true }, { ...base, all: false, irqs: [3] }])?.kernel).toMatchObject({ method: 'exact', irqs: 'all', softirqs: true });
+    expect(mergeTraces([{ ...base, method: 'exact' }, { ...base, method: 'sampled' }])?.kernel.method).toBe('auto');
+    expect(mergeTraces([{ ...base, backend: 'kmod' }, { ...base, backend: 'ebpf' }])?.backend).toBe('auto');
+    expect(mergeTraces([{ ...base, backend: 'ebpf' }, base])?.backend).toBe('ebpf');
+  });
+
+  it('leaves nothing to run when no trace is live', () => {
+    expect(mergeTraces([])).toBeUndefined();
+    expect(mergeTraces([{ ...base, endUnixNs: 10n }], 20n)).toBeUndefined();
+  });
+
+  it('gives each event to the traces it matches', () => {
+    const traces: Trace[] = [
+      { ...base, name: 'cpus', thresholdNs: 1_000_000n },
+      { ...base, name: 'nic', all: false, irqs: [24], thresholdNs: 100_000n },
+      { ...base, name: 'soft', softirqs: true, thresholdNs: 100_000n },
+    ];
+    const irqsOff = Kind.IrqsOff;
+    expect(tracesOf({ kind: irqsOff, irq: 0, durationNs: 2_000_000n }, traces)).toEqual(['cpus', 'soft']);
+    expect(tracesOf({ kind: irqsOff, irq: 0, durationNs: 500_000n }, traces)).toEqual(['soft']);
+    expect(tracesOf({ kind: Kind.IrqLine, irq: 24, durationNs: 200_000n }, traces)).toEqual(['nic', 'soft']);
+    expect(tracesOf({ kind: Kind.IrqLine, irq: 25, durationNs: 200_000n }, traces)).toEqual(['soft']);
+    expect(tracesOf({ kind: Kind.SoftirqsOff, irq: 0, durationNs: 5_000_000n }, traces)).toEqual(['soft']);
+  });
+});

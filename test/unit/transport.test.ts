@@ -5,12 +5,11 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { irqtrace, ingestServiceDefinition, toBigInt, toLong } from '@irqtrace/proto';
-import type { ConnectCall } from '@irqtrace/proto';
+import { irqtrace, toBigInt, toLong } from '@irqtrace/proto';
 import { Batcher, IngestClient, Outbox } from '@irqtrace/agent';
 import { waitUntil } from '../lib/wait.js';
+import { FakeIngest } from '../lib/fake_ingest.js';
 
 const v1 = irqtrace.v1;
 
@@ -19,46 +18,6 @@ function batch(seq: bigint, events = 2): irqtrace.v1.EventBatch {
     seq: toLong(seq),
     events: Array.from({ length: events }, (_, i) => ({ cpu: i, durationNs: toLong(1_000_000n + seq), task: { comm: `t${seq}` } })),
   });
-}
-
-/** A stand-in ingest: records every batch seq it gets, acks (or not), can die and come back on its port. */
-class FakeIngest {
-  server = new grpc.Server();
-  received: bigint[] = [];
-  hellos: irqtrace.v1.IHello[] = [];
-  ackUpTo = Infinity;
-  port = 0;
-  private calls: ConnectCall[] = [];
-
-  async start(port = 0): Promise<void> {
-    this.server = new grpc.Server();
-    this.server.addService(ingestServiceDefinition, {
-      connect: (call: ConnectCall) => {
-        this.calls.push(call);
-        call.on('data', (m: irqtrace.v1.AgentMessage) => {
-          if (m.hello) {
-            this.hellos.push(m.hello);
-            call.write(v1.IngestMessage.create({ config: { version: toLong(7n), traces: [{ name: 'lab', thresholdNs: toLong(500_000n) }] } }));
-          }
-          if (m.batch) {
-            const seq = toBigInt(m.batch.seq);
-            this.received.push(seq);
-            if (Number(seq) <= this.ackUpTo) call.write(v1.IngestMessage.create({ ack: { upToSeq: m.batch.seq } }));
-          }
-        });
-        call.on('end', () => { call.end(); });
-        call.on('error', () => {});
-      },
-    });
-    this.port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => { if (err) reject(err); else resolve(p); });
-    });
-  }
-
-  kill(): void {
-    this.server.forceShutdown();
-    this.calls = [];
-  }
 }
 
 const stops: (() => Promise<void> | void)[] = [];

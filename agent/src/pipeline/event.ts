@@ -30,9 +30,29 @@ export function frameOf(syms: Kallsyms, address: bigint): irqtrace.v1.IFrame {
     : { address: toLong(address) };
 }
 
+// Stacks repeat (a storm comes from a few code paths): frames are made once
+// per address and table. Bounded: cleared when full, and per table.
+const FRAME_CACHE_MAX = 100_000;
+const frameCaches = new WeakMap<Kallsyms, Map<bigint, irqtrace.v1.IFrame>>();
+
+function cachedFrame(syms: Kallsyms, address: bigint): irqtrace.v1.IFrame {
+  let cache = frameCaches.get(syms);
+  if (!cache) {
+    cache = new Map();
+    frameCaches.set(syms, cache);
+  }
+  let frame = cache.get(address);
+  if (!frame) {
+    if (cache.size >= FRAME_CACHE_MAX) cache.clear();
+    frame = frameOf(syms, address);
+    cache.set(address, frame);
+  }
+  return frame;
+}
+
 function siteOf(syms: Kallsyms, ip: bigint, parentIp: bigint): irqtrace.v1.ISite | null {
   if (ip === 0n) return null;
-  return { ip: frameOf(syms, ip), parentIp: parentIp ? frameOf(syms, parentIp) : null };
+  return { ip: cachedFrame(syms, ip), parentIp: parentIp ? cachedFrame(syms, parentIp) : null };
 }
 
 function taskOf(pid: number, tgid: number, comm: string, cgroupId: bigint, who: CgroupAttribution | undefined): irqtrace.v1.ITask {
@@ -68,7 +88,7 @@ export function toEvent(rec: SectionRecord, syms: Kallsyms, who: Attribution = {
     enablingTask: (rec.flags & RecordFlag.EnablerValid) !== 0 ? taskOf(rec.enablePid, rec.enableTgid, rec.enableComm, 0n, who.enablingTask) : null,
     disableSite: sites ? siteOf(syms, rec.disableIp, rec.disableParentIp) : null,
     enableSite: sites ? siteOf(syms, rec.enableIp, rec.enableParentIp) : null,
-    stack: rec.frames.map((f) => frameOf(syms, f)),
+    stack: rec.frames.map((f) => cachedFrame(syms, f)),
     stackTruncated: (rec.flags & RecordFlag.StackTruncated) !== 0,
     enrichment: who.enrichment ? pb.Enrichment.create(who.enrichment) : null,
   };

@@ -1,0 +1,140 @@
+// `irqtrace agent` inside a guest: traces come from an ingest on the host
+// (a real grpc-js server, reached through ssh -R), events go back to it in
+// batches, config changes apply at run time, and nothing stays loaded when
+// no trace applies or the agent stops. Also the standalone mode: config
+// file, local store, `irqtrace list`.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { irqtrace, toBigInt, toLong } from '@irqtrace/proto';
+import { FakeIngest } from '../../test/lib/fake_ingest.js';
+import { repoRoot } from '../../test/lib/paths.js';
+import { waitUntil } from '../../test/lib/wait.js';
+import { Vm } from '../../test/vm/vm.js';
+import { Rig, must } from '../../kmod/test/harness.js';
+import type { Report } from '../../kmod/test/harness.js';
+
+const pb = irqtrace.v1;
+const CLI = join(repoRoot, 'agent', 'dist', 'cli', 'main.js');
+const RUN = '/run/tmp/irqtrace-agent';
+
+let vm: Vm;
+let rig: Rig;
+let ingest: FakeIngest;
+let guestPort = 0;
+let line = 0;
+
+function lineTrace(thresholdNs: bigint): irqtrace.v1.ITraceConfig {
+  return { name: 'lab', target: { irqs: [line] }, thresholdNs: toLong(thresholdNs), backend: pb.BackendChoice.BACKEND_CHOICE_KMOD, stacks: true };
+}
+
+async function startAgent(args: string): Promise<void> {
+  await vm.execHost(
+    `rm -rf ${RUN}; mkdir -p ${RUN}; (node ${CLI} agent ${args} > ${RUN}/log 2>&1 & echo $! > ${RUN}/pid; wait $!; echo $? > ${RUN}/rc) > /dev/null 2>&1 &`,
+  );
+}
+
+async function stopAgent(): Promise<{ code: number; log: string }> {
+  await vm.execHost(`kill -TERM $(cat ${RUN}/pid)`);
+  let rc = '';
+  await waitUntil('the agent to exit', 120_000, async () => (rc = (await vm.execHost(`cat ${RUN}/rc 2>/dev/null`)).stdout.trim()) !== '');
+  return { code: Number(rc), log: (await vm.execHost(`cat ${RUN}/log`)).stdout };
+}
+
+function eventsOf(report: Report): irqtrace.v1.IEvent[] {
+  const disableReturned = report.startNs + report.durationNs - BigInt(report.fields.inner_ns ?? '0');
+  return ingest.events().filter((e) => {
+    const start = toBigInt(e.startNs);
+    return e.kind === pb.SectionKind.SECTION_KIND_IRQ_LINE && e.irq === line && e.task?.pid === report.pid && start >= report.startNs - 1_000n && start <= disableReturned + 1_000n;
+  });
+}
+
+const moduleLoaded = async () => (await vm.exec('test -d /sys/module/irqtrace')).code === 0;
+
+beforeAll(async () => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
+  vm = await Vm.boot({ flavour: 'debian' });
+  rig = await Rig.create(vm);
+  line = Number(/^\s*(\d+):.*\bttyS0\b/m.exec(await vm.run('cat /proc/interrupts'))?.[1]);
+  await rig.irqburn(`irqline ${line} 1000 2`);
+  ingest = new FakeIngest();
+  ingest.config = { version: toLong(1n), traces: [lineTrace(1_000_000n)] };
+  await ingest.start();
+  guestPort = await vm.forwardToHost(ingest.port);
+});
+
+afterAll(async () => {
+  ingest.kill();
+  await vm.stop();
+});
+
+describe('irqtrace agent with an ingest', () => {
+  it('runs the trace it is given and sends its events, attributed and symbolized', async () => {
+    await startAgent(`--ingest 127.0.0.1:${guestPort} --node guest-1 --module ${rig.modules.irqtrace} --spool ${RUN}/spool --metrics-port 9101`);
+    await waitUntil('the agent to run its backend', 300_000, async () => Promise.resolve(ingest.states.some((s) => s.phase === pb.BackendState.Phase.PHASE_RUNNING)));
+    expect(ingest.hellos[0]).toMatchObject({ node: 'guest-1', protocolVersion: 1 });
+    expect(ingest.hellos[0]?.capabilities).toMatchObject({ kprobes: true, bpf: true, irqTracepoints: false });
+    expect(await moduleLoaded()).toBe(true);
+
+    const [masked] = await rig.irqburn(`irqline ${line} 2000 2`);
+    const report = must(masked);
+    await waitUntil('the event at the ingest', 60_000, async () => Promise.resolve(eventsOf(report).length > 0));
+    const found = eventsOf(report);
+    expect(found).toHaveLength(1);
+    const e = must(found[0]);
+    expect(e).toMatchObject({ backend: pb.Backend.BACKEND_KMOD, traces: ['lab'], task: { comm: 'irqburn' }, enablingTask: { comm: report.fields.enable_comm } });
+    expect(e.disableSite?.ip?.symbol).toMatch(/^irqburn_mask_line/);
+    expect(e.stack?.[0]?.symbol).toMatch(/^irqburn_mask_line/);
+    expect(e.task?.cgroupPath).toMatch(/^\//);
+    expect(Math.abs(Number(toBigInt(e.durationNs) - report.durationNs))).toBeLessThanOrEqual(5_000);
+
+    const ready = await vm.execHost('curl -s -o /dev/null -w "%{http_code}" 127.0.0.1:9101/readyz');
+    expect(ready.stdout).toBe('200');
+    const metrics = (await vm.execHost('curl -s 127.0.0.1:9101/metrics')).stdout;
+    expect(metrics).toMatch(/irqtrace_backend_info\{backend="kmod",method="off",phase="running"\} 1/);
+    expect(metrics).toMatch(/irqtrace_sections_total\{kind="irq-line",stage="batched"\} [1-9]/);
+  });
+
+  it('applies a new threshold at run time, without reloading', async () => {
+    const loads = (await vm.run('dmesg | grep -c "irqtrace: tracing:" || true')).trim();
+    ingest.push({ version: toLong(2n), traces: [lineTrace(5_000_000n)] });
+    await waitUntil('config v2 in effect', 60_000, async () => Promise.resolve(ingest.states.some((s) => toBigInt(s.configVersion) === 2n && s.phase === pb.BackendState.Phase.PHASE_RUNNING)));
+    expect((await vm.run('cat /sys/module/irqtrace/parameters/threshold_ns')).trim()).toBe('5000000');
+    const [short, long] = await rig.irqburn(`irqline ${line} 1500 1`, `irqline ${line} 8000 1`);
+    await waitUntil('the long masking at the ingest', 60_000, async () => Promise.resolve(eventsOf(must(long)).length > 0));
+    expect(eventsOf(must(short))).toHaveLength(0);
+    expect((await vm.run('dmesg | grep -c "irqtrace: tracing:" || true')).trim()).toBe(loads);
+  });
+
+  it('unloads everything when no trace applies, and on SIGTERM', async () => {
+    ingest.push({ version: toLong(3n), traces: [] });
+    await waitUntil('the module unloaded', 60_000, async () => !(await moduleLoaded()));
+    expect(ingest.states.some((s) => toBigInt(s.configVersion) === 3n && s.phase === pb.BackendState.Phase.PHASE_IDLE)).toBe(true);
+    ingest.push({ version: toLong(4n), traces: [lineTrace(1_000_000n)] });
+    await waitUntil('the module loaded again', 120_000, moduleLoaded);
+    const { code, log } = await stopAgent();
+    expect(code, log).toBe(0);
+    expect(await moduleLoaded()).toBe(false);
+    // Structured logs, one JSON object a line.
+    const lines = log.trim().split('\n');
+    expect(lines.every((l) => l.startsWith('{'))).toBe(true);
+    expect(lines.map((l) => (JSON.parse(l) as { msg: string }).msg)).toContain('backend state');
+  });
+});
+
+describe('irqtrace agent standalone', () => {
+  it('traces from its config file into the local store, which list shows and clear empties', async () => {
+    const config = `traces:\n  - name: serial\n    target: [${line}]\n    threshold: 1ms\n    backend: kmod\nstore: ${RUN}-store/events.jsonl\n`;
+    await vm.execHost(`mkdir -p ${RUN}-store && printf '%s' '${config}' > ${RUN}-store/config.yaml`);
+    await startAgent(`--config ${RUN}-store/config.yaml --module ${rig.modules.irqtrace}`);
+    await waitUntil('the module loaded', 300_000, moduleLoaded);
+    const [masked] = await rig.irqburn(`irqline ${line} 3000 2`);
+    await waitUntil('the event in the store', 60_000, async () => (await vm.execHost(`cat ${RUN}-store/events.jsonl 2>/dev/null`)).stdout.includes('irqburn'));
+    const { code } = await stopAgent();
+    expect(code).toBe(0);
+    const listed = await vm.execHost(`node ${CLI} list --store ${RUN}-store/events.jsonl`);
+    expect(listed.stdout).toMatch(new RegExp(`irq-line ${line}\\s+\\d+\\s+[\\d.]+ ms\\s+irqburn/${must(masked).pid}\\s+-\\s+irqburn_mask_line`));
+    await vm.execHost(`node ${CLI} clear --store ${RUN}-store/events.jsonl`);
+    expect((await vm.execHost(`node ${CLI} list --store ${RUN}-store/events.jsonl`)).stderr).toMatch(/0 violations/);
+  });
+});

@@ -5,3 +5,7 @@ export { ingestServiceDefinition, IngestServiceClient } from './ingest_service.j
 export type { IngestServiceHandlers, ConnectStream, ConnectCall } from './ingest_service.js';
 export { toBigInt, toLong } from './uint64.js';
 export { PROTOCOL_VERSION } from './version.js';
+// The wire writer, for code that splices pre-encoded messages (the agent's hot path).
+import $protobuf from 'protobufjs/minimal.js';
+export const Writer = $protobuf.Writer;
+export type Writer = $protobuf.Writer;

@@ -2,7 +2,8 @@
 // its first event, gets the node's next seq, and goes to the outbox. Losses
 // (the kernel's drop counters, the agent's own) and histogram snapshots ride
 // along in the next batch; a batch with only those is sent too.
-import { irqtrace, toLong } from '@irqtrace/proto';
+import { irqtrace, toLong, Writer } from '@irqtrace/proto';
+import { encodeEvent } from './encode.js';
 import type { Outbox } from '../transport/outbox.js';
 
 export interface BatcherOptions {
@@ -15,7 +16,8 @@ export interface BatcherOptions {
 }
 
 export class Batcher {
-  private events: irqtrace.v1.IEvent[] = [];
+  /** Encoded already: the batch is spliced from them. */
+  private events: Uint8Array[] = [];
   private losses: irqtrace.v1.ILoss[] = [];
   private histograms: irqtrace.v1.IHistogramSnapshot | undefined;
   private state: irqtrace.v1.IBackendState | undefined;
@@ -42,7 +44,7 @@ export class Batcher {
       this.loss(irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE, 1, 'agent batcher full');
       return;
     }
-    this.events.push(event);
+    this.events.push(encodeEvent(event));
     if (this.events.length >= this.maxEvents) this.flush();
     else this.timer ??= setTimeout(() => { this.flush(); }, this.maxDelayMs);
   }
@@ -70,19 +72,20 @@ export class Batcher {
     if (outboxLoss) this.losses.push({ stage: irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE, count: toLong(outboxLoss), reason: 'spool full: oldest batches dropped' });
     if (!this.events.length && !this.losses.length && !this.histograms && !this.state) return;
     const seq = this.outbox.nextSeq();
-    const batch = irqtrace.v1.EventBatch.create({
-      seq: toLong(seq),
-      sentUnixNs: toLong(BigInt(Date.now()) * 1_000_000n),
-      events: this.events.map((e) => irqtrace.v1.Event.create(e)),
-      losses: this.losses.map((l) => irqtrace.v1.Loss.create(l)),
-      ...(this.histograms ? { histograms: irqtrace.v1.HistogramSnapshot.create(this.histograms) } : {}),
-      ...(this.state ? { state: irqtrace.v1.BackendState.create(this.state) } : {}),
-    });
+    // EventBatch: seq = 1, sent_unix_ns = 2, events = 3, losses = 4, histograms = 5, state = 6.
+    const w = Writer.create();
+    w.uint32(1 << 3).uint64(toLong(seq));
+    w.uint32(2 << 3).uint64(toLong(BigInt(Date.now()) * 1_000_000n));
+    for (const e of this.events) w.uint32((3 << 3) | 2).bytes(e);
+    for (const l of this.losses) w.uint32((4 << 3) | 2).bytes(irqtrace.v1.Loss.encode(l).finish());
+    if (this.histograms) w.uint32((5 << 3) | 2).bytes(irqtrace.v1.HistogramSnapshot.encode(this.histograms).finish());
+    if (this.state) w.uint32((6 << 3) | 2).bytes(irqtrace.v1.BackendState.encode(this.state).finish());
+    const events = this.events.length;
     this.events = [];
     this.losses = [];
     this.histograms = undefined;
     this.state = undefined;
-    this.outbox.add(batch);
+    this.outbox.addEncoded(seq, w.finish(), events);
     this.batches++;
     this.options.onBatch?.(seq);
   }

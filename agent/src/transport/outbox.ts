@@ -106,15 +106,18 @@ export class Outbox {
 
   /** Stores a batch (its seq must be nextSeq()). */
   add(batch: EventBatch): void {
-    const seq = BigInt(batch.seq.toString());
+    this.addEncoded(BigInt(batch.seq.toString()), irqtrace.v1.EventBatch.encode(batch).finish(), batch.events.length);
+  }
+
+  /** Stores an encoded batch of events events (its seq must be nextSeq()). */
+  addEncoded(seq: bigint, bytes: Uint8Array, events: number): void {
     if (seq !== this.nextSeq()) throw new Error(`batch seq ${seq} is not the next one (${this.nextSeq()})`);
-    const bytes = irqtrace.v1.EventBatch.encode(batch).finish();
     if (this.options.dir) {
       const tmp = join(this.options.dir, `${seq}.batch.tmp`);
       writeFileSync(tmp, bytes);
       renameSync(tmp, join(this.options.dir, `${seq}.batch`));
     }
-    this.entries.push({ seq, bytes, events: batch.events.length });
+    this.entries.push({ seq, bytes, events });
     this.bytes += bytes.length;
     this.lastSeq = seq;
     this.saveState();

@@ -109,7 +109,9 @@ describe('irqtrace agent with an ingest', () => {
   it('unloads everything when no trace applies, and on SIGTERM', async () => {
     ingest.push({ version: toLong(3n), traces: [] });
     await waitUntil('the module unloaded', 60_000, async () => !(await moduleLoaded()));
-    expect(ingest.states.some((s) => toBigInt(s.configVersion) === 3n && s.phase === pb.BackendState.Phase.PHASE_IDLE)).toBe(true);
+    await waitUntil('the idle state reported', 30_000, async () =>
+      Promise.resolve(ingest.states.some((s) => toBigInt(s.configVersion) === 3n && s.phase === pb.BackendState.Phase.PHASE_IDLE)),
+    );
     ingest.push({ version: toLong(4n), traces: [lineTrace(1_000_000n)] });
     await waitUntil('the module loaded again', 120_000, moduleLoaded);
     const { code, log } = await stopAgent();
@@ -127,14 +129,19 @@ describe('irqtrace agent standalone', () => {
     const config = `traces:\n  - name: serial\n    target: [${line}]\n    threshold: 1ms\n    backend: kmod\nstore: ${RUN}-store/events.jsonl\n`;
     await vm.execHost(`mkdir -p ${RUN}-store && printf '%s' '${config}' > ${RUN}-store/config.yaml`);
     await startAgent(`--config ${RUN}-store/config.yaml --module ${rig.modules.irqtrace}`);
-    await waitUntil('the module loaded', 300_000, moduleLoaded);
+    // Not just /sys/module/irqtrace: that appears before the module's init has hooked anything.
+    await waitUntil('the backend running', 300_000, async () => (await vm.execHost(`cat ${RUN}/log`)).stdout.includes('"phase":"running"'));
     const [masked] = await rig.irqburn(`irqline ${line} 3000 2`);
-    await waitUntil('the event in the store', 60_000, async () => (await vm.execHost(`cat ${RUN}-store/events.jsonl 2>/dev/null`)).stdout.includes('irqburn'));
+    try {
+      await waitUntil('the event in the store', 60_000, async () => (await vm.execHost(`cat ${RUN}-store/events.jsonl 2>/dev/null`)).stdout.includes('irqburn'));
+    } catch (err) {
+      throw new Error(`${String(err)}\nagent log:\n${(await vm.execHost(`cat ${RUN}/log`)).stdout}`);
+    }
     const { code } = await stopAgent();
     expect(code).toBe(0);
-    const listed = await vm.execHost(`node ${CLI} list --store ${RUN}-store/events.jsonl`);
+    const listed = await vm.execHost(`node ${CLI} list --store ${RUN}-store/events.jsonl`, { timeoutMs: 300_000 });
     expect(listed.stdout).toMatch(new RegExp(`irq-line ${line}\\s+\\d+\\s+[\\d.]+ ms\\s+irqburn/${must(masked).pid}\\s+-\\s+irqburn_mask_line`));
-    await vm.execHost(`node ${CLI} clear --store ${RUN}-store/events.jsonl`);
-    expect((await vm.execHost(`node ${CLI} list --store ${RUN}-store/events.jsonl`)).stderr).toMatch(/0 violations/);
+    await vm.execHost(`node ${CLI} clear --store ${RUN}-store/events.jsonl`, { timeoutMs: 300_000 });
+    expect((await vm.execHost(`node ${CLI} list --store ${RUN}-store/events.jsonl`, { timeoutMs: 300_000 })).stderr).toMatch(/0 violations/);
   });
 });

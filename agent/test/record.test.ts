@@ -75,9 +75,10 @@ function checkIrqsOff(all: JsonEvent[], reports: Report[], backend: string, meth
     expect(e.task.cgroupPath).toMatch(/^\//);
     if (method === 'METHOD_EXACT') {
       expect(e.disableSite?.ip.symbol).toMatch(/^irqburn_irqs_off/);
-      const error = Number(BigInt(e.durationNs) - r.durationNs);
-      expect(error).toBeGreaterThanOrEqual(0);
-      expect(error).toBeLessThanOrEqual(Math.max(5_000, Number(r.durationNs) / 100));
+      // The duration the kernel side measured, carried unchanged: between the
+      // selftest's inner and outer clocks (the precision itself is the kmod tests' job).
+      expect(BigInt(e.durationNs)).toBeGreaterThanOrEqual(r.durationNs);
+      expect(BigInt(e.durationNs)).toBeLessThanOrEqual(BigInt(r.fields.outer_ns ?? '0'));
     }
   }
 }
@@ -135,10 +136,10 @@ describe('irqtrace record on the tracing kernel', () => {
   });
 
   it('says why it cannot trace, and exits 3', async () => {
-    const r = await vm.execHost(`node ${CLI} record --backend kmod --module /nonexistent.ko --duration 1s`);
+    const r = await vm.execHost(`node ${CLI} record --backend kmod --module /nonexistent.ko --duration 1s`, { timeoutMs: 300_000 });
     expect(r.code).toBe(3);
     expect(r.stderr.trim()).toBe('irqtrace: cannot trace: kmod: no module at /nonexistent.ko');
-    const bad = await vm.execHost(`node ${CLI} record --threshold 10ns`);
+    const bad = await vm.execHost(`node ${CLI} record --threshold 10ns`, { timeoutMs: 300_000 });
     expect(bad.code).toBe(2);
     expect(bad.stderr.trim()).toBe('irqtrace: threshold: 10 ns is outside 1µs..60s');
   });
@@ -172,7 +173,7 @@ describe('irqtrace record on a stock kernel', () => {
     expect(err).toMatch(/tracing with ebpf \(irqs-off: sampled, irq lines: all\)/);
     // fsleep() overshoots under TCG: the masking lasts what the selftest says, not what it was asked.
     const ms = (Number(must(masked).durationNs) / 1e6).toFixed(Number(must(masked).durationNs) < 10e6 ? 2 : 1);
-    expect(out, out).toMatch(new RegExp(`irq-line ${line}\\s+\\d+\\s+${ms.slice(0, -1)}\\d ms\\s+irqburn/${must(masked).pid}\\s+-\\s+irqburn_mask_line`));
+    expect(out, `${out}\n${err}`).toMatch(new RegExp(`irq-line ${line}\\s+\\d+\\s+${ms.slice(0, -1)}\\d ms\\s+irqburn/${must(masked).pid}\\s+-\\s+irqburn_mask_line`));
     expect(out).toMatch(new RegExp(`irq-line IRQ ${line} \\(exact\\): \\d+ sections`));
   });
 

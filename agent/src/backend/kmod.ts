@@ -3,7 +3,7 @@
 // headers, as node agents do), loads it with the configuration as module
 // parameters, reads /dev/irqtrace, and changes parameters through sysfs.
 import { constants } from 'node:fs';
-import { cp, mkdtemp, open, readFile, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, open, readFile, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { release, tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
@@ -13,6 +13,7 @@ import type { KernelConfig } from '../config/kernel_config.js';
 import { decodeAll } from '../records/decode.js';
 import type { CountersItem, HistItem } from '../records/decode.js';
 import { ItemStreamDecoder } from '../records/stream.js';
+import { exists } from '../util/fs.js';
 import { exec as defaultExec } from './exec.js';
 import type { Exec } from './exec.js';
 import { BackendError } from './types.js';
@@ -35,15 +36,6 @@ export interface KmodOptions {
 }
 
 const READ_BYTES = 256 * 1024;
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export class KmodBackend implements KernelBackend {
   readonly name = 'kmod';

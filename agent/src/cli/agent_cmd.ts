@@ -10,8 +10,10 @@ import { AgentMetrics, serveMetrics } from '../daemon/metrics.js';
 import { NodeAgent } from '../daemon/node_agent.js';
 import { EventStore } from '../daemon/store.js';
 import { VIOLATION_HEADER, formatNs, formatRow } from './format.js';
+import { backendOptionsOf } from './host_options.js';
+import type { HostOptions } from './host_options.js';
 
-export interface AgentCommandOptions {
+export interface AgentCommandOptions extends HostOptions {
   config?: string;
   node?: string;
   ingest?: string;
@@ -23,12 +25,6 @@ export interface AgentCommandOptions {
   store?: string;
   metricsPort?: string;
   metricsHost: string;
-  module?: string;
-  moduleDir?: string;
-  source?: string;
-  loader?: string;
-  proc: string;
-  cgroupRoot: string;
 }
 
 export const DEFAULT_STORE = '/var/lib/irqtrace/events.jsonl';
@@ -65,10 +61,7 @@ export async function runAgent(o: AgentCommandOptions): Promise<number> {
     ...(address ? { ingest: { address, ...(tls ? { tls } : {}) } } : { traces: file.traces }),
     ...(storePath ? { store: new EventStore(storePath) } : {}),
     ...((o.spool ?? file.spool) ? { spoolDir: o.spool ?? file.spool } : {}),
-    backend: {
-      kmod: { ...(o.module ? { modulePath: o.module } : {}), ...(o.moduleDir ? { moduleDir: o.moduleDir } : {}), ...(o.source ? { sourceDir: o.source } : {}) },
-      ebpf: o.loader ? { loaderPath: o.loader } : {},
-    },
+    backend: backendOptionsOf(o),
     proc: o.proc,
     cgroupRoot: o.cgroupRoot,
   });

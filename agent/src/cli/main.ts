@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { DEFAULT_STORE, clearStore, listStore, runAgent } from './agent_cmd.js';
 import type { AgentCommandOptions } from './agent_cmd.js';
+import { addHostOptions } from './host_options.js';
 import { record } from './record.js';
 import type { RecordOptions } from './record.js';
 
@@ -10,7 +11,7 @@ const program = new Command('irqtrace')
   .description('How long Linux keeps interrupts disabled, and who did it.')
   .version('0.1.0');
 
-program
+const recordCommand = program
   .command('record')
   .description('trace this machine and print every section over the threshold as it happens')
   .option('--target <what>', 'all (irqs off on CPUs, and every IRQ line), irqs-off, or irq:N[,M...]', 'all')
@@ -22,19 +23,14 @@ program
   .option('--no-stacks', 'no kernel stacks')
   .option('--softirqs', 'also sample softirqs-off sections (kernel module only)', false)
   .option('--duration <duration>', 'stop after this long (default: at Ctrl-C)')
-  .option('--json', 'one JSON object per event on stdout', false)
-  .option('--module <path>', 'kmod: this irqtrace.ko')
-  .option('--module-dir <dir>', 'kmod: prebuilt modules as <dir>/<uname -r>/irqtrace.ko')
-  .option('--source <dir>', "kmod: the module's source, built against /lib/modules/<uname -r>/build")
-  .option('--loader <path>', 'ebpf: the irqtrace-bpf loader')
-  .option('--proc <dir>', 'where the host /proc is', '/proc')
-  .option('--cgroup-root <dir>', 'where the host cgroup2 hierarchy is', '/sys/fs/cgroup')
+  .option('--json', 'one JSON object per event on stdout', false);
+addHostOptions(recordCommand)
   .addHelpText('after', '\nExamples:\n  irqtrace record --threshold 500us --duration 30s\n  irqtrace record --target irq:24 --json > events.jsonl\n')
   .action(async (options: RecordOptions) => {
     process.exitCode = await record(options);
   });
 
-program
+const agentCommand = program
   .command('agent')
   .description('run as the node agent: traces from the ingest (Kubernetes) or from a config file (standalone)')
   .option('--config <file>', 'standalone config (traces, store, metrics port), e.g. /etc/irqtrace/config.yaml')
@@ -47,20 +43,14 @@ program
   .option('--spool <dir>', 'keeps unacknowledged batches across ingest outages and restarts')
   .option('--store <file>', `local event store (default without --ingest: ${DEFAULT_STORE})`)
   .option('--metrics-port <port>', 'serve /metrics, /healthz, /readyz on this port')
-  .option('--metrics-host <address>', 'address to serve metrics on', '127.0.0.1')
-  .option('--module <path>', 'kmod: this irqtrace.ko')
-  .option('--module-dir <dir>', 'kmod: prebuilt modules as <dir>/<uname -r>/irqtrace.ko')
-  .option('--source <dir>', "kmod: the module's source, built against /lib/modules/<uname -r>/build")
-  .option('--loader <path>', 'ebpf: the irqtrace-bpf loader')
-  .option('--proc <dir>', 'where the host /proc is', '/proc')
-  .option('--cgroup-root <dir>', 'where the host cgroup2 hierarchy is', '/sys/fs/cgroup')
-  .action(async (options: AgentCommandOptions) => {
-    process.exitCode = await runAgent(options);
-  });
+  .option('--metrics-host <address>', 'address to serve metrics on', '127.0.0.1');
+addHostOptions(agentCommand).action(async (options: AgentCommandOptions) => {
+  process.exitCode = await runAgent(options);
+});
 
 program
   .command('list')
-  .description("list the violations the standalone agent stored")
+  .description('list the violations the standalone agent stored')
   .option('--store <file>', 'the store', DEFAULT_STORE)
   .option('--json', 'one JSON object per event', false)
   .action((options: { store: string; json: boolean }) => {

@@ -6,7 +6,6 @@ import { procFs } from '../attribution/procfs.js';
 import { CgroupIndex } from '../attribution/cgroup_index.js';
 import { TaskAttributor } from '../attribution/tasks.js';
 import { startBackend } from '../backend/select.js';
-import type { BackendOptions } from '../backend/select.js';
 import { BackendError } from '../backend/types.js';
 import { ConfigError, DEFAULT_KERNEL_CONFIG, parseDurationNs, validateKernelConfig } from '../config/kernel_config.js';
 import type { BackendChoice, KernelConfig, MethodChoice } from '../config/kernel_config.js';
@@ -14,9 +13,11 @@ import { toEvent } from '../pipeline/event.js';
 import type { SectionRecord } from '../records/decode.js';
 import { Kind } from '../records/layout.js';
 import { SymbolSource } from '../symbols/source.js';
+import { backendOptionsOf } from './host_options.js';
+import type { HostOptions } from './host_options.js';
 import { KIND_NAMES, VIOLATION_HEADER, formatHistogram, formatNs, formatRow } from './format.js';
 
-export interface RecordOptions {
+export interface RecordOptions extends HostOptions {
   target: string;
   threshold: string;
   method: string;
@@ -27,12 +28,6 @@ export interface RecordOptions {
   softirqs: boolean;
   duration?: string;
   json: boolean;
-  module?: string;
-  moduleDir?: string;
-  source?: string;
-  loader?: string;
-  proc: string;
-  cgroupRoot: string;
 }
 
 export interface Output {
@@ -140,14 +135,7 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
     },
   };
 
-  const options: BackendOptions = {
-    kmod: {
-      ...(o.module ? { modulePath: o.module } : {}),
-      ...(o.moduleDir ? { moduleDir: o.moduleDir } : {}),
-      ...(o.source ? { sourceDir: o.source } : {}),
-    },
-    ebpf: o.loader ? { loaderPath: o.loader } : {},
-  };
+  const options = backendOptionsOf(o);
   let started;
   try {
     started = await startBackend(choice, cfg, sink, options);

@@ -1,15 +1,7 @@
 // What this node's kernel offers, for the Hello (cheap checks of /proc and /sys).
-import { access, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import type { irqtrace } from '@irqtrace/proto';
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { exists } from '../util/fs.js';
 
 export async function probeCapabilities(proc = '/proc', sys = '/sys'): Promise<irqtrace.v1.ICapabilities> {
   const kallsyms = await readFile(`${proc}/kallsyms`, 'utf8').catch(() => '');

@@ -1,0 +1,34 @@
+// The options every command that runs the kernel side shares: where the
+// module or the loader is, and where the host's /proc and cgroups are.
+import type { Command } from 'commander';
+import type { BackendOptions } from '../backend/select.js';
+
+export interface HostOptions {
+  module?: string;
+  moduleDir?: string;
+  source?: string;
+  loader?: string;
+  proc: string;
+  cgroupRoot: string;
+}
+
+export function addHostOptions(command: Command): Command {
+  return command
+    .option('--module <path>', 'kmod: this irqtrace.ko')
+    .option('--module-dir <dir>', 'kmod: prebuilt modules as <dir>/<uname -r>/irqtrace.ko')
+    .option('--source <dir>', "kmod: the module's source, built against /lib/modules/<uname -r>/build")
+    .option('--loader <path>', 'ebpf: the irqtrace-bpf loader')
+    .option('--proc <dir>', 'where the host /proc is', '/proc')
+    .option('--cgroup-root <dir>', 'where the host cgroup2 hierarchy is', '/sys/fs/cgroup');
+}
+
+export function backendOptionsOf(o: HostOptions): BackendOptions {
+  return {
+    kmod: {
+      ...(o.module ? { modulePath: o.module } : {}),
+      ...(o.moduleDir ? { moduleDir: o.moduleDir } : {}),
+      ...(o.source ? { sourceDir: o.source } : {}),
+    },
+    ebpf: o.loader ? { loaderPath: o.loader } : {},
+  };
+}

@@ -11,7 +11,7 @@ import { FakeIngest } from '../../test/lib/fake_ingest.js';
 import { repoRoot } from '../../test/lib/paths.js';
 import { waitUntil } from '../../test/lib/wait.js';
 import { Vm } from '../../test/vm/vm.js';
-import { Rig, must } from '../../kmod/test/harness.js';
+import { Rig, must, startsMasking } from '../../kmod/test/harness.js';
 import type { Report } from '../../kmod/test/harness.js';
 
 const pb = irqtrace.v1;
@@ -42,11 +42,9 @@ async function stopAgent(): Promise<{ code: number; log: string }> {
 }
 
 function eventsOf(report: Report): irqtrace.v1.IEvent[] {
-  const disableReturned = report.startNs + report.durationNs - BigInt(report.fields.inner_ns ?? '0');
-  return ingest.events().filter((e) => {
-    const start = toBigInt(e.startNs);
-    return e.kind === pb.SectionKind.SECTION_KIND_IRQ_LINE && e.irq === line && e.task?.pid === report.pid && start >= report.startNs - 1_000n && start <= disableReturned + 1_000n;
-  });
+  return ingest.events().filter(
+    (e) => e.kind === pb.SectionKind.SECTION_KIND_IRQ_LINE && e.irq === line && e.task?.pid === report.pid && startsMasking(report, toBigInt(e.startNs)),
+  );
 }
 
 const moduleLoaded = async () => (await vm.exec('test -d /sys/module/irqtrace')).code === 0;

@@ -9,6 +9,7 @@ import { repoRoot, scratchDir } from '../../test/lib/paths.js';
 import { runOk } from '../../test/lib/process.js';
 import { waitUntil } from '../../test/lib/wait.js';
 import type { Vm } from '../../test/vm/vm.js';
+import { paramString } from './harness.js';
 import type { Params } from './harness.js';
 
 let built: string | undefined;
@@ -25,12 +26,6 @@ export async function buildBpfLoader(): Promise<string> {
 }
 
 const RUN = '/run/tmp/irqtrace-bpf';
-
-function args(params: Params): string {
-  return Object.entries(params)
-    .map(([k, v]) => `${k}=${typeof v === 'boolean' ? (v ? 1 : 0) : v}`)
-    .join(' ');
-}
 
 export interface LoaderExit {
   code: number;
@@ -50,7 +45,7 @@ export class BpfLoader {
 
   /** Runs the loader to completion (for refusals): its exit code and stderr. */
   async runOnce(params: Params, timeoutMs = 300_000): Promise<LoaderExit> {
-    const r = await this.vm.execHost(`${this.binary} ${args(params)} < /dev/null > /dev/null`, { timeoutMs });
+    const r = await this.vm.execHost(`${this.binary} ${paramString(params)} < /dev/null > /dev/null`, { timeoutMs });
     return { code: r.code, stderr: r.stderr.trim() };
   }
 
@@ -62,7 +57,7 @@ export class BpfLoader {
     const script = [
       `rm -rf ${RUN} && mkdir -p ${RUN} && mkfifo ${RUN}/in`,
       `(sleep 100000 > ${RUN}/in & echo $! > ${RUN}/holder.pid)`,
-      `(${this.binary} ${args(params)} < ${RUN}/in > ${RUN}/out.bin 2> ${RUN}/err & echo $! > ${RUN}/pid; wait $!; echo $? > ${RUN}/rc) > /dev/null 2>&1 &`,
+      `(${this.binary} ${paramString(params)} < ${RUN}/in > ${RUN}/out.bin 2> ${RUN}/err & echo $! > ${RUN}/pid; wait $!; echo $? > ${RUN}/rc) > /dev/null 2>&1 &`,
     ].join('; ');
     await this.vm.execHost(script);
     await waitUntil('irqtrace-bpf to attach', 300_000, async () => {

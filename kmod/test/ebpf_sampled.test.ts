@@ -5,7 +5,7 @@ import { Backend, Kind, Method, RecordFlag } from '@irqtrace/agent';
 import type { Kallsyms, SectionRecord } from '@irqtrace/agent';
 import { Vm } from '../../test/vm/vm.js';
 import { BpfLoader } from './bpf_loader.js';
-import { Rig, distribution, matching, must } from './harness.js';
+import { Rig, distribution, matching, must, startsMasking } from './harness.js';
 import type { Report } from './harness.js';
 
 const PERIOD_NS = 1_000_000;
@@ -82,10 +82,7 @@ describe('the eBPF backend on a stock kernel', () => {
   it('records one irq-line section per masking, nested or not, enabled from another CPU', () => {
     const errors: number[] = [];
     for (const report of masked) {
-      const disableReturned = report.startNs + report.durationNs - BigInt(report.fields.inner_ns ?? '0');
-      const mine = recs.filter(
-        (r) => r.kind === Kind.IrqLine && r.irq === line && r.startNs >= report.startNs - 1_000n && r.startNs <= disableReturned + 1_000n,
-      );
+      const mine = recs.filter((r) => r.kind === Kind.IrqLine && r.irq === line && startsMasking(report, r.startNs));
       expect(mine, `one irq-line record for ${JSON.stringify(report.fields)}`).toHaveLength(1);
       const rec = must(mine[0]);
       expect(rec).toMatchObject({

@@ -41,7 +41,8 @@ export async function buildKmod(k: Kernel): Promise<Modules> {
 
 export type Params = Record<string, string | number | boolean>;
 
-function paramString(params: Params): string {
+/** key=value words: module parameters and the eBPF loader's settings alike. */
+export function paramString(params: Params): string {
   return Object.entries(params)
     .map(([k, v]) => `${k}=${typeof v === 'boolean' ? (v ? 1 : 0) : v}`)
     .join(' ');
@@ -177,4 +178,15 @@ export function distribution(values: number[]): string {
 export function must<T>(value: T | undefined, what = 'value'): T {
   if (value === undefined) throw new Error(`no ${what}`);
   return value;
+}
+
+/**
+ * Whether an irq-line section starting at startNs is the selftest's masking
+ * in report: the disable hook fires between the selftest's clock reads
+ * around the first disable_irq() (1 µs of slack for the clock reads). The
+ * selftest's own warm-up masking, just before, starts outside.
+ */
+export function startsMasking(report: Report, startNs: bigint): boolean {
+  const disableReturned = report.startNs + report.durationNs - BigInt(report.fields.inner_ns ?? '0');
+  return startNs >= report.startNs - 1_000n && startNs <= disableReturned + 1_000n;
 }

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kind, Method, RecordFlag } from '@irqtrace/agent';
 import type { Kallsyms, SectionRecord } from '@irqtrace/agent';
 import { Vm } from '../../test/vm/vm.js';
-import { Rig, distribution, matching } from './harness.js';
+import { Rig, distribution, matching, startsMasking } from './harness.js';
 import type { Report } from './harness.js';
 
 const PERIOD_NS = 1_000_000;
@@ -106,9 +106,7 @@ describe('the irq-line method', () => {
     const errors: number[] = [];
     for (const report of masked) {
       const found = recs.filter((r) => r.kind === Kind.IrqLine && r.irq === line && r.pid === report.pid);
-      // The disable hook starts the section between the selftest's clock reads around disable_irq().
-      const disableReturned = report.startNs + report.durationNs - BigInt(report.fields.inner_ns ?? '0');
-      const mine = found.filter((r) => r.startNs >= report.startNs - 1_000n && r.startNs <= disableReturned + 1_000n);
+      const mine = found.filter((r) => startsMasking(report, r.startNs));
       expect(mine, `one irq-line record for ${JSON.stringify(report.fields)}`).toHaveLength(1);
       const rec = mine[0] as SectionRecord;
       expect(rec).toMatchObject({

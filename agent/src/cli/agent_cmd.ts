@@ -9,7 +9,7 @@ import type { AgentFileConfig } from '../config/file.js';
 import { AgentMetrics, serveMetrics } from '../daemon/metrics.js';
 import { NodeAgent } from '../daemon/node_agent.js';
 import { EventStore } from '../daemon/store.js';
-import { VIOLATION_HEADER, formatNs, formatRow } from './format.js';
+import { VIOLATION_HEADER, formatNs, formatRow, formatWhere } from './format.js';
 import { backendOptionsOf } from './host_options.js';
 import type { HostOptions } from './host_options.js';
 
@@ -106,7 +106,7 @@ export function listStore(path: string, json: boolean): number {
         cpu: String(e.cpu ?? 0),
         duration: formatNs(BigInt(e.durationNs ?? '0')),
         task: `${e.task?.comm ?? '?'}/${e.task?.pid ?? 0}`,
-        where: e.task?.podUid ? `pod ${e.task.podUid.slice(0, 8)}` : e.task?.containerId ? `ctr ${e.task.containerId.slice(0, 12)}` : '-',
+        where: formatWhere(e.task),
         frames: (e.stack ?? []).slice(0, 3).map((f) => f.symbol ?? '?').join(' < '),
       })}\n`,
     );

@@ -48,6 +48,13 @@ export function formatHistogram(h: HistItem, width = 40): string {
   return lines.join('\n');
 }
 
+/** The pod (UID prefix) or container (id prefix) a task is in, or '-'. */
+export function formatWhere(task: { podUid?: string | null; containerId?: string | null } | undefined): string {
+  if (task?.podUid) return `pod ${task.podUid.slice(0, 8)}`;
+  if (task?.containerId) return `ctr ${task.containerId.slice(0, 12)}`;
+  return '-';
+}
+
 export interface ViolationRow {
   time: string;
   kind: string;

@@ -7,15 +7,16 @@ import { CgroupIndex } from '../attribution/cgroup_index.js';
 import { TaskAttributor } from '../attribution/tasks.js';
 import { startBackend } from '../backend/select.js';
 import { BackendError } from '../backend/types.js';
-import { ConfigError, DEFAULT_KERNEL_CONFIG, parseDurationNs, validateKernelConfig } from '../config/kernel_config.js';
+import { ConfigError, DEFAULT_KERNEL_CONFIG, oneOf, parseDurationNs, validateKernelConfig } from '../config/kernel_config.js';
 import type { BackendChoice, KernelConfig, MethodChoice } from '../config/kernel_config.js';
 import { toEvent } from '../pipeline/event.js';
 import type { SectionRecord } from '../records/decode.js';
 import { Kind } from '../records/layout.js';
+import { SerialQueue } from '../pipeline/serial_queue.js';
 import { SymbolSource } from '../symbols/source.js';
 import { backendOptionsOf } from './host_options.js';
 import type { HostOptions } from './host_options.js';
-import { KIND_NAMES, VIOLATION_HEADER, formatHistogram, formatNs, formatRow } from './format.js';
+import { KIND_NAMES, VIOLATION_HEADER, formatHistogram, formatNs, formatRow, formatWhere } from './format.js';
 
 export interface RecordOptions extends HostOptions {
   target: string;
@@ -33,14 +34,6 @@ export interface RecordOptions extends HostOptions {
 export interface Output {
   out: NodeJS.WritableStream & { isTTY?: boolean };
   err: NodeJS.WritableStream & { isTTY?: boolean };
-}
-
-/** Records waiting for attribution beyond this are dropped, and counted. */
-const MAX_PENDING = 10_000;
-
-function oneOf<T extends string>(value: string, allowed: readonly T[], setting: string): T {
-  if (!(allowed as readonly string[]).includes(value)) throw new ConfigError(`${setting}: '${value}' is not one of ${allowed.join(', ')}`);
-  return value as T;
 }
 
 /** "all" (irqs-off and every IRQ line), "irqs-off", or "irq:N[,irq:M|,M...]". */
@@ -91,10 +84,8 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
   const tasks = new TaskAttributor(proc, {}, new CgroupIndex(o.cgroupRoot));
   const offenders = new OffenderEnricher(proc);
 
-  let pending = 0;
   let dropped = 0;
   let shown = 0;
-  let chain = Promise.resolve();
   let failure: Error | undefined;
   let finish: () => void = () => {};
   const finished = new Promise<void>((resolve) => (finish = resolve));
@@ -113,21 +104,17 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
       return;
     }
     const frames = rec.frames.slice(0, 3).map((f) => symbols.symbols.lookup(f)?.name ?? `0x${f.toString(16)}`);
-    const where = task?.podUid ? `pod ${task.podUid.slice(0, 8)}` : task?.containerId ? `ctr ${task.containerId.slice(0, 12)}` : '-';
     const time = wallClock(rec.startNs).toISOString().slice(11, 23);
     const kind = rec.kind === Kind.IrqLine ? `irq-line ${rec.irq}` : KIND_NAMES[rec.kind];
     if (io.err.isTTY) io.err.write('\r\x1b[K');
-    io.out.write(`${formatRow({ time, kind, cpu: String(rec.cpu), duration: formatNs(rec.durationNs), task: `${rec.comm || '?'}/${rec.pid}`, where, frames: frames.join(' < ') })}\n`);
+    io.out.write(`${formatRow({ time, kind, cpu: String(rec.cpu), duration: formatNs(rec.durationNs), task: `${rec.comm || '?'}/${rec.pid}`, where: formatWhere(task), frames: frames.join(' < ') })}\n`);
   };
+
+  const queue = new SerialQueue<SectionRecord>(show, (err) => { io.err.write(`irqtrace: ${String(err)}\n`); });
 
   const sink = {
     record(rec: SectionRecord) {
-      if (pending >= MAX_PENDING) {
-        dropped++;
-        return;
-      }
-      pending++;
-      chain = chain.then(() => show(rec)).catch((err: unknown) => { io.err.write(`irqtrace: ${String(err)}\n`); }).finally(() => { pending--; });
+      if (!queue.push(rec)) dropped++;
     },
     failed(err: Error) {
       failure = err;
@@ -173,7 +160,7 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
   try {
     const { hists, counters } = await backend.stats();
     await backend.stop();
-    await chain;
+    await queue.drained();
     if (!o.json) {
       for (const h of hists) {
         const text = formatHistogram(h);

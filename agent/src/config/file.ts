@@ -2,7 +2,7 @@
 // go. Every error names the field, e.g. "traces[1].threshold: ...".
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { ConfigError, parseDurationNs } from './kernel_config.js';
+import { ConfigError, oneOf, parseDurationNs } from './kernel_config.js';
 import type { BackendChoice, MethodChoice } from './kernel_config.js';
 import type { Trace } from './traces.js';
 
@@ -23,11 +23,8 @@ function str(v: unknown, field: string): string {
   return v;
 }
 
-function oneOf<T extends string>(v: unknown, allowed: readonly T[], field: string, fallback: T): T {
-  if (v === undefined) return fallback;
-  const s = str(v, field);
-  if (!(allowed as readonly string[]).includes(s)) throw new ConfigError(`${field}: '${s}' is not one of ${allowed.join(', ')}`);
-  return s as T;
+function choice<T extends string>(v: unknown, allowed: readonly T[], field: string, fallback: T): T {
+  return v === undefined ? fallback : oneOf(str(v, field), allowed, field);
 }
 
 function bool(v: unknown, field: string, fallback: boolean): boolean {
@@ -53,8 +50,8 @@ function trace(raw: unknown, i: number): Trace {
     all,
     irqs,
     thresholdNs: parseDurationNs(str(t.threshold ?? '100us', `${at}.threshold`), `${at}.threshold`),
-    method: oneOf<MethodChoice>(t.method, ['auto', 'exact', 'sampled'], `${at}.method`, 'auto'),
-    backend: oneOf<BackendChoice>(t.backend, ['auto', 'kmod', 'ebpf'], `${at}.backend`, 'auto'),
+    method: choice<MethodChoice>(t.method, ['auto', 'exact', 'sampled'], `${at}.method`, 'auto'),
+    backend: choice<BackendChoice>(t.backend, ['auto', 'kmod', 'ebpf'], `${at}.backend`, 'auto'),
     periodNs: parseDurationNs(str(t.period ?? '1ms', `${at}.period`), `${at}.period`),
     softirqs: bool(t.softirqs, `${at}.softirqs`, false),
     stacks: bool(t.stacks, `${at}.stacks`, true),

@@ -35,6 +35,12 @@ export class ConfigError extends Error {
   }
 }
 
+/** value, if it is one of allowed; a ConfigError naming the setting otherwise. */
+export function oneOf<T extends string>(value: string, allowed: readonly T[], setting: string): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new ConfigError(`${setting}: '${value}' is not one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
 const UNITS: Record<string, bigint> = { ns: 1n, us: 1_000n, µs: 1_000n, ms: 1_000_000n, s: 1_000_000_000n };
 
 /** "500us", "1.5ms", "2s", "100000" (ns) -> ns; ConfigError naming the setting otherwise. */

@@ -15,9 +15,9 @@ import type { KernelBackend } from '../backend/types.js';
 import { mergeTraces, traceFromProto, tracesOf } from '../config/traces.js';
 import type { Merged, Trace } from '../config/traces.js';
 import { Batcher } from '../pipeline/batcher.js';
-import { toEvent } from '../pipeline/event.js';
+import { SECTION_KINDS, toEvent } from '../pipeline/event.js';
 import type { CountersItem, SectionRecord } from '../records/decode.js';
-import { Kind } from '../records/layout.js';
+import { SerialQueue } from '../pipeline/serial_queue.js';
 import { SymbolSource } from '../symbols/source.js';
 import { IngestClient } from '../transport/client.js';
 import type { TlsOptions } from '../transport/client.js';
@@ -49,9 +49,6 @@ export interface NodeAgentOptions {
   enrich?: boolean;
 }
 
-/** Records waiting for attribution beyond this are dropped, and counted. */
-const MAX_PENDING = 10_000;
-
 export class NodeAgent {
   private backend: KernelBackend | undefined;
   private running: Merged | undefined;
@@ -66,9 +63,11 @@ export class NodeAgent {
   private readonly symbols: SymbolSource;
   private readonly tasks: TaskAttributor;
   private readonly enricher: OffenderEnricher;
-  private chain: Promise<void> = Promise.resolve();
   private changes: Promise<void> = Promise.resolve();
-  private pending = 0;
+  private readonly queue = new SerialQueue<SectionRecord>(
+    (rec) => this.process(rec),
+    (err) => { this.o.log.warn({ err: String(err) }, 'event dropped'); },
+  );
   private lastCounters = new Map<number, CountersItem>();
   private timers: NodeJS.Timeout[] = [];
   private retry: NodeJS.Timeout | undefined;
@@ -213,16 +212,10 @@ export class NodeAgent {
   private onRecord(rec: SectionRecord): void {
     const kind = KIND_NAMES[rec.kind];
     this.o.metrics.sections.inc({ kind, stage: 'received' });
-    if (this.pending >= MAX_PENDING) {
+    if (!this.queue.push(rec)) {
       this.o.metrics.dropped.inc({ stage: 'agent_attribution' });
       this.batcher.loss(pb.LossStage.LOSS_STAGE_AGENT_QUEUE, 1, 'agent attribution queue full', rec.cpu);
-      return;
     }
-    this.pending++;
-    this.chain = this.chain
-      .then(() => this.process(rec))
-      .catch((err: unknown) => { this.o.log.warn({ err: String(err) }, 'event dropped'); })
-      .finally(() => { this.pending--; });
   }
 
   private async process(rec: SectionRecord): Promise<void> {
@@ -270,7 +263,7 @@ export class NodeAgent {
             histograms: hists
               .filter((h) => h.count > 0n)
               .map((h) => ({
-                kind: h.kind === Kind.IrqsOff ? pb.SectionKind.SECTION_KIND_IRQS_OFF : h.kind === Kind.SoftirqsOff ? pb.SectionKind.SECTION_KIND_SOFTIRQS_OFF : pb.SectionKind.SECTION_KIND_IRQ_LINE,
+                kind: SECTION_KINDS[h.kind],
                 cpu: h.cpu,
                 irq: h.irq,
                 buckets: h.buckets.map((b) => toLong(b)),
@@ -292,7 +285,7 @@ export class NodeAgent {
     clearTimeout(this.retry);
     await this.changes;
     await this.stopBackend();
-    await this.chain;
+    await this.queue.drained();
     this.batcher.stop();
     this.setPhase(Phase.PHASE_IDLE, 'agent stopped');
     // Give the last batches a moment to reach the ingest; what is left stays in the spool.

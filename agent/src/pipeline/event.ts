@@ -9,7 +9,7 @@ import type { Kallsyms } from '../symbols/kallsyms.js';
 
 const pb = irqtrace.v1;
 
-const KINDS: Record<Kind, irqtrace.v1.SectionKind> = {
+export const SECTION_KINDS: Record<Kind, irqtrace.v1.SectionKind> = {
   [Kind.IrqsOff]: pb.SectionKind.SECTION_KIND_IRQS_OFF,
   [Kind.SoftirqsOff]: pb.SectionKind.SECTION_KIND_SOFTIRQS_OFF,
   [Kind.IrqLine]: pb.SectionKind.SECTION_KIND_IRQ_LINE,
@@ -76,7 +76,7 @@ export interface Attribution {
 export function toEvent(rec: SectionRecord, syms: Kallsyms, who: Attribution = {}): irqtrace.v1.IEvent {
   const sites = (rec.flags & RecordFlag.SitesValid) !== 0;
   return {
-    kind: KINDS[rec.kind],
+    kind: SECTION_KINDS[rec.kind],
     method: METHODS[rec.method],
     backend: BACKENDS[rec.backend],
     cpu: rec.cpu,

@@ -4,7 +4,7 @@
 // with jittered exponential backoff and re-sends whatever is unacked; the
 // ingest deduplicates by node/boot/seq.
 import * as grpc from '@grpc/grpc-js';
-import { irqtrace, toBigInt, toLong } from '@irqtrace/proto';
+import { irqtrace, toBigInt, toLong, Writer } from '@irqtrace/proto';
 import type { Outbox } from './outbox.js';
 
 type IngestMessage = irqtrace.v1.IngestMessage;
@@ -62,19 +62,10 @@ const RawIngestClient = grpc.makeGenericClientConstructor(rawDefinition, 'irqtra
   options?: Partial<grpc.ChannelOptions>,
 ) => RawClient;
 
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
-
 /** AgentMessage{batch} from an encoded EventBatch: tag (field 2, length-delimited), length, bytes. */
 export function wrapBatch(batch: Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from([0x12]), varint(batch.length), batch]);
+  const bytes = Writer.create().uint32((2 << 3) | 2).bytes(batch).finish();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 function encode(message: irqtrace.v1.IAgentMessage): Buffer {

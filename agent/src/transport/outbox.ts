@@ -3,7 +3,7 @@
 // ingest outage or an agent restart loses nothing until the spool's bound.
 // Over the bound the oldest batches go, and their events are counted as a
 // loss the next batch reports.
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { irqtrace } from '@irqtrace/proto';
 
@@ -148,12 +148,5 @@ export class Outbox {
   /** Unacked batches after seq, oldest first, encoded. */
   *after(seq: bigint): Generator<{ seq: bigint; bytes: Uint8Array }> {
     for (const e of this.entries) if (e.seq > seq) yield { seq: e.seq, bytes: e.bytes };
-  }
-
-  /** Bytes the spool holds on disk now (for metrics). */
-  spoolBytes(): number {
-    const dir = this.options.dir;
-    if (!dir) return 0;
-    return readdirSync(dir).reduce((n, f) => n + (f.endsWith('.batch') ? statSync(join(dir, f)).size : 0), 0);
   }
 }

@@ -174,11 +174,16 @@ static __always_inline bool line_wanted(__u32 irq)
 
 /*
  * A record, reserved at its largest: the loader writes only nr_frames of the
- * frames. A full ring drops the record and counts it.
+ * frames. A full ring drops the record and counts it. Its header, kind,
+ * method, this CPU's next seq, and this CPU as where it started and ended
+ * (irq-line sets where it started) are filled here.
  */
-static __always_inline struct irqtrace_record *reserve(struct irqtrace_bpf_counters *n)
+static __always_inline struct irqtrace_record *reserve(struct irqtrace_bpf_counters *n,
+						       struct irqtrace_bpf_cpu *c,
+						       __u8 kind, __u8 method)
 {
 	struct irqtrace_record *rec;
+	__u32 cpu;
 
 	rec = bpf_ringbuf_reserve(&records, IRQTRACE_RECORD_MAX_SIZE, 0);
 	if (!rec) {
@@ -189,6 +194,12 @@ static __always_inline struct irqtrace_record *reserve(struct irqtrace_bpf_count
 	rec->hdr.magic = IRQTRACE_MAGIC_RECORD;
 	rec->hdr.version = IRQTRACE_ABI_VERSION;
 	rec->backend = IRQTRACE_BACKEND_EBPF;
+	rec->kind = kind;
+	rec->method = method;
+	rec->seq = __sync_fetch_and_add(&c->seq, 1) + 1;
+	cpu = bpf_get_smp_processor_id();
+	rec->cpu = cpu;
+	rec->enable_cpu = cpu;
 	return rec;
 }
 
@@ -251,7 +262,6 @@ int irq_enable(struct bpf_raw_tracepoint_args *ctx)
 	struct irqtrace_bpf_cpu *c = my_state();
 	struct irqtrace_record *rec;
 	__u64 start, delta;
-	__u32 cpu;
 
 	if (!c)
 		return 0;
@@ -275,16 +285,10 @@ int irq_enable(struct bpf_raw_tracepoint_args *ctx)
 	n = my_counters();
 	if (!n)
 		return 0;
-	rec = reserve(n);
+	rec = reserve(n, c, IRQTRACE_KIND_IRQS_OFF, IRQTRACE_METHOD_EXACT);
 	if (!rec)
 		return 0;
-	cpu = bpf_get_smp_processor_id();
-	rec->kind = IRQTRACE_KIND_IRQS_OFF;
-	rec->method = IRQTRACE_METHOD_EXACT;
 	rec->flags = IRQTRACE_F_SITES_VALID;
-	rec->cpu = cpu;
-	rec->enable_cpu = cpu;
-	rec->seq = __sync_fetch_and_add(&c->seq, 1) + 1;
 	rec->start_ns = start;
 	rec->duration_ns = delta;
 	rec->disable_ip = c->off_ip;
@@ -328,7 +332,6 @@ int sample(struct bpf_perf_event_data *ctx)
 	struct irqtrace_bpf_cpu *c = my_state();
 	struct irqtrace_record *rec;
 	__u64 expected, late;
-	__u32 cpu;
 
 	if (!c || !period)
 		return 0;
@@ -352,15 +355,9 @@ int sample(struct bpf_perf_event_data *ctx)
 	if (late < cfg.threshold_ns)
 		return 0;
 
-	rec = reserve(n);
+	rec = reserve(n, c, IRQTRACE_KIND_IRQS_OFF, IRQTRACE_METHOD_SAMPLED);
 	if (!rec)
 		return 0;
-	cpu = bpf_get_smp_processor_id();
-	rec->kind = IRQTRACE_KIND_IRQS_OFF;
-	rec->method = IRQTRACE_METHOD_SAMPLED;
-	rec->cpu = cpu;
-	rec->enable_cpu = cpu;
-	rec->seq = __sync_fetch_and_add(&c->seq, 1) + 1;
 	/* The section was first seen at the missed expiry. */
 	rec->start_ns = expected;
 	rec->duration_ns = late;
@@ -450,17 +447,13 @@ int enable_line(struct pt_regs *ctx)
 	c = my_state();
 	if (!n || !c)
 		return 0;
-	rec = reserve(n);
+	rec = reserve(n, c, IRQTRACE_KIND_IRQ_LINE, IRQTRACE_METHOD_EXACT);
 	if (!rec)
 		return 0;
 	BPF_KPROBE_READ_RET_IP(site, ctx);
-	rec->kind = IRQTRACE_KIND_IRQ_LINE;
-	rec->method = IRQTRACE_METHOD_EXACT;
 	rec->flags = IRQTRACE_F_SITES_VALID | IRQTRACE_F_ENABLER_VALID;
 	rec->cpu = st->cpu;
-	rec->enable_cpu = bpf_get_smp_processor_id();
 	rec->irq = irq;
-	rec->seq = __sync_fetch_and_add(&c->seq, 1) + 1;
 	rec->start_ns = st->start_ns;
 	rec->duration_ns = delta;
 	rec->cgroup_id = st->cgroup_id;

@@ -6,6 +6,8 @@ export {
 export type { FieldLayout, StructLayout } from './records/layout.js';
 export { decodeItems, decodeAll, DecodeError } from './records/decode.js';
 export type { Item, SectionRecord, HistItem, CountersItem } from './records/decode.js';
+export { CodeInterner } from './records/code.js';
+export type { CodeLocation } from './records/code.js';
 export { ItemStreamDecoder } from './records/stream.js';
 export { Kallsyms } from './symbols/kallsyms.js';
 export type { Symbol } from './symbols/kallsyms.js';

@@ -1,32 +1,86 @@
 // The hot-path encoder splices cached frame bytes into events: what it writes
 // must decode to exactly what protobufjs's own encoding of the event gives.
 import { describe, expect, it } from 'vitest';
-import { irqtrace } from '@irqtrace/proto';
+import fc from 'fast-check';
+import { irqtrace, toLong } from '@irqtrace/proto';
 import { Backend, Kallsyms, Kind, Method, RecordFlag, toEvent } from '@irqtrace/agent';
 import type { SectionRecord } from '@irqtrace/agent';
 import { encodeEvent } from '../../agent/src/pipeline/encode.js';
 
 const syms = Kallsyms.parse(['ffffffff81000000 T _stext', 'ffffffff81464600 T __schedule', 'ffffffffa020a191 t irqburn_irqs_off\t[irqtrace_selftest]'].join('\n'));
 
-function rec(frames: bigint[]): SectionRecord {
+function rec(frames: bigint[], flags = RecordFlag.SitesValid | RecordFlag.EnablerValid): SectionRecord {
+  const code = { disableIp: 0xffffffffa020a1c2n, disableParentIp: 0xffffffff81464694n, enableIp: 0xffffffffa020a1d0n, enableParentIp: 0n, frames };
   return {
-    type: 'record', kind: Kind.IrqsOff, method: Method.Exact, backend: Backend.Kmod, flags: RecordFlag.SitesValid | RecordFlag.EnablerValid,
+    type: 'record', kind: Kind.IrqsOff, method: Method.Exact, backend: Backend.Kmod, flags,
     cpu: 3, irq: 0, enableCpu: 3, seq: 9n, startNs: 2n ** 63n + 5n, durationNs: 1_500_000n, errorNs: 0n, cgroupId: 77n,
     pid: 42, tgid: 40, comm: 'irqburn', enablePid: 43, enableTgid: 40, enableComm: 'kworker/3:1',
-    disableIp: 0xffffffffa020a1c2n, disableParentIp: 0xffffffff81464694n, enableIp: 0xffffffffa020a1d0n, enableParentIp: 0n, frames,
+    ...code, code,
   };
 }
 
+/** What a reader sees: proto3 does not tell a zero value from an absent one. */
+const plain = (m: irqtrace.v1.Event) => irqtrace.v1.Event.toObject(m, { longs: String, defaults: true });
+
+const uint64 = fc.oneof(fc.constant(0), fc.nat(), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map((v) => toLong(v)));
+const text = fc.oneof(fc.constant(''), fc.string({ maxLength: 50 }), fc.string({ unit: 'grapheme', maxLength: 300 }));
+const frame = fc.record({ address: uint64, symbol: text, offset: uint64, module: text }, { requiredKeys: [] });
+const task = fc.record(
+  { pid: fc.nat({ max: 0xffffffff }), tgid: fc.nat({ max: 0xffffffff }), comm: text, cgroupId: uint64, cgroupPath: text, containerId: text, podUid: text, podNamespace: text, podName: text },
+  { requiredKeys: [] },
+);
+const site = fc.record({ ip: frame, parentIp: fc.option(frame) }, { requiredKeys: [] });
+/** Any value of a generated (numeric) enum. */
+const enumOf = <E extends number>(e: Record<string, E | string>) => fc.constantFrom(...Object.values(e).filter((v): v is E => typeof v === 'number'));
+const anyEvent = fc.record(
+  {
+    kind: enumOf(irqtrace.v1.SectionKind),
+    method: enumOf(irqtrace.v1.Method),
+    backend: enumOf(irqtrace.v1.Backend),
+    cpu: fc.nat({ max: 0xffffffff }), startNs: uint64, durationNs: uint64, errorBoundNs: uint64, irq: fc.nat({ max: 0xffffffff }),
+    task, enablingTask: fc.option(task), disableSite: fc.option(site), enableSite: fc.option(site),
+    stack: fc.array(frame, { maxLength: 32 }), stackTruncated: fc.boolean(),
+    enrichment: fc.option(fc.record({ openFiles: fc.array(text, { maxLength: 5 }), sockets: fc.array(text, { maxLength: 5 }), heldLocks: fc.array(text, { maxLength: 3 }) })),
+    traces: fc.array(text, { maxLength: 4 }),
+  },
+  { requiredKeys: [] },
+);
+
 describe('the hot-path event encoder', () => {
+  it('encodes any event as protobufjs does', () => {
+    fc.assert(
+      fc.property(anyEvent, (event) => {
+        const e: irqtrace.v1.IEvent = event;
+        expect(plain(irqtrace.v1.Event.decode(encodeEvent(e)))).toEqual(plain(irqtrace.v1.Event.decode(irqtrace.v1.Event.encode(e).finish())));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('decodes to what the generated encoder gives, frames cached or not', () => {
-    for (const frames of [[], [0xffffffffa020a1d0n, 0xffffffff81464694n, 0x1234n], [0xffffffffa020a1d0n, 0xffffffffa020a1d0n]]) {
-      const event = toEvent(rec(frames), syms, { task: { path: '/kubepods/pod1', podUid: 'u' } });
+    const stacks = [[], [0xffffffffa020a1d0n, 0xffffffff81464694n, 0x1234n], [0xffffffffa020a1d0n, 0xffffffffa020a1d0n]];
+    for (const [frames, flags] of stacks.flatMap((s) => [[s, RecordFlag.SitesValid] as const, [s, RecordFlag.StackTruncated] as const])) {
+      const event = toEvent(rec(frames, flags), syms, { task: { path: '/kubepods/pod1', podUid: 'u' } });
       event.traces = ['a', 'b'];
       for (let i = 0; i < 2; i++) {
         const fast = irqtrace.v1.Event.decode(encodeEvent(event));
         const reference = irqtrace.v1.Event.decode(irqtrace.v1.Event.encode(event).finish());
-        expect(irqtrace.v1.Event.toObject(fast, { longs: String })).toEqual(irqtrace.v1.Event.toObject(reference, { longs: String }));
+        expect(plain(fast)).toEqual(plain(reference));
       }
     }
+  });
+
+  it('symbolizes a code path once and shares it between its events', () => {
+    const one = rec([0xffffffffa020a1d0n, 0xffffffff81464694n]);
+    const a = toEvent(one, syms);
+    const b = toEvent({ ...one, pid: 7 }, syms);
+    expect(b.stack).toBe(a.stack);
+    expect(b.disableSite).toBe(a.disableSite);
+    expect(a.stack?.map((f) => f.symbol)).toEqual(['irqburn_irqs_off', '__schedule']);
+    expect(a.disableSite?.parentIp?.symbol).toBe('__schedule');
+    expect(Object.isFrozen(a.stack)).toBe(true);
+    // Another table (modules changed): symbolized anew.
+    const other = Kallsyms.parse('ffffffffa0200000 t moved\t[irqtrace_selftest]');
+    expect(toEvent(one, other).stack?.map((f) => f.symbol)).toEqual(['moved', undefined]);
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { Kallsyms } from '@irqtrace/agent';
 
 const sample = [
@@ -27,5 +28,53 @@ describe('kernel symbolization from /proc/kallsyms', () => {
     expect(syms.lookup(0xffffffff81052010n)?.name).toBe('handle_softirqs');
     expect(syms.lookup(0x1000n)).toBeUndefined();
     expect(syms.format(0x1000n)).toBe('0x1000');
+  });
+});
+
+describe('kallsyms parsing against a plain reference', () => {
+  // The reference: every line split on whitespace, sorted with bigints.
+  function reference(text: string): { address: bigint; name: string; module: string }[] {
+    const rows: { address: bigint; name: string; module: string; line: number }[] = [];
+    text.split('\n').forEach((line, i) => {
+      const m = /^([0-9a-f]{1,16}) ([tTwW]) ([^\s]+)(?:\t\[([^\]]+)\])?$/.exec(line);
+      if (!m?.[1] || !m[3] || BigInt(`0x${m[1]}`) === 0n) return;
+      rows.push({ address: BigInt(`0x${m[1]}`), name: m[3], module: m[4] ?? '', line: i });
+    });
+    return rows.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.line - b.line));
+  }
+
+  const symbolLine = fc.record({
+    address: fc.bigInt({ min: 0xffffffff80000000n, max: 0xffffffffffff0000n }),
+    type: fc.constantFrom('t', 'T', 'w', 'W', 'd', 'D', 'b', 'r'),
+    name: fc.stringMatching(/^[a-z_][a-z0-9_.]{0,30}$/),
+    module: fc.option(fc.stringMatching(/^[a-z][a-z0-9_]{0,15}$/), { nil: undefined }),
+  }).map((s) => `${s.address.toString(16).padStart(16, '0')} ${s.type} ${s.name}${s.module ? `\t[${s.module}]` : ''}`);
+
+  it('finds the same symbol as the reference for any table and address', () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof(symbolLine, fc.constant('0000000000000000 T hidden'), fc.string().map((junk) => junk.replace(/\s/g, ''))), { maxLength: 60 }), fc.array(fc.bigInt({ min: 0xffffffff7fffff00n, max: 0xffffffffffffffffn }), { maxLength: 20 }), (lines, probes) => {
+        const text = lines.join('\n');
+        const syms = Kallsyms.parse(text);
+        const ref = reference(text);
+        expect(syms.size).toBe(ref.length);
+        for (const row of ref) probes.push(row.address, row.address + 7n);
+        for (const address of probes) {
+          let want: (typeof ref)[number] | undefined;
+          // The last symbol at or below the address; of several at one address, the first listed.
+          for (const row of ref) if (row.address <= address && (!want || row.address > want.address)) want = row;
+          const got = syms.lookup(address);
+          if (!want) expect(got).toBeUndefined();
+          else expect(got).toEqual({ name: want.name, offset: address - want.address, module: want.module });
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('reads the same from bytes as from text', () => {
+    const bytes = Buffer.from(sample, 'latin1');
+    const fromBytes = Kallsyms.parse(bytes);
+    expect(fromBytes.size).toBe(5);
+    expect(fromBytes.format(0xffffffffa020a1c2n)).toBe('irqburn_irqs_off.constprop.0+0x31 [irqtrace_selftest]');
   });
 });

@@ -81,7 +81,13 @@ export class OffenderEnricher {
     this.cache = new TtlCache(options.maxEntries ?? 1024, options.ttlMs ?? 1000, options.now);
   }
 
+  /** The enrichment if cached and fresh ({ value }), else undefined. */
+  cached(pid: number): { value: Enrichment } | undefined {
+    return this.cache.peek(pid);
+  }
+
   enrich(pid: number): Promise<Enrichment> {
-    return this.cache.get(pid, () => enrich(this.proc, pid));
+    // Frozen: events share it (and its encoding) while it is cached.
+    return this.cache.get(pid, async () => Object.freeze(await enrich(this.proc, pid)));
   }
 }

@@ -13,6 +13,8 @@ export interface TaskAttributorOptions {
   now?: () => number;
 }
 
+const IDLE = Object.freeze({ value: undefined });
+
 export class TaskAttributor {
   private readonly cache: TtlCache<number, CgroupAttribution | undefined>;
   /** Lookups of a pid that had already exited: attribution lost, counted. */
@@ -29,6 +31,16 @@ export class TaskAttributor {
   /** Pids cached now. */
   get size(): number {
     return this.cache.size;
+  }
+
+  /**
+   * The attribution if it needs no reading: { value } for pid 0 (undefined)
+   * and for a live task cached; undefined when attribute() must look.
+   */
+  cached(pid: number): { value: CgroupAttribution | undefined } | undefined {
+    if (pid === 0) return IDLE;
+    const hit = this.cache.peek(pid);
+    return hit?.value ? hit : undefined;
   }
 
   /**

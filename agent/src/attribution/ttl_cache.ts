@@ -12,6 +12,16 @@ export class TtlCache<K, V> {
     return this.entries.size;
   }
 
+  /** The cached value if it is fresh ({ value }), else undefined: no load, no wait. */
+  peek(key: K): { value: V } | undefined {
+    const hit = this.entries.get(key);
+    if (!hit || this.now() - hit.at >= this.ttlMs) return undefined;
+    // Most recently used: to the end.
+    this.entries.delete(key);
+    this.entries.set(key, hit);
+    return hit;
+  }
+
   /** The cached value, or what load gives (cached then). */
   async get(key: K, load: () => Promise<V>): Promise<V> {
     const hit = this.entries.get(key);

@@ -60,7 +60,7 @@ export class EbpfBackend implements KernelBackend {
     const decoder = new ItemStreamDecoder();
     child.stdout.on('data', (chunk: Buffer) => {
       try {
-        for (const item of decoder.push(chunk)) {
+        for (const item of decoder.items(chunk)) {
           if (item.type === 'record') sink.record(item);
           else this.statsItems.push(item);
         }

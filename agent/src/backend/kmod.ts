@@ -131,7 +131,7 @@ export class KmodBackend implements KernelBackend {
         continue;
       }
       try {
-        for (const item of decoder.push(buf.subarray(0, n))) if (item.type === 'record') sink.record(item);
+        for (const item of decoder.items(buf.subarray(0, n))) if (item.type === 'record') sink.record(item);
       } catch (err) {
         sink.failed(err as Error);
         return;

@@ -27,7 +27,9 @@ export interface AgentCommandOptions extends HostOptions {
   metricsHost: string;
 }
 
-export const DEFAULT_STORE = '/var/lib/irqtrace/events.jsonl';
+import { DEFAULT_STORE } from './defaults.js';
+
+export { DEFAULT_STORE };
 
 export async function runAgent(o: AgentCommandOptions): Promise<number> {
   const log = pino({ base: { component: 'irqtrace-agent' } });

@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// The irqtrace command line.
+// The irqtrace command line. Each command's module is imported when it runs:
+// `record` need not load gRPC and Prometheus, and start-up time is what a
+// person at the prompt (or a slow emulated machine) notices.
 import { Command, Option } from 'commander';
-import { DEFAULT_STORE, clearStore, listStore, runAgent } from './agent_cmd.js';
 import type { AgentCommandOptions } from './agent_cmd.js';
+import type { BenchCommandOptions } from './bench_cmd.js';
 import { addHostOptions } from './host_options.js';
-import { record } from './record.js';
 import type { RecordOptions } from './record.js';
+import { DEFAULT_STORE } from './defaults.js';
 
 const program = new Command('irqtrace')
   .description('How long Linux keeps interrupts disabled, and who did it.')
@@ -27,6 +29,7 @@ const recordCommand = program
 addHostOptions(recordCommand)
   .addHelpText('after', '\nExamples:\n  irqtrace record --threshold 500us --duration 30s\n  irqtrace record --target irq:24 --json > events.jsonl\n')
   .action(async (options: RecordOptions) => {
+    const { record } = await import('./record.js');
     process.exitCode = await record(options);
   });
 
@@ -45,6 +48,7 @@ const agentCommand = program
   .option('--metrics-port <port>', 'serve /metrics, /healthz, /readyz on this port')
   .option('--metrics-host <address>', 'address to serve metrics on', '127.0.0.1');
 addHostOptions(agentCommand).action(async (options: AgentCommandOptions) => {
+  const { runAgent } = await import('./agent_cmd.js');
   process.exitCode = await runAgent(options);
 });
 
@@ -53,7 +57,8 @@ program
   .description('list the violations the standalone agent stored')
   .option('--store <file>', 'the store', DEFAULT_STORE)
   .option('--json', 'one JSON object per event', false)
-  .action((options: { store: string; json: boolean }) => {
+  .action(async (options: { store: string; json: boolean }) => {
+    const { listStore } = await import('./agent_cmd.js');
     process.exitCode = listStore(options.store, options.json);
   });
 
@@ -61,8 +66,23 @@ program
   .command('clear')
   .description("clear the standalone agent's stored violations")
   .option('--store <file>', 'the store', DEFAULT_STORE)
-  .action((options: { store: string }) => {
+  .action(async (options: { store: string }) => {
+    const { clearStore } = await import('./agent_cmd.js');
     process.exitCode = clearStore(options.store);
+  });
+
+program
+  .command('bench')
+  .description("measure this machine's agent pipeline: records a second decoded, attributed, symbolized and batched on one core, and memory")
+  .option('--events <n>', 'records per scenario', '400000')
+  .option('--frames <n>', 'stack frames per record', '16')
+  .option('--tasks <n>', 'distinct tasks (live pids) the records name', '8')
+  .option('--code-paths <n>', 'one scenario with this many distinct sites + stacks (default: a storm of 64, and a cold run past the caches)')
+  .option('--proc <dir>', 'where /proc is', '/proc')
+  .option('--json', 'the result as one JSON object', false)
+  .action(async (options: BenchCommandOptions) => {
+    const { bench } = await import('./bench_cmd.js');
+    process.exitCode = await bench(options);
   });
 
 await program.parseAsync();

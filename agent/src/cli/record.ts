@@ -1,19 +1,16 @@
 // `irqtrace record`: trace this machine, print violations as they happen
 // (a table, or one JSON object per event), and the histograms at the end.
-import { irqtrace } from '@irqtrace/proto';
-import { OffenderEnricher } from '../attribution/enrich.js';
+import { irqtrace, toBigInt } from '@irqtrace/proto';
+import type { CgroupAttribution } from '../attribution/cgroup.js';
 import { procFs } from '../attribution/procfs.js';
 import { CgroupIndex } from '../attribution/cgroup_index.js';
-import { TaskAttributor } from '../attribution/tasks.js';
 import { startBackend } from '../backend/select.js';
 import { BackendError } from '../backend/types.js';
 import { ConfigError, DEFAULT_KERNEL_CONFIG, oneOf, parseDurationNs, validateKernelConfig } from '../config/kernel_config.js';
 import type { BackendChoice, KernelConfig, MethodChoice } from '../config/kernel_config.js';
-import { toEvent } from '../pipeline/event.js';
+import { RecordPipeline } from '../pipeline/record_pipeline.js';
 import type { SectionRecord } from '../records/decode.js';
 import { Kind } from '../records/layout.js';
-import { SerialQueue } from '../pipeline/serial_queue.js';
-import { SymbolSource } from '../symbols/source.js';
 import { backendOptionsOf } from './host_options.js';
 import type { HostOptions } from './host_options.js';
 import { KIND_NAMES, VIOLATION_HEADER, formatHistogram, formatNs, formatRow, formatWhere } from './format.js';
@@ -78,43 +75,41 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
     return 2;
   }
   const { cfg, backend: choice, durationMs } = parsed;
-  const proc = procFs(o.proc);
-  const symbols = new SymbolSource(proc);
+  const pipeline = new RecordPipeline({
+    proc: procFs(o.proc),
+    cgroups: new CgroupIndex(o.cgroupRoot),
+    // The kernel side applied the threshold: every record is a violation to show.
+    allRecords: true,
+    // Open files and sockets are for the JSON output; the table has no room for them.
+    enrich: o.json,
+    onEvent: (event, rec, { task }) => { show(event, rec, task); },
+    onError: (err) => { io.err.write(`irqtrace: ${String(err)}\n`); },
+  });
+  const symbols = pipeline.symbols;
   await symbols.refresh();
-  const tasks = new TaskAttributor(proc, {}, new CgroupIndex(o.cgroupRoot));
-  const offenders = new OffenderEnricher(proc);
 
-  let dropped = 0;
   let shown = 0;
   let failure: Error | undefined;
   let finish: () => void = () => {};
   const finished = new Promise<void>((resolve) => (finish = resolve));
 
-  const show = async (rec: SectionRecord): Promise<void> => {
-    const task = await tasks.attribute(rec.pid, rec.cgroupId);
-    const who = {
-      ...(task ? { task } : {}),
-      ...(o.json ? { enrichment: await offenders.enrich(rec.pid) } : {}),
-    };
-    const event = toEvent(rec, symbols.symbols, who);
+  const show = (event: irqtrace.v1.IEvent, rec: SectionRecord, task: CgroupAttribution | undefined): void => {
     shown++;
     if (o.json) {
       const object = irqtrace.v1.Event.toObject(irqtrace.v1.Event.fromObject(event), { longs: String, enums: String });
       io.out.write(`${JSON.stringify(object)}\n`);
       return;
     }
-    const frames = rec.frames.slice(0, 3).map((f) => symbols.symbols.lookup(f)?.name ?? `0x${f.toString(16)}`);
+    const frames = (event.stack ?? []).slice(0, 3).map((f) => f.symbol ?? `0x${toBigInt(f.address).toString(16)}`);
     const time = wallClock(rec.startNs).toISOString().slice(11, 23);
     const kind = rec.kind === Kind.IrqLine ? `irq-line ${rec.irq}` : KIND_NAMES[rec.kind];
     if (io.err.isTTY) io.err.write('\r\x1b[K');
     io.out.write(`${formatRow({ time, kind, cpu: String(rec.cpu), duration: formatNs(rec.durationNs), task: `${rec.comm || '?'}/${rec.pid}`, where: formatWhere(task), frames: frames.join(' < ') })}\n`);
   };
 
-  const queue = new SerialQueue<SectionRecord>(show, (err) => { io.err.write(`irqtrace: ${String(err)}\n`); });
-
   const sink = {
     record(rec: SectionRecord) {
-      if (!queue.push(rec)) dropped++;
+      pipeline.push(rec);
     },
     failed(err: Error) {
       failure = err;
@@ -160,7 +155,7 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
   try {
     const { hists, counters } = await backend.stats();
     await backend.stop();
-    await queue.drained();
+    await pipeline.drained();
     if (!o.json) {
       for (const h of hists) {
         const text = formatHistogram(h);
@@ -168,7 +163,7 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
       }
     }
     const lostKernel = counters.reduce((a, c) => a + c.droppedRing + c.droppedGuard, 0n);
-    io.err.write(`irqtrace: ${shown} violations shown; lost: ${lostKernel} in the kernel, ${dropped} in irqtrace\n`);
+    io.err.write(`irqtrace: ${shown} violations shown; lost: ${lostKernel} in the kernel, ${pipeline.dropped} in irqtrace\n`);
   } catch (err) {
     io.err.write(`irqtrace: stopping: ${String(err)}\n`);
     code = 1;

@@ -3,10 +3,23 @@
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { PipelineCounters } from '../pipeline/record_pipeline.js';
+import { KIND_NAMES } from '../cli/format.js';
+import { Kind } from '../records/layout.js';
+
+const KINDS = [Kind.IrqsOff, Kind.SoftirqsOff, Kind.IrqLine];
 
 export class AgentMetrics {
   readonly registry = new Registry();
-  readonly sections = new Counter({ name: 'irqtrace_sections_total', help: 'Sections over the threshold, by kind and stage reached (received, filtered, batched)', labelNames: ['kind', 'stage'], registers: [this.registry] });
+  /** Counted by the pipeline in plain numbers (per record, a labelled inc() costs more than the rest of the count), read at scrape time. */
+  private readonly sectionCounts: Record<'received' | 'filtered' | 'batched', number[]> = { received: [], filtered: [], batched: [] };
+  readonly sections = new Counter({
+    name: 'irqtrace_sections_total',
+    help: 'Sections over the threshold, by kind and stage reached (received, filtered, batched)',
+    labelNames: ['kind', 'stage'],
+    registers: [this.registry],
+    collect: () => { this.collectSections(); },
+  });
   readonly kernelSeen = new Gauge({ name: 'irqtrace_kernel_sections_seen', help: 'Sections the kernel side measured (all, under the threshold too), by CPU', labelNames: ['cpu'], registers: [this.registry] });
   readonly dropped = new Counter({ name: 'irqtrace_dropped_total', help: 'Sections or events lost, by stage', labelNames: ['stage'], registers: [this.registry] });
   readonly duration = new Histogram({
@@ -22,6 +35,30 @@ export class AgentMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'irqtrace_agent_' });
+  }
+
+  private collectSections(): void {
+    this.sections.reset();
+    for (const [stage, counts] of Object.entries(this.sectionCounts)) {
+      for (const kind of KINDS) this.sections.inc({ kind: KIND_NAMES[kind], stage }, counts[kind] ?? 0);
+    }
+  }
+
+  /** The record pipeline's counts. The histogram's children are looked up once, not per record. */
+  pipelineCounters(): PipelineCounters {
+    // Indexed by Kind, as the counts are.
+    const durations = [undefined, ...KINDS.map((kind) => this.duration.labels({ kind: KIND_NAMES[kind] }))];
+    const dropped = this.dropped.labels({ stage: 'agent_attribution' });
+    const { received, filtered, batched } = this.sectionCounts;
+    return {
+      received: (kind) => { received[kind] = (received[kind] ?? 0) + 1; },
+      filtered: (kind) => { filtered[kind] = (filtered[kind] ?? 0) + 1; },
+      emitted: (kind, durationNs) => {
+        batched[kind] = (batched[kind] ?? 0) + 1;
+        durations[kind]?.observe(Number(durationNs) / 1e9);
+      },
+      dropped: () => { dropped.inc(); },
+    };
   }
 
   setBackend(backend: string, method: string, phase: string): void {

@@ -5,24 +5,20 @@
 import { release, version } from 'node:os';
 import { irqtrace, toLong } from '@irqtrace/proto';
 import type { Logger as Pino } from 'pino';
-import { OffenderEnricher } from '../attribution/enrich.js';
 import { CgroupIndex } from '../attribution/cgroup_index.js';
 import { procFs } from '../attribution/procfs.js';
-import { TaskAttributor } from '../attribution/tasks.js';
 import { startBackend } from '../backend/select.js';
 import type { BackendOptions } from '../backend/select.js';
 import type { KernelBackend } from '../backend/types.js';
-import { mergeTraces, traceFromProto, tracesOf } from '../config/traces.js';
+import { mergeTraces, traceFromProto } from '../config/traces.js';
 import type { Merged, Trace } from '../config/traces.js';
 import { Batcher } from '../pipeline/batcher.js';
-import { SECTION_KINDS, toEvent } from '../pipeline/event.js';
+import { SECTION_KINDS } from '../pipeline/event.js';
+import { RecordPipeline } from '../pipeline/record_pipeline.js';
 import type { CountersItem, SectionRecord } from '../records/decode.js';
-import { SerialQueue } from '../pipeline/serial_queue.js';
-import { SymbolSource } from '../symbols/source.js';
 import { IngestClient } from '../transport/client.js';
 import type { TlsOptions } from '../transport/client.js';
 import { Outbox } from '../transport/outbox.js';
-import { KIND_NAMES } from '../cli/format.js';
 import { bootId, probeCapabilities } from './capabilities.js';
 import type { AgentMetrics } from './metrics.js';
 import type { EventStore } from './store.js';
@@ -60,23 +56,24 @@ export class NodeAgent {
   private readonly outbox: Outbox;
   private readonly batcher: Batcher;
   private client: IngestClient | undefined;
-  private readonly symbols: SymbolSource;
-  private readonly tasks: TaskAttributor;
-  private readonly enricher: OffenderEnricher;
+  private readonly pipeline: RecordPipeline;
   private changes: Promise<void> = Promise.resolve();
-  private readonly queue = new SerialQueue<SectionRecord>(
-    (rec) => this.process(rec),
-    (err) => { this.o.log.warn({ err: String(err) }, 'event dropped'); },
-  );
   private lastCounters = new Map<number, CountersItem>();
   private timers: NodeJS.Timeout[] = [];
   private retry: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: NodeAgentOptions) {
-    const proc = procFs(o.proc);
-    this.symbols = new SymbolSource(proc);
-    this.tasks = new TaskAttributor(proc, {}, new CgroupIndex(o.cgroupRoot));
-    this.enricher = new OffenderEnricher(proc);
+    this.pipeline = new RecordPipeline({
+      proc: procFs(o.proc),
+      cgroups: new CgroupIndex(o.cgroupRoot),
+      ...(o.enrich === undefined ? {} : { enrich: o.enrich }),
+      counters: o.metrics.pipelineCounters(),
+      onEvent: (event) => {
+        if (this.o.store) this.o.store.append(pb.Event.toObject(pb.Event.fromObject(event), { longs: String, enums: String }));
+        if (this.client) this.batcher.add(event);
+      },
+      onError: (err) => { this.o.log.warn({ err: String(err) }, 'event dropped'); },
+    });
     this.outbox = new Outbox({ ...(o.spoolDir ? { dir: o.spoolDir } : {}), ...(o.spoolMaxBytes ? { maxBytes: o.spoolMaxBytes } : {}) });
     this.batcher = new Batcher(this.outbox, { onBatch: () => { this.client?.pump(); this.o.metrics.unacked.set(this.outbox.size); } });
   }
@@ -102,7 +99,7 @@ export class NodeAgent {
   }
 
   async start(): Promise<void> {
-    await this.symbols.refresh();
+    await this.pipeline.symbols.refresh();
     if (this.o.ingest) {
       const boot = await bootId(this.o.proc);
       const capabilities = await probeCapabilities(this.o.proc);
@@ -131,7 +128,7 @@ export class NodeAgent {
       await this.applyTraces(this.o.traces ?? []);
     }
     this.timers.push(setInterval(() => { void this.snapshot(); }, this.o.snapshotMs ?? 10_000));
-    this.timers.push(setInterval(() => { this.symbols.refresh().catch(() => {}); }, 10_000));
+    this.timers.push(setInterval(() => { this.pipeline.symbols.refresh().catch(() => {}); }, 10_000));
     this.timers.push(setInterval(() => { this.o.metrics.connected.set(this.client?.connected ? 1 : 0); }, 1000));
   }
 
@@ -155,6 +152,7 @@ export class NodeAgent {
   private async reconfigure(traces: Trace[]): Promise<void> {
     clearTimeout(this.retry);
     this.traces = traces;
+    this.pipeline.traces = traces;
     const merged = mergeTraces(traces);
     if (!merged) {
       // No trace for this node: nothing stays loaded.
@@ -210,30 +208,7 @@ export class NodeAgent {
   }
 
   private onRecord(rec: SectionRecord): void {
-    const kind = KIND_NAMES[rec.kind];
-    this.o.metrics.sections.inc({ kind, stage: 'received' });
-    if (!this.queue.push(rec)) {
-      this.o.metrics.dropped.inc({ stage: 'agent_attribution' });
-      this.batcher.loss(pb.LossStage.LOSS_STAGE_AGENT_QUEUE, 1, 'agent attribution queue full', rec.cpu);
-    }
-  }
-
-  private async process(rec: SectionRecord): Promise<void> {
-    const kind = KIND_NAMES[rec.kind];
-    const traces = tracesOf({ kind: rec.kind, irq: rec.irq, durationNs: rec.durationNs }, this.traces);
-    if (!traces.length) {
-      this.o.metrics.sections.inc({ kind, stage: 'filtered' });
-      return;
-    }
-    const task = await this.tasks.attribute(rec.pid, rec.cgroupId);
-    const enablingTask = rec.enablePid ? await this.tasks.attribute(rec.enablePid) : undefined;
-    const enrichment = this.o.enrich === false ? undefined : await this.enricher.enrich(rec.pid);
-    const event = toEvent(rec, this.symbols.symbols, { ...(task ? { task } : {}), ...(enablingTask ? { enablingTask } : {}), ...(enrichment ? { enrichment } : {}) });
-    event.traces = traces;
-    this.o.metrics.duration.observe({ kind }, Number(rec.durationNs) / 1e9);
-    this.o.metrics.sections.inc({ kind, stage: 'batched' });
-    if (this.o.store) this.o.store.append(pb.Event.toObject(pb.Event.fromObject(event), { longs: String, enums: String }));
-    if (this.client) this.batcher.add(event);
+    if (!this.pipeline.push(rec)) this.batcher.loss(pb.LossStage.LOSS_STAGE_AGENT_QUEUE, 1, 'agent attribution queue full', rec.cpu);
   }
 
   /** Histograms and the kernel's drop counters, into the next batch and the metrics. */
@@ -285,7 +260,7 @@ export class NodeAgent {
     clearTimeout(this.retry);
     await this.changes;
     await this.stopBackend();
-    await this.queue.drained();
+    await this.pipeline.drained();
     this.batcher.stop();
     this.setPhase(Phase.PHASE_IDLE, 'agent stopped');
     // Give the last batches a moment to reach the ingest; what is left stays in the spool.

@@ -2,8 +2,9 @@
 // its first event, gets the node's next seq, and goes to the outbox. Losses
 // (the kernel's drop counters, the agent's own) and histogram snapshots ride
 // along in the next batch; a batch with only those is sent too.
-import { irqtrace, toLong, Writer } from '@irqtrace/proto';
-import { encodeEvent } from './encode.js';
+import { irqtrace, toLong } from '@irqtrace/proto';
+import { writeEventField } from './encode.js';
+import { LENGTH_DELIMITED, VARINT, WireWriter } from './wire.js';
 import type { Outbox } from '../transport/outbox.js';
 
 export interface BatcherOptions {
@@ -16,8 +17,9 @@ export interface BatcherOptions {
 }
 
 export class Batcher {
-  /** Encoded already: the batch is spliced from them. */
-  private events: Uint8Array[] = [];
+  /** The batch's events, encoded as they come (EventBatch field 3 each). */
+  private readonly events = new WireWriter(256 * 1024);
+  private count = 0;
   private losses: irqtrace.v1.ILoss[] = [];
   private histograms: irqtrace.v1.IHistogramSnapshot | undefined;
   private state: irqtrace.v1.IBackendState | undefined;
@@ -39,13 +41,14 @@ export class Batcher {
   }
 
   add(event: irqtrace.v1.IEvent): void {
-    if (this.events.length >= this.maxPending) {
+    if (this.count >= this.maxPending) {
       this.dropped++;
       this.loss(irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE, 1, 'agent batcher full');
       return;
     }
-    this.events.push(encodeEvent(event));
-    if (this.events.length >= this.maxEvents) this.flush();
+    writeEventField(this.events, 3, event);
+    this.count++;
+    if (this.count >= this.maxEvents) this.flush();
     else this.timer ??= setTimeout(() => { this.flush(); }, this.maxDelayMs);
   }
 
@@ -70,22 +73,23 @@ export class Batcher {
     this.timer = undefined;
     const outboxLoss = this.outbox.takeLoss();
     if (outboxLoss) this.losses.push({ stage: irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE, count: toLong(outboxLoss), reason: 'spool full: oldest batches dropped' });
-    if (!this.events.length && !this.losses.length && !this.histograms && !this.state) return;
+    if (!this.count && !this.losses.length && !this.histograms && !this.state) return;
     const seq = this.outbox.nextSeq();
     // EventBatch: seq = 1, sent_unix_ns = 2, events = 3, losses = 4, histograms = 5, state = 6.
-    const w = Writer.create();
-    w.uint32(1 << 3).uint64(toLong(seq));
-    w.uint32(2 << 3).uint64(toLong(BigInt(Date.now()) * 1_000_000n));
-    for (const e of this.events) w.uint32((3 << 3) | 2).bytes(e);
-    for (const l of this.losses) w.uint32((4 << 3) | 2).bytes(irqtrace.v1.Loss.encode(l).finish());
-    if (this.histograms) w.uint32((5 << 3) | 2).bytes(irqtrace.v1.HistogramSnapshot.encode(this.histograms).finish());
-    if (this.state) w.uint32((6 << 3) | 2).bytes(irqtrace.v1.BackendState.encode(this.state).finish());
-    const events = this.events.length;
-    this.events = [];
+    const events = this.events.finish();
+    const w = new WireWriter(events.length + 4096);
+    w.tag(1, VARINT).uint64(toLong(seq));
+    w.tag(2, VARINT).uint64(toLong(BigInt(Date.now()) * 1_000_000n));
+    w.raw(events);
+    for (const l of this.losses) w.tag(4, LENGTH_DELIMITED).bytes(irqtrace.v1.Loss.encode(l).finish());
+    if (this.histograms) w.tag(5, LENGTH_DELIMITED).bytes(irqtrace.v1.HistogramSnapshot.encode(this.histograms).finish());
+    if (this.state) w.tag(6, LENGTH_DELIMITED).bytes(irqtrace.v1.BackendState.encode(this.state).finish());
+    const count = this.count;
+    this.count = 0;
     this.losses = [];
     this.histograms = undefined;
     this.state = undefined;
-    this.outbox.addEncoded(seq, w.finish(), events);
+    this.outbox.addEncoded(seq, w.finish(), count);
     this.batches++;
     this.options.onBatch?.(seq);
   }

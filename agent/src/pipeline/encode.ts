@@ -1,42 +1,108 @@
-// Events encoded once, on the hot path, with their frames spliced in as
-// bytes: a frame (address, symbol, offset, module) is encoded the first time
-// its cached object is seen (pipeline/event.ts gives one object per address),
-// so a storm of identical stacks costs one string encode per distinct frame.
-// Protobuf fields may come in any order, so appending them after the rest of
-// the event is still a valid Event.
-import { irqtrace, Writer } from '@irqtrace/proto';
+// Events encoded on the hot path, by hand, field by field, straight into the
+// batch's buffer (pipeline/wire.ts). pipeline/event.ts gives the events of one
+// code path the same (frozen) stack array and site objects, and of one
+// offender the same enrichment: their bytes are made the first time one is
+// seen, so a storm of identical stacks costs one copy per event. Zero values
+// are left out, as proto3 does; test/unit/event_encode.test.ts holds this to
+// protobufjs's own encoding of the same events.
+import { irqtrace } from '@irqtrace/proto';
+import { LENGTH_DELIMITED, VARINT, WireWriter } from './wire.js';
+import type { Uint64Like } from './wire.js';
 
 const pb = irqtrace.v1;
 const frameBytes = new WeakMap<irqtrace.v1.IFrame, Uint8Array>();
+const stackBytes = new WeakMap<irqtrace.v1.IFrame[], Uint8Array>();
+const siteBytes = new WeakMap<irqtrace.v1.ISite, Uint8Array>();
+const enrichmentBytes = new WeakMap<irqtrace.v1.IEnrichment, Uint8Array>();
 
-// Field tags, length-delimited (wire type 2).
-const SITE_IP = (1 << 3) | 2;
-const SITE_PARENT = (2 << 3) | 2;
-const EVENT_DISABLE_SITE = (11 << 3) | 2;
-const EVENT_ENABLE_SITE = (12 << 3) | 2;
-const EVENT_STACK = (13 << 3) | 2;
-
-function frame(f: irqtrace.v1.IFrame): Uint8Array {
-  let bytes = frameBytes.get(f);
+/** Made once per object (cold path), with protobufjs. */
+function cached<K extends object>(cache: WeakMap<K, Uint8Array>, key: K, encode: (key: K) => Uint8Array): Uint8Array {
+  let bytes = cache.get(key);
   if (!bytes) {
-    bytes = pb.Frame.encode(f).finish();
-    frameBytes.set(f, bytes);
+    bytes = encode(key);
+    cache.set(key, bytes);
   }
   return bytes;
 }
 
-function site(s: irqtrace.v1.ISite): Uint8Array {
-  const w = Writer.create();
-  if (s.ip) w.uint32(SITE_IP).bytes(frame(s.ip));
-  if (s.parentIp) w.uint32(SITE_PARENT).bytes(frame(s.parentIp));
-  return w.finish();
+const frame = (f: irqtrace.v1.IFrame): Uint8Array => cached(frameBytes, f, (k) => pb.Frame.encode(k).finish());
+const enrichment = (e: irqtrace.v1.IEnrichment): Uint8Array => cached(enrichmentBytes, e, (k) => pb.Enrichment.encode(k).finish());
+
+/** The site's fields (without its own tag and length). */
+const site = (s: irqtrace.v1.ISite): Uint8Array =>
+  cached(siteBytes, s, (k) => {
+    const w = new WireWriter(256);
+    if (k.ip) w.tag(1, LENGTH_DELIMITED).bytes(frame(k.ip));
+    if (k.parentIp) w.tag(2, LENGTH_DELIMITED).bytes(frame(k.parentIp));
+    return w.finish();
+  });
+
+/** Every frame of the stack as Event.stack fields, tags included. */
+const stack = (frames: irqtrace.v1.IFrame[]): Uint8Array =>
+  cached(stackBytes, frames, (k) => {
+    const w = new WireWriter(2048);
+    for (const f of k) w.tag(13, LENGTH_DELIMITED).bytes(frame(f));
+    return w.finish();
+  });
+
+const isZero = (v: Uint64Like | null | undefined): v is null | undefined | 0 =>
+  v === null || v === undefined || (typeof v === 'number' ? v === 0 : v.low === 0 && v.high === 0);
+
+function writeUint64(w: WireWriter, field: number, v: Uint64Like | null | undefined): void {
+  if (!isZero(v)) w.tag(field, VARINT).uint64(v);
+}
+
+function writeString(w: WireWriter, field: number, s: string | null | undefined): void {
+  if (s) w.tag(field, LENGTH_DELIMITED).string(s);
+}
+
+function writeTask(w: WireWriter, field: number, t: irqtrace.v1.ITask): void {
+  w.tag(field, LENGTH_DELIMITED);
+  // A cgroup path makes most tasks longer than 127 bytes.
+  const mark = w.begin(t.cgroupPath ? 200 : 100);
+  if (t.pid) w.tag(1, VARINT).uint32(t.pid);
+  if (t.tgid) w.tag(2, VARINT).uint32(t.tgid);
+  writeString(w, 3, t.comm);
+  writeUint64(w, 4, t.cgroupId);
+  writeString(w, 5, t.cgroupPath);
+  writeString(w, 6, t.containerId);
+  writeString(w, 7, t.podUid);
+  writeString(w, 8, t.podNamespace);
+  writeString(w, 9, t.podName);
+  w.end(mark);
+}
+
+/** Writes the Event's fields (not its own tag or length). */
+export function writeEvent(w: WireWriter, e: irqtrace.v1.IEvent): void {
+  if (e.kind) w.tag(1, VARINT).int32(e.kind);
+  if (e.method) w.tag(2, VARINT).int32(e.method);
+  if (e.backend) w.tag(3, VARINT).int32(e.backend);
+  if (e.cpu) w.tag(4, VARINT).uint32(e.cpu);
+  writeUint64(w, 5, e.startNs);
+  writeUint64(w, 6, e.durationNs);
+  writeUint64(w, 7, e.errorBoundNs);
+  if (e.irq) w.tag(8, VARINT).uint32(e.irq);
+  if (e.task) writeTask(w, 9, e.task);
+  if (e.enablingTask) writeTask(w, 10, e.enablingTask);
+  if (e.disableSite) w.tag(11, LENGTH_DELIMITED).bytes(site(e.disableSite));
+  if (e.enableSite) w.tag(12, LENGTH_DELIMITED).bytes(site(e.enableSite));
+  if (e.stack?.length) w.raw(stack(e.stack));
+  if (e.stackTruncated) w.tag(14, VARINT).bool(true);
+  if (e.enrichment) w.tag(15, LENGTH_DELIMITED).bytes(enrichment(e.enrichment));
+  for (const t of e.traces ?? []) w.tag(16, LENGTH_DELIMITED).string(t);
+}
+
+/** Writes the event as a length-delimited field (EventBatch.events, say). */
+export function writeEventField(w: WireWriter, field: number, e: irqtrace.v1.IEvent): void {
+  w.tag(field, LENGTH_DELIMITED);
+  // Events with a stack run to hundreds of bytes: keep two bytes for the length.
+  const mark = w.begin(e.stack?.length ? 1000 : 100);
+  writeEvent(w, e);
+  w.end(mark);
 }
 
 export function encodeEvent(event: irqtrace.v1.IEvent): Uint8Array {
-  const { stack, disableSite, enableSite, ...rest } = event;
-  const w = pb.Event.encode(rest);
-  if (disableSite) w.uint32(EVENT_DISABLE_SITE).bytes(site(disableSite));
-  if (enableSite) w.uint32(EVENT_ENABLE_SITE).bytes(site(enableSite));
-  for (const f of stack ?? []) w.uint32(EVENT_STACK).bytes(frame(f));
+  const w = new WireWriter(1024);
+  writeEvent(w, event);
   return w.finish();
 }

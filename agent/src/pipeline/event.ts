@@ -5,6 +5,7 @@ import type { CgroupAttribution } from '../attribution/cgroup.js';
 import type { Enrichment } from '../attribution/enrich.js';
 import { Backend, Kind, Method, RecordFlag } from '../records/layout.js';
 import type { SectionRecord } from '../records/decode.js';
+import type { CodeLocation } from '../records/code.js';
 import type { Kallsyms } from '../symbols/kallsyms.js';
 
 const pb = irqtrace.v1;
@@ -30,29 +31,62 @@ export function frameOf(syms: Kallsyms, address: bigint): irqtrace.v1.IFrame {
     : { address: toLong(address) };
 }
 
-// Stacks repeat (a storm comes from a few code paths): frames are made once
-// per address and table. Bounded: cleared when full, and per table.
+// Frames are made once per address and table (stacks share most of theirs),
+// and a record's sites and stack once per interned code location: a storm
+// from a few code paths symbolizes each path once. Events share these
+// objects, so they are frozen. The address cache is bounded: cleared when full.
 const FRAME_CACHE_MAX = 100_000;
-const frameCaches = new WeakMap<Kallsyms, Map<bigint, irqtrace.v1.IFrame>>();
 
-function cachedFrame(syms: Kallsyms, address: bigint): irqtrace.v1.IFrame {
-  let cache = frameCaches.get(syms);
-  if (!cache) {
-    cache = new Map();
-    frameCaches.set(syms, cache);
-  }
-  let frame = cache.get(address);
-  if (!frame) {
-    if (cache.size >= FRAME_CACHE_MAX) cache.clear();
-    frame = frameOf(syms, address);
-    cache.set(address, frame);
-  }
-  return frame;
+interface SymbolizedCode {
+  disableSite: irqtrace.v1.ISite | null;
+  enableSite: irqtrace.v1.ISite | null;
+  stack: readonly irqtrace.v1.IFrame[];
 }
 
-function siteOf(syms: Kallsyms, ip: bigint, parentIp: bigint): irqtrace.v1.ISite | null {
-  if (ip === 0n) return null;
-  return { ip: cachedFrame(syms, ip), parentIp: parentIp ? cachedFrame(syms, parentIp) : null };
+class SymbolCaches {
+  private readonly frames = new Map<bigint, irqtrace.v1.IFrame>();
+  private readonly codes = new WeakMap<CodeLocation, SymbolizedCode>();
+
+  constructor(private readonly syms: Kallsyms) {}
+
+  frame(address: bigint): irqtrace.v1.IFrame {
+    let frame = this.frames.get(address);
+    if (!frame) {
+      if (this.frames.size >= FRAME_CACHE_MAX) this.frames.clear();
+      frame = Object.freeze(frameOf(this.syms, address));
+      this.frames.set(address, frame);
+    }
+    return frame;
+  }
+
+  code(code: CodeLocation): SymbolizedCode {
+    let symbolized = this.codes.get(code);
+    if (!symbolized) {
+      symbolized = Object.freeze({
+        disableSite: this.site(code.disableIp, code.disableParentIp),
+        enableSite: this.site(code.enableIp, code.enableParentIp),
+        stack: Object.freeze(code.frames.map((f) => this.frame(f))),
+      });
+      this.codes.set(code, symbolized);
+    }
+    return symbolized;
+  }
+
+  private site(ip: bigint, parentIp: bigint): irqtrace.v1.ISite | null {
+    if (ip === 0n) return null;
+    return Object.freeze({ ip: this.frame(ip), parentIp: parentIp ? this.frame(parentIp) : null });
+  }
+}
+
+const caches = new WeakMap<Kallsyms, SymbolCaches>();
+
+function symbolize(syms: Kallsyms, code: CodeLocation): SymbolizedCode {
+  let c = caches.get(syms);
+  if (!c) {
+    c = new SymbolCaches(syms);
+    caches.set(syms, c);
+  }
+  return c.code(code);
 }
 
 function taskOf(pid: number, tgid: number, comm: string, cgroupId: bigint, who: CgroupAttribution | undefined): irqtrace.v1.ITask {
@@ -73,8 +107,13 @@ export interface Attribution {
   enrichment?: Enrichment;
 }
 
+/**
+ * The Event of a record. Its sites and stack are shared with other events of
+ * the same code path (frozen): copy them before changing them.
+ */
 export function toEvent(rec: SectionRecord, syms: Kallsyms, who: Attribution = {}): irqtrace.v1.IEvent {
   const sites = (rec.flags & RecordFlag.SitesValid) !== 0;
+  const code = symbolize(syms, rec.code);
   return {
     kind: SECTION_KINDS[rec.kind],
     method: METHODS[rec.method],
@@ -86,10 +125,12 @@ export function toEvent(rec: SectionRecord, syms: Kallsyms, who: Attribution = {
     irq: rec.irq,
     task: taskOf(rec.pid, rec.tgid, rec.comm, rec.cgroupId, who.task),
     enablingTask: (rec.flags & RecordFlag.EnablerValid) !== 0 ? taskOf(rec.enablePid, rec.enableTgid, rec.enableComm, 0n, who.enablingTask) : null,
-    disableSite: sites ? siteOf(syms, rec.disableIp, rec.disableParentIp) : null,
-    enableSite: sites ? siteOf(syms, rec.enableIp, rec.enableParentIp) : null,
-    stack: rec.frames.map((f) => cachedFrame(syms, f)),
+    disableSite: sites ? code.disableSite : null,
+    enableSite: sites ? code.enableSite : null,
+    // The protobuf types ask for a mutable array; nothing downstream changes it.
+    stack: code.stack as irqtrace.v1.IFrame[],
     stackTruncated: (rec.flags & RecordFlag.StackTruncated) !== 0,
-    enrichment: who.enrichment ? pb.Enrichment.create(who.enrichment) : null,
+    // Shared by the events of one offender within its cache time: not copied.
+    enrichment: who.enrichment ?? null,
   };
 }

@@ -4,6 +4,8 @@
 // ends decoding with a DecodeError that says where and why.
 import { ABI_VERSION, COMM_LEN, COUNTERS, HIST, HIST_BUCKETS, MAGIC, MAX_FRAMES, PREAMBLE_SIZE, RECORD } from './layout.js';
 import { Backend, Kind, Method } from './layout.js';
+import { CodeInterner } from './code.js';
+import type { CodeLocation } from './code.js';
 
 export class DecodeError extends Error {
   constructor(
@@ -39,7 +41,9 @@ export interface SectionRecord {
   disableParentIp: bigint;
   enableIp: bigint;
   enableParentIp: bigint;
-  frames: bigint[];
+  frames: readonly bigint[];
+  /** Sites and stack, one object shared by the records with the same ones. */
+  code: CodeLocation;
 }
 
 export interface HistItem {
@@ -74,27 +78,34 @@ function cString(buf: Buffer, offset: number, length: number): string {
   return buf.toString('latin1', offset, end >= 0 && end < offset + length ? end : offset + length);
 }
 
-function member<E extends Record<string, string | number>>(e: E, name: string, value: number, at: number): E[keyof E] {
-  if (!Object.values(e).includes(value)) throw new DecodeError(`invalid ${name} ${value}`, at);
-  return value as E[keyof E];
+/** A checker of one enum's values: a Set made once, not a scan of the enum per record. */
+function member<E extends Record<string, string | number>>(e: E, name: string): (value: number, at: number) => E[keyof E] {
+  const valid = new Set(Object.values(e).filter((v) => typeof v === 'number'));
+  return (value, at) => {
+    if (!valid.has(value)) throw new DecodeError(`invalid ${name} ${value}`, at);
+    return value as E[keyof E];
+  };
 }
+
+const kindOf = member(Kind, 'kind');
+const methodOf = member(Method, 'method');
+const backendOf = member(Backend, 'backend');
 
 const r = RECORD.fields;
 const h = HIST.fields;
 const c = COUNTERS.fields;
 
-function decodeRecord(buf: Buffer, at: number, size: number): SectionRecord {
+function decodeRecord(buf: Buffer, at: number, size: number, codes: CodeInterner): SectionRecord {
   const nrFrames = buf.readUInt16LE(at + r.nr_frames.offset);
   if (nrFrames > MAX_FRAMES || size !== RECORD.size + 8 * nrFrames) {
     throw new DecodeError(`record of ${size} bytes with ${nrFrames} frames`, at);
   }
-  const frames: bigint[] = [];
-  for (let i = 0; i < nrFrames; i++) frames.push(buf.readBigUInt64LE(at + RECORD.size + 8 * i));
+  const code = codes.intern(buf, at, size);
   return {
     type: 'record',
-    kind: member(Kind, 'kind', buf.readUInt8(at + r.kind.offset), at),
-    method: member(Method, 'method', buf.readUInt8(at + r.method.offset), at),
-    backend: member(Backend, 'backend', buf.readUInt8(at + r.backend.offset), at),
+    kind: kindOf(buf.readUInt8(at + r.kind.offset), at),
+    method: methodOf(buf.readUInt8(at + r.method.offset), at),
+    backend: backendOf(buf.readUInt8(at + r.backend.offset), at),
     flags: buf.readUInt8(at + r.flags.offset),
     cpu: buf.readUInt16LE(at + r.cpu.offset),
     irq: buf.readUInt32LE(at + r.irq.offset),
@@ -110,11 +121,12 @@ function decodeRecord(buf: Buffer, at: number, size: number): SectionRecord {
     enablePid: buf.readUInt32LE(at + r.enable_pid.offset),
     enableTgid: buf.readUInt32LE(at + r.enable_tgid.offset),
     enableComm: cString(buf, at + r.enable_comm.offset, COMM_LEN),
-    disableIp: buf.readBigUInt64LE(at + r.disable_ip.offset),
-    disableParentIp: buf.readBigUInt64LE(at + r.disable_parent_ip.offset),
-    enableIp: buf.readBigUInt64LE(at + r.enable_ip.offset),
-    enableParentIp: buf.readBigUInt64LE(at + r.enable_parent_ip.offset),
-    frames,
+    disableIp: code.disableIp,
+    disableParentIp: code.disableParentIp,
+    enableIp: code.enableIp,
+    enableParentIp: code.enableParentIp,
+    frames: code.frames,
+    code,
   };
 }
 
@@ -123,9 +135,9 @@ function decodeHist(buf: Buffer, at: number): HistItem {
   for (let i = 0; i < HIST_BUCKETS; i++) buckets.push(buf.readBigUInt64LE(at + h.buckets.offset + 8 * i));
   return {
     type: 'hist',
-    kind: member(Kind, 'kind', buf.readUInt8(at + h.kind.offset), at),
-    method: member(Method, 'method', buf.readUInt8(at + h.method.offset), at),
-    backend: member(Backend, 'backend', buf.readUInt8(at + h.backend.offset), at),
+    kind: kindOf(buf.readUInt8(at + h.kind.offset), at),
+    method: methodOf(buf.readUInt8(at + h.method.offset), at),
+    backend: backendOf(buf.readUInt8(at + h.backend.offset), at),
     cpu: buf.readUInt32LE(at + h.cpu.offset),
     irq: buf.readUInt32LE(at + h.irq.offset),
     count: buf.readBigUInt64LE(at + h.count.offset),
@@ -138,7 +150,7 @@ function decodeHist(buf: Buffer, at: number): HistItem {
 function decodeCounters(buf: Buffer, at: number): CountersItem {
   return {
     type: 'counters',
-    backend: member(Backend, 'backend', buf.readUInt8(at + c.backend.offset), at),
+    backend: backendOf(buf.readUInt8(at + c.backend.offset), at),
     cpu: buf.readUInt32LE(at + c.cpu.offset),
     seen: buf.readBigUInt64LE(at + c.seen.offset),
     recorded: buf.readBigUInt64LE(at + c.recorded.offset),
@@ -150,24 +162,39 @@ function decodeCounters(buf: Buffer, at: number): CountersItem {
 }
 
 /**
+ * Size of the whole item at buf[at], or -1 when buf ends inside it (or its
+ * preamble). Throws DecodeError on a malformed preamble.
+ */
+export function itemSizeAt(buf: Buffer, at: number): number {
+  if (buf.length - at < PREAMBLE_SIZE) return -1;
+  const magic = buf.readUInt32LE(at);
+  const version = buf.readUInt16LE(at + 4);
+  const size = buf.readUInt16LE(at + 6);
+  if (version !== ABI_VERSION) throw new DecodeError(`unsupported ABI version ${version} (this reader: ${ABI_VERSION})`, at);
+  const expected = magic === MAGIC.record ? RECORD.size : magic === MAGIC.hist ? HIST.size : magic === MAGIC.counters ? COUNTERS.size : -1;
+  if (expected < 0) throw new DecodeError(`unknown item magic 0x${magic.toString(16)}`, at);
+  if (size < expected || (magic !== MAGIC.record && size !== expected)) {
+    throw new DecodeError(`item of ${size} bytes, too short for its type`, at);
+  }
+  return buf.length - at < size ? -1 : size;
+}
+
+/** The whole item of `size` bytes at buf[at] (itemSizeAt said so). */
+export function decodeItemAt(buf: Buffer, at: number, size: number, codes: CodeInterner): Item {
+  const magic = buf.readUInt32LE(at);
+  return magic === MAGIC.record ? decodeRecord(buf, at, size, codes) : magic === MAGIC.hist ? decodeHist(buf, at) : decodeCounters(buf, at);
+}
+
+/**
  * Decodes every whole item in buf. Returns them and the number of bytes
  * consumed: a trailing partial item is left for the next call (streaming).
+ * codes interns the records' code locations across calls.
  */
-export function decodeItems(buf: Buffer): { items: Item[]; consumed: number } {
+export function decodeItems(buf: Buffer, codes = new CodeInterner()): { items: Item[]; consumed: number } {
   const items: Item[] = [];
   let at = 0;
-  while (buf.length - at >= PREAMBLE_SIZE) {
-    const magic = buf.readUInt32LE(at);
-    const version = buf.readUInt16LE(at + 4);
-    const size = buf.readUInt16LE(at + 6);
-    if (version !== ABI_VERSION) throw new DecodeError(`unsupported ABI version ${version} (this reader: ${ABI_VERSION})`, at);
-    const expected = magic === MAGIC.record ? RECORD.size : magic === MAGIC.hist ? HIST.size : magic === MAGIC.counters ? COUNTERS.size : -1;
-    if (expected < 0) throw new DecodeError(`unknown item magic 0x${magic.toString(16)}`, at);
-    if (size < expected || (magic !== MAGIC.record && size !== expected)) {
-      throw new DecodeError(`item of ${size} bytes, too short for its type`, at);
-    }
-    if (buf.length - at < size) break;
-    items.push(magic === MAGIC.record ? decodeRecord(buf, at, size) : magic === MAGIC.hist ? decodeHist(buf, at) : decodeCounters(buf, at));
+  for (let size = itemSizeAt(buf, at); size > 0; size = itemSizeAt(buf, at)) {
+    items.push(decodeItemAt(buf, at, size, codes));
     at += size;
   }
   return { items, consumed: at };

@@ -1,9 +1,12 @@
-// Kernel symbolization from /proc/kallsyms text: text symbols of the core
-// kernel and of modules, sorted once, looked up by binary search.
+// Kernel symbolization from /proc/kallsyms: text symbols of the core kernel
+// and of modules, sorted once, looked up by binary search.
 //
-// Addresses are kept as float64 offsets from the lowest one, in a typed
-// array: kernel and module text span far less than 2^53 bytes, so the
-// offsets are exact, and the search compares doubles instead of bigints.
+// The table lives in typed arrays and one buffer of names: ~150,000 symbols
+// cost ~3 MB of it instead of ~150,000 strings, and parsing the bytes in
+// place leaves almost no garbage behind (the parse runs at start and on every
+// module change, and its garbage would be the agent's idle RSS). Addresses
+// are float64 offsets from the lowest one: kernel and module text span far
+// less than 2^53 bytes, so they are exact and the search compares doubles.
 export interface Symbol {
   name: string;
   /** Offset of the address from the symbol's start. */
@@ -12,70 +15,128 @@ export interface Symbol {
   module: string;
 }
 
+const NEWLINE = 0x0a;
+const SPACE = 0x20;
+const TAB = 0x09;
+const TWO_32 = 2 ** 32;
+
+/** Value of a hex digit, or -1. */
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  return -1;
+}
+
+/** Growable typed arrays for the scan. */
+class Columns {
+  hi = new Uint32Array(1024);
+  lo = new Uint32Array(1024);
+  nameStart = new Uint32Array(1024);
+  nameLength = new Uint16Array(1024);
+  module = new Uint16Array(1024);
+  length = 0;
+
+  push(hi: number, lo: number, nameStart: number, nameLength: number, module: number): void {
+    if (this.length === this.hi.length) this.grow();
+    const i = this.length++;
+    this.hi[i] = hi;
+    this.lo[i] = lo;
+    this.nameStart[i] = nameStart;
+    this.nameLength[i] = nameLength;
+    this.module[i] = module;
+  }
+
+  private grow(): void {
+    const n = this.hi.length * 2;
+    const widen = <T extends Uint32Array | Uint16Array>(a: T, make: (n: number) => T): T => { const b = make(n); b.set(a); return b; };
+    this.hi = widen(this.hi, (k) => new Uint32Array(k));
+    this.lo = widen(this.lo, (k) => new Uint32Array(k));
+    this.nameStart = widen(this.nameStart, (k) => new Uint32Array(k));
+    this.nameLength = widen(this.nameLength, (k) => new Uint16Array(k));
+    this.module = widen(this.module, (k) => new Uint16Array(k));
+  }
+}
+
 export class Kallsyms {
   private constructor(
-    private readonly base: bigint,
+    private readonly baseHi: number,
+    private readonly baseLo: number,
     private readonly offsets: Float64Array,
-    private readonly names: string[],
+    /** Names, latin1, back to back; a symbol's is at nameStart for nameLength bytes. */
+    private readonly names: Buffer,
+    private readonly nameStart: Uint32Array,
+    private readonly nameLength: Uint16Array,
+    /** Index into modules; 0 is the core kernel (''). */
+    private readonly moduleOf: Uint16Array,
     private readonly modules: string[],
   ) {}
 
   /**
-   * Parses kallsyms text ("ffffffff81000000 T _stext", "... t fn\t[module]").
-   * Scans the text in place: on a node agent this runs at start and on every
-   * module change, over ~150,000 lines, and its garbage is the agent's peak RSS.
+   * Parses kallsyms ("ffffffff81000000 T _stext", "... t fn\t[module]").
+   * Lines that are not text symbols (t T w W) or that read as address 0
+   * (kptr_restrict without CAP_SYSLOG) are skipped, as are malformed ones.
    */
-  static parse(text: string): Kallsyms {
-    const addresses: bigint[] = [];
-    const names: string[] = [];
-    const modules: string[] = [];
-    const interned = new Map<string, string>();
-    let at = 0;
-    while (at < text.length) {
-      let end = text.indexOf('\n', at);
-      if (end < 0) end = text.length;
-      const line = text.slice(at, end);
-      at = end + 1;
-      const sp1 = line.indexOf(' ');
-      const type = line.charCodeAt(sp1 + 1);
-      // t T w W: text symbols.
-      if (sp1 <= 0 || !(type === 116 || type === 84 || type === 119 || type === 87) || line.charCodeAt(sp1 + 2) !== 32) continue;
-      const address = BigInt(`0x${line.slice(0, sp1)}`);
-      // Addresses read as 0 without CAP_SYSLOG (kptr_restrict): useless for lookup.
-      if (address === 0n) continue;
-      const tab = line.indexOf('\t', sp1 + 3);
-      addresses.push(address);
-      names.push(line.slice(sp1 + 3, tab < 0 ? undefined : tab).trimEnd());
-      let mod = '';
-      if (tab >= 0) {
-        const raw = line.slice(tab + 1).trim().replace(/^\[|\]$/g, '');
-        mod = interned.get(raw) ?? raw;
-        interned.set(raw, mod);
+  static parse(input: Buffer | string): Kallsyms {
+    const parser = new KallsymsParser();
+    parser.push(typeof input === 'string' ? Buffer.from(input, 'latin1') : input);
+    return parser.finish();
+  }
+
+  /** Parses a stream of chunks (each may be reused by its producer once push returns). */
+  static async fromChunks(chunks: AsyncIterable<Buffer>): Promise<Kallsyms> {
+    const parser = new KallsymsParser();
+    for await (const chunk of chunks) parser.push(chunk);
+    return parser.finish();
+  }
+
+  /** @internal */
+  static build(cols: Columns, names: Buffer, modules: string[]): Kallsyms {
+    const n = cols.length;
+    let baseHi = 0xffffffff;
+    let baseLo = 0xffffffff;
+    for (let i = 0; i < n; i++) {
+      const hi = cols.hi[i] ?? 0;
+      const lo = cols.lo[i] ?? 0;
+      if (hi < baseHi || (hi === baseHi && lo < baseLo)) {
+        baseHi = hi;
+        baseLo = lo;
       }
-      modules.push(mod);
     }
-    const order = Array.from(addresses.keys()).sort((x, y) => {
-      const a = addresses[x] ?? 0n;
-      const b = addresses[y] ?? 0n;
-      return a < b ? -1 : a > b ? 1 : 0;
-    });
-    const base = addresses[order[0] ?? 0] ?? 0n;
-    return new Kallsyms(
-      base,
-      Float64Array.from(order, (i) => Number((addresses[i] ?? 0n) - base)),
-      order.map((i) => names[i] ?? ''),
-      order.map((i) => modules[i] ?? ''),
-    );
+    const unsorted = new Float64Array(n);
+    for (let i = 0; i < n; i++) unsorted[i] = ((cols.hi[i] ?? 0) - baseHi) * TWO_32 + ((cols.lo[i] ?? 0) - baseLo);
+    // Stable: of symbols at one address the first listed wins, as in the kernel's own lookup.
+    const order = Uint32Array.from({ length: n }, (_, i) => i).sort((a, b) => (unsorted[a] ?? 0) - (unsorted[b] ?? 0) || a - b);
+    const offsets = new Float64Array(n);
+    const nameStart = new Uint32Array(n);
+    const nameLength = new Uint16Array(n);
+    const moduleOf = new Uint16Array(n);
+    for (let k = 0; k < n; k++) {
+      const i = order[k] ?? 0;
+      offsets[k] = unsorted[i] ?? 0;
+      nameStart[k] = cols.nameStart[i] ?? 0;
+      nameLength[k] = cols.nameLength[i] ?? 0;
+      moduleOf[k] = cols.module[i] ?? 0;
+    }
+    // Own the names' memory: the scratch buffer was sized for the worst case.
+    return new Kallsyms(n ? baseHi : 0, n ? baseLo : 0, offsets, Buffer.from(names), nameStart, nameLength, moduleOf, modules);
   }
 
   get size(): number {
-    return this.names.length;
+    return this.offsets.length;
   }
 
-  /** Index of the symbol containing address, or -1 below the first symbol. */
-  private find(address: bigint): number {
-    if (address < this.base) return -1;
-    const target = Number(address - this.base);
+  /** Offset of address from the table's lowest symbol, or -1 below it. */
+  private offsetOf(address: bigint): number {
+    const hi = Number(address >> 32n);
+    const lo = Number(address & 0xffffffffn);
+    if (hi < this.baseHi || (hi === this.baseHi && lo < this.baseLo)) return -1;
+    return (hi - this.baseHi) * TWO_32 + (lo - this.baseLo);
+  }
+
+  /** Index of the symbol containing the offset, or -1 below the first symbol. */
+  private find(target: number): number {
+    if (target < 0) return -1;
     let lo = 0;
     let hi = this.offsets.length - 1;
     let found = -1;
@@ -93,9 +154,15 @@ export class Kallsyms {
 
   /** The symbol containing address, or undefined below the first symbol. */
   lookup(address: bigint): Symbol | undefined {
-    const i = this.find(address);
+    const target = this.offsetOf(address);
+    const i = this.find(target);
     if (i < 0) return undefined;
-    return { name: this.names[i] ?? '', offset: address - this.base - BigInt(this.offsets[i] ?? 0), module: this.modules[i] ?? '' };
+    const start = this.nameStart[i] ?? 0;
+    return {
+      name: this.names.toString('latin1', start, start + (this.nameLength[i] ?? 0)),
+      offset: BigInt(target - (this.offsets[i] ?? 0)),
+      module: this.modules[this.moduleOf[i] ?? 0] ?? '',
+    };
   }
 
   /** "name+0xoff [module]" or the raw address. */
@@ -103,5 +170,108 @@ export class Kallsyms {
     const s = this.lookup(address);
     if (!s) return `0x${address.toString(16)}`;
     return `${s.name}+0x${s.offset.toString(16)}${s.module ? ` [${s.module}]` : ''}`;
+  }
+}
+
+/** Scans kallsyms lines as they arrive; a line split across chunks is carried over. */
+class KallsymsParser {
+  private readonly cols = new Columns();
+  private names = Buffer.allocUnsafe(1 << 20);
+  private namesUsed = 0;
+  private readonly modules = [''];
+  private readonly moduleIndex = new Map<string, number>([['', 0]]);
+  private carry: Buffer | undefined;
+
+  push(chunk: Buffer): void {
+    let from = 0;
+    if (this.carry) {
+      const nl = chunk.indexOf(NEWLINE);
+      if (nl < 0) {
+        this.carry = Buffer.concat([this.carry, chunk]);
+        return;
+      }
+      const line = Buffer.concat([this.carry, chunk.subarray(0, nl)]);
+      this.carry = undefined;
+      this.lines(line, 0, line.length);
+      from = nl + 1;
+    }
+    const last = chunk.lastIndexOf(NEWLINE);
+    if (last < from) {
+      if (from < chunk.length) this.carry = Buffer.from(chunk.subarray(from));
+      return;
+    }
+    this.lines(chunk, from, last);
+    if (last + 1 < chunk.length) this.carry = Buffer.from(chunk.subarray(last + 1));
+  }
+
+  finish(): Kallsyms {
+    if (this.carry) this.lines(this.carry, 0, this.carry.length);
+    this.carry = undefined;
+    return Kallsyms.build(this.cols, this.names.subarray(0, this.namesUsed), this.modules);
+  }
+
+  /** Parses the lines in text[from, to). */
+  private lines(text: Buffer, from: number, to: number): void {
+    let at = from;
+    while (at < to) {
+      let end = text.indexOf(NEWLINE, at);
+      if (end < 0 || end > to) end = to;
+      this.line(text, at, end);
+      at = end + 1;
+    }
+  }
+
+  private line(text: Buffer, start: number, end: number): void {
+    // Address: hex up to the first space, as two 32-bit halves.
+    let hi = 0;
+    let lo = 0;
+    let p = start;
+    for (; p < end; p++) {
+      const d = hexDigit(text[p] ?? 0);
+      if (d < 0) break;
+      hi = ((hi << 4) | (lo >>> 28)) >>> 0;
+      lo = ((lo << 4) | d) >>> 0;
+    }
+    const digits = p - start;
+    if (digits === 0 || digits > 16 || p + 3 >= end || text[p] !== SPACE || text[p + 2] !== SPACE) return;
+    const type = text[p + 1];
+    // t T w W: text symbols.
+    if (!(type === 0x74 || type === 0x54 || type === 0x77 || type === 0x57)) return;
+    if (hi === 0 && lo === 0) return;
+    const nameStart = p + 3;
+    let nameEnd = nameStart;
+    while (nameEnd < end && text[nameEnd] !== TAB && text[nameEnd] !== SPACE) nameEnd++;
+    const length = nameEnd - nameStart;
+    if (length === 0 || length > 0xffff) return;
+    let module = 0;
+    if (text[nameEnd] === TAB) {
+      let from = nameEnd + 1;
+      let to = end;
+      while (to > from && (text[to - 1] === SPACE || text[to - 1] === 0x0d)) to--;
+      if (text[from] === 0x5b) from++;
+      if (to > from && text[to - 1] === 0x5d) to--;
+      module = this.module(text.toString('latin1', from, to));
+      if (module < 0) return;
+    }
+    if (this.namesUsed + length > this.names.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.names.length * 2, this.namesUsed + length));
+      this.names.copy(bigger, 0, 0, this.namesUsed);
+      this.names = bigger;
+    }
+    text.copy(this.names, this.namesUsed, nameStart, nameEnd);
+    this.cols.push(hi, lo, this.namesUsed, length, module);
+    this.namesUsed += length;
+  }
+
+  /** The module's index, or -1 when the table of them is full. */
+  private module(name: string): number {
+    let index = this.moduleIndex.get(name);
+    if (index === undefined) {
+      if (this.modules.length > 0xffff) return -1;
+      index = this.modules.length;
+      this.modules.push(name);
+      this.moduleIndex.set(name, index);
+    }
+    return index;
   }
 }

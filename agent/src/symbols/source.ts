@@ -24,9 +24,11 @@ export class SymbolSource {
       .map((l) => { const f = l.split(' '); return `${f[0] ?? ''} ${f.at(-1) ?? ''}`; })
       .join('\n');
     if (this.loads > 0 && modules === this.modules) return false;
-    const text = await this.proc.read('kallsyms');
-    if (text === undefined) throw new Error('cannot read /proc/kallsyms');
-    this.current = Kallsyms.parse(text);
+    try {
+      this.current = await Kallsyms.fromChunks(this.proc.chunks('kallsyms'));
+    } catch (err) {
+      throw new Error(`cannot read /proc/kallsyms: ${err instanceof Error ? err.message : String(err)}`);
+    }
     this.modules = modules;
     this.loads++;
     return true;

@@ -1,0 +1,109 @@
+// Kernel records to events, one at a time and in order: which traces want the
+// record, who did it (task, cgroup, pod; the offender's files and sockets),
+// symbolized sites and stack. The node agent, `irqtrace record` and the
+// benchmark all run this one path. Attribution is asynchronous (it reads
+// /proc) but cached, so the usual record finishes without waiting.
+import type { irqtrace } from '@irqtrace/proto';
+import { OffenderEnricher } from '../attribution/enrich.js';
+import type { Enrichment } from '../attribution/enrich.js';
+import type { CgroupAttribution } from '../attribution/cgroup.js';
+import type { CgroupIndex } from '../attribution/cgroup_index.js';
+import type { ProcFs } from '../attribution/procfs.js';
+import { TaskAttributor } from '../attribution/tasks.js';
+import { tracesOf } from '../config/traces.js';
+import type { Trace } from '../config/traces.js';
+import type { SectionRecord } from '../records/decode.js';
+import { Kind } from '../records/layout.js';
+import { SymbolSource } from '../symbols/source.js';
+import { SerialQueue } from './serial_queue.js';
+import { toEvent } from './event.js';
+
+/** Where the pipeline's counts go (the agent's Prometheus metrics, or nothing). */
+export interface PipelineCounters {
+  /** A record over the threshold arrived. */
+  received(kind: Kind): void;
+  /** No trace wanted it. */
+  filtered(kind: Kind): void;
+  /** It became an event. */
+  emitted(kind: Kind, durationNs: bigint): void;
+  /** The queue was full: lost. */
+  dropped(kind: Kind): void;
+}
+
+export interface RecordPipelineOptions {
+  proc: ProcFs;
+  cgroups?: CgroupIndex;
+  /** Open files, sockets and locks of the offender (default on). */
+  enrich?: boolean;
+  /** Every record is an event (the CLI: the kernel applied the threshold); else the traces decide. */
+  allRecords?: boolean;
+  counters?: PipelineCounters;
+  maxQueued?: number;
+  /** Each event, with the record it came from. */
+  onEvent: (event: irqtrace.v1.IEvent, rec: SectionRecord, who: { task?: CgroupAttribution }) => void;
+  onError: (err: unknown) => void;
+}
+
+export class RecordPipeline {
+  readonly symbols: SymbolSource;
+  readonly tasks: TaskAttributor;
+  private readonly offenders: OffenderEnricher;
+  private readonly queue: SerialQueue<SectionRecord>;
+  /** The traces events are for; replaced as the node's configuration changes. */
+  traces: Trace[] = [];
+  /** Records lost because the queue was full. */
+  dropped = 0;
+
+  constructor(private readonly o: RecordPipelineOptions) {
+    this.symbols = new SymbolSource(o.proc);
+    this.tasks = new TaskAttributor(o.proc, {}, o.cgroups);
+    this.offenders = new OffenderEnricher(o.proc);
+    this.queue = new SerialQueue((rec) => this.process(rec), o.onError, o.maxQueued);
+  }
+
+  /** Takes a record; false when it was dropped (queue full), counted. */
+  push(rec: SectionRecord): boolean {
+    this.o.counters?.received(rec.kind);
+    if (this.queue.push(rec)) return true;
+    this.dropped++;
+    this.o.counters?.dropped(rec.kind);
+    return false;
+  }
+
+  get queued(): number {
+    return this.queue.pending;
+  }
+
+  /** Resolves when every record pushed so far is processed. */
+  drained(): Promise<void> {
+    return this.queue.drained();
+  }
+
+  private process(rec: SectionRecord): Promise<void> | void {
+    const traces = this.o.allRecords ? [] : tracesOf({ kind: rec.kind, irq: rec.irq, durationNs: rec.durationNs }, this.traces);
+    if (!this.o.allRecords && !traces.length) {
+      this.o.counters?.filtered(rec.kind);
+      return;
+    }
+    // The cache answers most records at once; only a miss waits for /proc.
+    const task = this.tasks.cached(rec.pid);
+    const enablingTask = rec.enablePid ? this.tasks.cached(rec.enablePid) : null;
+    const enrichment = this.o.enrich === false ? null : this.offenders.cached(rec.pid);
+    if (task === undefined || enablingTask === undefined || enrichment === undefined) return this.slow(rec, traces);
+    this.emit(rec, traces, task.value, enablingTask?.value, enrichment?.value);
+  }
+
+  private async slow(rec: SectionRecord, traces: string[]): Promise<void> {
+    const task = await this.tasks.attribute(rec.pid, rec.cgroupId);
+    const enablingTask = rec.enablePid ? await this.tasks.attribute(rec.enablePid) : undefined;
+    const enrichment = this.o.enrich === false ? undefined : await this.offenders.enrich(rec.pid);
+    this.emit(rec, traces, task, enablingTask, enrichment);
+  }
+
+  private emit(rec: SectionRecord, traces: string[], task?: CgroupAttribution, enablingTask?: CgroupAttribution, enrichment?: Enrichment): void {
+    const event = toEvent(rec, this.symbols.symbols, { task, enablingTask, enrichment });
+    if (traces.length) event.traces = traces;
+    this.o.counters?.emitted(rec.kind, rec.durationNs);
+    this.o.onEvent(event, rec, task ? { task } : {});
+  }
+}

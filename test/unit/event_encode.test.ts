@@ -2,7 +2,7 @@
 // must decode to exactly what protobufjs's own encoding of the event gives.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { irqtrace, toLong } from '@irqtrace/proto';
+import { irqtrace, toBigInt, toLong } from '@irqtrace/proto';
 import { Backend, Kallsyms, Kind, Method, RecordFlag, toEvent } from '@irqtrace/agent';
 import type { SectionRecord } from '@irqtrace/agent';
 import { encodeEvent } from '../../agent/src/pipeline/encode.js';
@@ -82,5 +82,32 @@ describe('the hot-path event encoder', () => {
     // Another table (modules changed): symbolized anew.
     const other = Kallsyms.parse('ffffffffa0200000 t moved\t[irqtrace_selftest]');
     expect(toEvent(one, other).stack?.map((f) => f.symbol)).toEqual(['moved', undefined]);
+  });
+
+  it('shares a task between its events until something about it changes', () => {
+    const who = { path: '/kubepods/pod1', podUid: 'u' };
+    const one = rec([]);
+    const task = toEvent(one, syms, { task: who }).task;
+    expect(toEvent({ ...one, seq: 99n }, syms, { task: who }).task).toBe(task);
+    expect(Object.isFrozen(task)).toBe(true);
+    const changed = [
+      toEvent({ ...one, comm: 'other' }, syms, { task: who }).task,
+      toEvent({ ...one, tgid: 1 }, syms, { task: who }).task,
+      toEvent({ ...one, cgroupId: 77n }, syms, { task: who }).task,
+      toEvent(one, syms, { task: { ...who } }).task,
+    ];
+    for (const t of changed) expect(t).not.toBe(task);
+    expect(changed.map((t) => [t?.comm, t?.tgid, toBigInt(t?.cgroupId)])).toEqual([
+      ['other', one.tgid, one.cgroupId],
+      [one.comm, 1, one.cgroupId],
+      [one.comm, one.tgid, 77n],
+      [one.comm, one.tgid, one.cgroupId],
+    ]);
+  });
+
+  it('keeps uint64 fields exact past 2^53', () => {
+    const big = { ...rec([]), startNs: 2n ** 63n + 5n, durationNs: 2n ** 53n + 1n, cgroupId: 2n ** 60n + 3n };
+    const event = irqtrace.v1.Event.decode(encodeEvent(toEvent(big, syms)));
+    expect([toBigInt(event.startNs), toBigInt(event.durationNs), toBigInt(event.task?.cgroupId)]).toEqual([big.startNs, big.durationNs, big.cgroupId]);
   });
 });

@@ -1,7 +1,7 @@
 // Several traces on one node: merged for the kernel, split again per event.
 import { describe, expect, it } from 'vitest';
 import { irqtrace, toLong } from '@irqtrace/proto';
-import { Kind, mergeTraces, traceFromProto, tracesOf } from '@irqtrace/agent';
+import { Kind, TraceMatcher, mergeTraces, traceFromProto, tracesOf } from '@irqtrace/agent';
 import type { Trace } from '@irqtrace/agent';
 
 const pb = irqtrace.v1;
@@ -42,5 +42,17 @@ describe('traces on one node', () => {
     expect(tracesOf({ kind: Kind.IrqLine, irq: 24, durationNs: 200_000n }, traces)).toEqual(['nic', 'soft']);
     expect(tracesOf({ kind: Kind.IrqLine, irq: 25, durationNs: 200_000n }, traces)).toEqual(['soft']);
     expect(tracesOf({ kind: Kind.SoftirqsOff, irq: 0, durationNs: 5_000_000n }, traces)).toEqual(['soft']);
+  });
+
+  it('matches many events with one answer per set of traces, ended traces left out', () => {
+    // More traces than a 32-bit mask holds, every third one ended at t = 1 s.
+    const traces: Trace[] = Array.from({ length: 40 }, (_, i) => ({ ...base, name: `t${i}`, thresholdNs: BigInt(i) * 1000n, endUnixNs: i % 3 === 0 ? 1_000_000_000n : 0n }));
+    const matcher = new TraceMatcher(traces);
+    const event = { kind: Kind.IrqsOff, irq: 0, durationNs: 35_500n };
+    const before = matcher.match(event, 999);
+    expect(before).toEqual(traces.slice(0, 36).map((t) => t.name));
+    expect(matcher.match({ ...event }, 999)).toBe(before);
+    expect(matcher.match(event, 1000)).toEqual(traces.slice(0, 36).filter((_, i) => i % 3 !== 0).map((t) => t.name));
+    expect(matcher.match({ ...event, durationNs: 0n }, 2000)).toEqual([]);
   });
 });

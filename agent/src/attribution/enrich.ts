@@ -69,25 +69,31 @@ export async function enrich(proc: ProcFs, pid: number): Promise<Enrichment> {
 
 /**
  * enrich() per pid at most once a second: a task that violates a thousand
- * times a second costs one walk of its fds, not a thousand.
+ * times a second costs one walk of its fds, not a thousand. Events may carry
+ * an enrichment up to 5 s old while it is re-read: it is best effort.
  */
 export class OffenderEnricher {
   private readonly cache: TtlCache<number, Enrichment>;
 
   constructor(
     private readonly proc: ProcFs,
-    options: { maxEntries?: number; ttlMs?: number; now?: () => number } = {},
+    options: { maxEntries?: number; ttlMs?: number; staleMs?: number; now?: () => number } = {},
   ) {
-    this.cache = new TtlCache(options.maxEntries ?? 1024, options.ttlMs ?? 1000, options.now);
+    // Frozen: events share it (and its encoding) while it is cached.
+    this.cache = new TtlCache(async (pid) => Object.freeze(await enrich(this.proc, pid)), {
+      maxEntries: options.maxEntries ?? 1024,
+      ttlMs: options.ttlMs ?? 1000,
+      staleMs: options.staleMs ?? 4000,
+      now: options.now,
+    });
   }
 
-  /** The enrichment if cached and fresh ({ value }), else undefined. */
+  /** The enrichment if it needs no waiting ({ value }), else undefined. */
   cached(pid: number): { value: Enrichment } | undefined {
     return this.cache.peek(pid);
   }
 
   enrich(pid: number): Promise<Enrichment> {
-    // Frozen: events share it (and its encoding) while it is cached.
-    return this.cache.get(pid, async () => Object.freeze(await enrich(this.proc, pid)));
+    return this.cache.get(pid);
   }
 }

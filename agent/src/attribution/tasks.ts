@@ -10,6 +10,7 @@ import type { CgroupIndex } from './cgroup_index.js';
 export interface TaskAttributorOptions {
   maxEntries?: number;
   ttlMs?: number;
+  staleMs?: number;
   now?: () => number;
 }
 
@@ -25,7 +26,15 @@ export class TaskAttributor {
     options: TaskAttributorOptions = {},
     private readonly index?: CgroupIndex,
   ) {
-    this.cache = new TtlCache(options.maxEntries ?? 4096, options.ttlMs ?? 10_000, options.now);
+    this.cache = new TtlCache(
+      async (pid) => {
+        const text = await this.proc.read(`${pid}/cgroup`);
+        const path = text === undefined ? undefined : cgroupPathOf(text);
+        return path === undefined ? undefined : attributeCgroup(path);
+      },
+      // Served up to 5 s stale while re-read: a reused pid is misattributed for at most that long.
+      { maxEntries: options.maxEntries ?? 4096, ttlMs: options.ttlMs ?? 10_000, staleMs: options.staleMs ?? 5_000, now: options.now },
+    );
   }
 
   /** Pids cached now. */
@@ -49,11 +58,7 @@ export class TaskAttributor {
    */
   async attribute(pid: number, cgroupId = 0n): Promise<CgroupAttribution | undefined> {
     if (pid === 0) return undefined;
-    const live = await this.cache.get(pid, async () => {
-      const text = await this.proc.read(`${pid}/cgroup`);
-      const path = text === undefined ? undefined : cgroupPathOf(text);
-      return path === undefined ? undefined : attributeCgroup(path);
-    });
+    const live = await this.cache.get(pid);
     if (live) return live;
     const path = this.index ? await this.index.pathOf(cgroupId) : undefined;
     if (path === undefined) {

@@ -80,15 +80,38 @@ export function mergeTraces(traces: Trace[], nowUnixNs = BigInt(Date.now()) * 1_
   };
 }
 
+/**
+ * Which traces want an event, for many events: the traces' end times made
+ * numbers once, and each distinct answer one shared array, so matching
+ * allocates nothing per event.
+ */
+export class TraceMatcher {
+  private readonly endMs: number[];
+  private readonly answers = new Map<number, string[]>();
+
+  constructor(readonly traces: readonly Trace[]) {
+    this.endMs = traces.map((t) => (t.endUnixNs === 0n ? Infinity : Number(t.endUnixNs / 1_000_000n)));
+  }
+
+  /** The names of the traces the event belongs to (shared: do not change the array). */
+  match(event: { kind: Kind; irq: number; durationNs: bigint }, nowMs = Date.now()): string[] {
+    const line = event.kind === Kind.IrqLine;
+    let mask = 0;
+    for (let i = 0; i < this.traces.length; i++) {
+      const t = this.traces[i];
+      if (!t || (this.endMs[i] ?? Infinity) <= nowMs || event.durationNs < t.thresholdNs) continue;
+      if (t.all ? event.kind !== Kind.SoftirqsOff || t.softirqs : line && t.irqs.includes(event.irq)) mask += 2 ** i;
+    }
+    let names = this.answers.get(mask);
+    if (!names) {
+      names = this.traces.filter((_, i) => Math.floor(mask / 2 ** i) % 2 === 1).map((t) => t.name);
+      this.answers.set(mask, names);
+    }
+    return names;
+  }
+}
+
 /** The names of the traces an event belongs to. */
-export function tracesOf(
-  event: { kind: Kind; irq: number; durationNs: bigint },
-  traces: Trace[],
-  nowUnixNs = BigInt(Date.now()) * 1_000_000n,
-): string[] {
-  const line = event.kind === Kind.IrqLine;
-  return traces
-    .filter((t) => (t.endUnixNs === 0n || t.endUnixNs > nowUnixNs) && event.durationNs >= t.thresholdNs)
-    .filter((t) => (t.all ? (event.kind !== Kind.SoftirqsOff || t.softirqs) : line && t.irqs.includes(event.irq)))
-    .map((t) => t.name);
+export function tracesOf(event: { kind: Kind; irq: number; durationNs: bigint }, traces: Trace[], nowUnixNs = BigInt(Date.now()) * 1_000_000n): string[] {
+  return [...new TraceMatcher(traces).match(event, Number(nowUnixNs / 1_000_000n))];
 }

@@ -2,7 +2,8 @@
 // /readyz endpoints.
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { CountedHistogram } from './counted_histogram.js';
 import type { PipelineCounters } from '../pipeline/record_pipeline.js';
 import { KIND_NAMES } from '../cli/format.js';
 import { Kind } from '../records/layout.js';
@@ -22,13 +23,13 @@ export class AgentMetrics {
   });
   readonly kernelSeen = new Gauge({ name: 'irqtrace_kernel_sections_seen', help: 'Sections the kernel side measured (all, under the threshold too), by CPU', labelNames: ['cpu'], registers: [this.registry] });
   readonly dropped = new Counter({ name: 'irqtrace_dropped_total', help: 'Sections or events lost, by stage', labelNames: ['stage'], registers: [this.registry] });
-  readonly duration = new Histogram({
-    name: 'irqtrace_section_duration_seconds',
-    help: 'Durations of the sections over the threshold, by kind',
-    labelNames: ['kind'],
-    buckets: [1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1, 1],
-    registers: [this.registry],
-  });
+  readonly duration = new CountedHistogram(
+    'irqtrace_section_duration_seconds',
+    'Durations of the sections over the threshold, by kind',
+    'kind',
+    [1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1, 1],
+    this.registry,
+  );
   readonly backend = new Gauge({ name: 'irqtrace_backend_info', help: '1 for the backend, method and phase in effect', labelNames: ['backend', 'method', 'phase'], registers: [this.registry] });
   readonly unacked = new Gauge({ name: 'irqtrace_unacked_batches', help: 'Batches not yet acknowledged by the ingest', registers: [this.registry] });
   readonly connected = new Gauge({ name: 'irqtrace_ingest_connected', help: '1 while the ingest stream is up', registers: [this.registry] });
@@ -44,10 +45,10 @@ export class AgentMetrics {
     }
   }
 
-  /** The record pipeline's counts. The histogram's children are looked up once, not per record. */
+  /** The record pipeline's counts. The histogram's series are looked up once, not per record. */
   pipelineCounters(): PipelineCounters {
     // Indexed by Kind, as the counts are.
-    const durations = [undefined, ...KINDS.map((kind) => this.duration.labels({ kind: KIND_NAMES[kind] }))];
+    const durations = [undefined, ...KINDS.map((kind) => this.duration.observer(KIND_NAMES[kind]))];
     const dropped = this.dropped.labels({ stage: 'agent_attribution' });
     const { received, filtered, batched } = this.sectionCounts;
     return {
@@ -55,7 +56,7 @@ export class AgentMetrics {
       filtered: (kind) => { filtered[kind] = (filtered[kind] ?? 0) + 1; },
       emitted: (kind, durationNs) => {
         batched[kind] = (batched[kind] ?? 0) + 1;
-        durations[kind]?.observe(Number(durationNs) / 1e9);
+        durations[kind]?.(Number(durationNs) / 1e9);
       },
       dropped: () => { dropped.inc(); },
     };

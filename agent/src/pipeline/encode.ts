@@ -14,6 +14,7 @@ const frameBytes = new WeakMap<irqtrace.v1.IFrame, Uint8Array>();
 const stackBytes = new WeakMap<irqtrace.v1.IFrame[], Uint8Array>();
 const siteBytes = new WeakMap<irqtrace.v1.ISite, Uint8Array>();
 const enrichmentBytes = new WeakMap<irqtrace.v1.IEnrichment, Uint8Array>();
+const taskBytes = new WeakMap<irqtrace.v1.ITask, Uint8Array>();
 
 /** Made once per object (cold path), with protobufjs. */
 function cached<K extends object>(cache: WeakMap<K, Uint8Array>, key: K, encode: (key: K) => Uint8Array): Uint8Array {
@@ -56,20 +57,22 @@ function writeString(w: WireWriter, field: number, s: string | null | undefined)
   if (s) w.tag(field, LENGTH_DELIMITED).string(s);
 }
 
-function writeTask(w: WireWriter, field: number, t: irqtrace.v1.ITask): void {
-  w.tag(field, LENGTH_DELIMITED);
-  // A cgroup path makes most tasks longer than 127 bytes.
-  const mark = w.begin(t.cgroupPath ? 200 : 100);
-  if (t.pid) w.tag(1, VARINT).uint32(t.pid);
-  if (t.tgid) w.tag(2, VARINT).uint32(t.tgid);
-  writeString(w, 3, t.comm);
-  writeUint64(w, 4, t.cgroupId);
-  writeString(w, 5, t.cgroupPath);
-  writeString(w, 6, t.containerId);
-  writeString(w, 7, t.podUid);
-  writeString(w, 8, t.podNamespace);
-  writeString(w, 9, t.podName);
-  w.end(mark);
+/** The task's fields (without its own tag and length); frozen tasks are shared, so cached. */
+function taskFields(t: irqtrace.v1.ITask): Uint8Array {
+  const encode = (k: irqtrace.v1.ITask): Uint8Array => {
+    const w = new WireWriter(256);
+    if (k.pid) w.tag(1, VARINT).uint32(k.pid);
+    if (k.tgid) w.tag(2, VARINT).uint32(k.tgid);
+    writeString(w, 3, k.comm);
+    writeUint64(w, 4, k.cgroupId);
+    writeString(w, 5, k.cgroupPath);
+    writeString(w, 6, k.containerId);
+    writeString(w, 7, k.podUid);
+    writeString(w, 8, k.podNamespace);
+    writeString(w, 9, k.podName);
+    return w.finish();
+  };
+  return Object.isFrozen(t) ? cached(taskBytes, t, encode) : encode(t);
 }
 
 /** Writes the Event's fields (not its own tag or length). */
@@ -82,8 +85,8 @@ export function writeEvent(w: WireWriter, e: irqtrace.v1.IEvent): void {
   writeUint64(w, 6, e.durationNs);
   writeUint64(w, 7, e.errorBoundNs);
   if (e.irq) w.tag(8, VARINT).uint32(e.irq);
-  if (e.task) writeTask(w, 9, e.task);
-  if (e.enablingTask) writeTask(w, 10, e.enablingTask);
+  if (e.task) w.tag(9, LENGTH_DELIMITED).bytes(taskFields(e.task));
+  if (e.enablingTask) w.tag(10, LENGTH_DELIMITED).bytes(taskFields(e.enablingTask));
   if (e.disableSite) w.tag(11, LENGTH_DELIMITED).bytes(site(e.disableSite));
   if (e.enableSite) w.tag(12, LENGTH_DELIMITED).bytes(site(e.enableSite));
   if (e.stack?.length) w.raw(stack(e.stack));

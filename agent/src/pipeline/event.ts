@@ -89,16 +89,41 @@ function symbolize(syms: Kallsyms, code: CodeLocation): SymbolizedCode {
   return c.code(code);
 }
 
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** A uint64 field's value: a number while exact (no Long made), else a Long. */
+export function uint64Of(value: bigint): number | ReturnType<typeof toLong> {
+  return value <= MAX_SAFE ? Number(value) : toLong(value);
+}
+
+interface TaskEntry {
+  tgid: number;
+  comm: string;
+  cgroupId: bigint;
+  who: CgroupAttribution | undefined;
+  task: irqtrace.v1.ITask;
+}
+
+// The events of one task share its Task object (frozen), and so its encoding,
+// while nothing about the task changes. Bounded: cleared when full.
+const TASKS_MAX = 65_536;
+const tasks = new Map<number, TaskEntry>();
+
 function taskOf(pid: number, tgid: number, comm: string, cgroupId: bigint, who: CgroupAttribution | undefined): irqtrace.v1.ITask {
-  return {
+  const hit = tasks.get(pid);
+  if (hit && hit.tgid === tgid && hit.comm === comm && hit.cgroupId === cgroupId && hit.who === who) return hit.task;
+  const task = Object.freeze({
     pid,
     tgid,
     comm,
-    cgroupId: toLong(cgroupId),
+    cgroupId: uint64Of(cgroupId),
     cgroupPath: who?.path ?? '',
     containerId: who?.containerId ?? '',
     podUid: who?.podUid ?? '',
-  };
+  });
+  if (tasks.size >= TASKS_MAX) tasks.clear();
+  tasks.set(pid, { tgid, comm, cgroupId, who, task });
+  return task;
 }
 
 export interface Attribution {
@@ -109,7 +134,8 @@ export interface Attribution {
 
 /**
  * The Event of a record. Its sites and stack are shared with other events of
- * the same code path (frozen): copy them before changing them.
+ * the same code path, its tasks with other events of the same tasks (all
+ * frozen): copy them before changing them.
  */
 export function toEvent(rec: SectionRecord, syms: Kallsyms, who: Attribution = {}): irqtrace.v1.IEvent {
   const sites = (rec.flags & RecordFlag.SitesValid) !== 0;
@@ -119,9 +145,9 @@ export function toEvent(rec: SectionRecord, syms: Kallsyms, who: Attribution = {
     method: METHODS[rec.method],
     backend: BACKENDS[rec.backend],
     cpu: rec.cpu,
-    startNs: toLong(rec.startNs),
-    durationNs: toLong(rec.durationNs),
-    errorBoundNs: toLong(rec.errorNs),
+    startNs: uint64Of(rec.startNs),
+    durationNs: uint64Of(rec.durationNs),
+    errorBoundNs: uint64Of(rec.errorNs),
     irq: rec.irq,
     task: taskOf(rec.pid, rec.tgid, rec.comm, rec.cgroupId, who.task),
     enablingTask: (rec.flags & RecordFlag.EnablerValid) !== 0 ? taskOf(rec.enablePid, rec.enableTgid, rec.enableComm, 0n, who.enablingTask) : null,

@@ -10,7 +10,7 @@ import type { CgroupAttribution } from '../attribution/cgroup.js';
 import type { CgroupIndex } from '../attribution/cgroup_index.js';
 import type { ProcFs } from '../attribution/procfs.js';
 import { TaskAttributor } from '../attribution/tasks.js';
-import { tracesOf } from '../config/traces.js';
+import { TraceMatcher } from '../config/traces.js';
 import type { Trace } from '../config/traces.js';
 import type { SectionRecord } from '../records/decode.js';
 import { Kind } from '../records/layout.js';
@@ -44,13 +44,14 @@ export interface RecordPipelineOptions {
   onError: (err: unknown) => void;
 }
 
+const NO_TRACES: string[] = [];
+
 export class RecordPipeline {
   readonly symbols: SymbolSource;
   readonly tasks: TaskAttributor;
   private readonly offenders: OffenderEnricher;
   private readonly queue: SerialQueue<SectionRecord>;
-  /** The traces events are for; replaced as the node's configuration changes. */
-  traces: Trace[] = [];
+  private matcher = new TraceMatcher([]);
   /** Records lost because the queue was full. */
   dropped = 0;
 
@@ -70,6 +71,15 @@ export class RecordPipeline {
     return false;
   }
 
+  /** The traces events are for; replaced as the node's configuration changes. */
+  get traces(): readonly Trace[] {
+    return this.matcher.traces;
+  }
+
+  set traces(traces: readonly Trace[]) {
+    this.matcher = new TraceMatcher(traces);
+  }
+
   get queued(): number {
     return this.queue.pending;
   }
@@ -80,7 +90,7 @@ export class RecordPipeline {
   }
 
   private process(rec: SectionRecord): Promise<void> | void {
-    const traces = this.o.allRecords ? [] : tracesOf({ kind: rec.kind, irq: rec.irq, durationNs: rec.durationNs }, this.traces);
+    const traces = this.o.allRecords ? NO_TRACES : this.matcher.match(rec);
     if (!this.o.allRecords && !traces.length) {
       this.o.counters?.filtered(rec.kind);
       return;
@@ -102,6 +112,7 @@ export class RecordPipeline {
 
   private emit(rec: SectionRecord, traces: string[], task?: CgroupAttribution, enablingTask?: CgroupAttribution, enrichment?: Enrichment): void {
     const event = toEvent(rec, this.symbols.symbols, { task, enablingTask, enrichment });
+    // Shared by the events the same traces want: not changed downstream.
     if (traces.length) event.traces = traces;
     this.o.counters?.emitted(rec.kind, rec.durationNs);
     this.o.onEvent(event, rec, task ? { task } : {});

@@ -149,6 +149,8 @@ export class Kallsyms {
         hi = mid - 1;
       }
     }
+    // Aliases (several symbols at one address): the first listed, as the kernel's own lookup does.
+    while (found > 0 && this.offsets[found - 1] === this.offsets[found]) found--;
     return found;
   }
 

@@ -4,18 +4,17 @@
 // no trace applies or the agent stops. Also the standalone mode: config
 // file, local store, `irqtrace list`.
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { irqtrace, toBigInt, toLong } from '@irqtrace/proto';
 import { FakeIngest } from '../../test/lib/fake_ingest.js';
-import { repoRoot } from '../../test/lib/paths.js';
+import { agentCli } from '../../test/lib/paths.js';
 import { waitUntil } from '../../test/lib/wait.js';
 import { Vm } from '../../test/vm/vm.js';
 import { Rig, must, startsMasking } from '../../kmod/test/harness.js';
 import type { Report } from '../../kmod/test/harness.js';
 
 const pb = irqtrace.v1;
-const CLI = join(repoRoot, 'agent', 'dist', 'cli', 'main.js');
+const CLI = agentCli;
 const RUN = '/run/tmp/irqtrace-agent';
 
 let vm: Vm;

@@ -1,16 +1,15 @@
 // `irqtrace record` inside the guests (the host's node over 9p), against the
 // real module and the real eBPF loader, with the selftest's ground truth.
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repoRoot } from '../../test/lib/paths.js';
+import { agentCli } from '../../test/lib/paths.js';
 import { waitUntil } from '../../test/lib/wait.js';
 import { Vm } from '../../test/vm/vm.js';
 import { buildBpfLoader } from '../../kmod/test/bpf_loader.js';
 import { Rig, must, startsMasking } from '../../kmod/test/harness.js';
 import type { Report } from '../../kmod/test/harness.js';
 
-const CLI = join(repoRoot, 'agent', 'dist', 'cli', 'main.js');
+const CLI = agentCli;
 const RUN = '/run/tmp/irqtrace-cli';
 
 interface JsonEvent {

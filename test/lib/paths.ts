@@ -6,6 +6,9 @@ import { join, resolve } from 'node:path';
 
 export const repoRoot = resolve(import.meta.dirname, '../..');
 
+/** The built `irqtrace` command (npm run build). */
+export const agentCli = join(repoRoot, 'agent', 'dist', 'cli', 'main.js');
+
 /** Heavy builds (kernels, control-plane binaries) are cached here, keyed by version. */
 export const cacheDir = process.env.IRQTRACE_CACHE ?? join(homedir(), '.cache', 'irqtrace');
 

@@ -20,7 +20,8 @@ export class FakeIngest {
   config: irqtrace.v1.INodeConfig = { version: toLong(7n), traces: [{ name: 'lab', thresholdNs: toLong(500_000n) }] };
   private calls: ConnectCall[] = [];
 
-  async start(port = 0): Promise<void> {
+  /** Listens on 127.0.0.1:port (0: any); TLS (and mTLS) when given server credentials. */
+  async start(port = 0, credentials = grpc.ServerCredentials.createInsecure()): Promise<void> {
     this.server = new grpc.Server();
     this.server.addService(ingestServiceDefinition, {
       connect: (call: ConnectCall) => {
@@ -45,7 +46,7 @@ export class FakeIngest {
       },
     });
     this.port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => { if (err) reject(err); else resolve(p); });
+      this.server.bindAsync(`127.0.0.1:${port}`, credentials, (err, p) => { if (err) reject(err); else resolve(p); });
     });
   }
 

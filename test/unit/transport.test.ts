@@ -8,7 +8,11 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { irqtrace, toBigInt, toLong } from '@irqtrace/proto';
 import { Batcher, IngestClient, Outbox } from '@irqtrace/agent';
+import type { TlsOptions } from '@irqtrace/agent';
+import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
 import { waitUntil } from '../lib/wait.js';
+import { makePki } from '../lib/certs.js';
 import { FakeIngest } from '../lib/fake_ingest.js';
 
 const v1 = irqtrace.v1;
@@ -137,4 +141,43 @@ describe('the gRPC client', () => {
     expect(revived.hellos[0]?.lastAckedSeq?.toString()).toBe('5');
     expect(client.connects).toBeGreaterThanOrEqual(2);
   });
+
+  describe('over TLS', () => {
+    const pki = makePki('ingest.irqtrace.test');
+    const mtls = () => grpc.ServerCredentials.createSsl(pki.ca, [{ private_key: pki.server.key, cert_chain: pki.server.cert }], true);
+
+    /** A client of a fresh mTLS ingest, with the warnings it logs. */
+    async function connect(tls: TlsOptions) {
+      const ingest = new FakeIngest();
+      await ingest.start(0, mtls());
+      stops.push(() => { ingest.kill(); });
+      const warnings: string[] = [];
+      const log = pino({ level: 'warn' }, { write: (line: string) => { warnings.push(line); } });
+      const outbox = new Outbox();
+      const client = new IngestClient({ address: `127.0.0.1:${ingest.port}`, tls, hello: hello(outbox), outbox, backoffBaseMs: 50, backoffMaxMs: 200, log });
+      stops.push(() => client.stop());
+      client.start();
+      outbox.add(batch(1n));
+      client.pump();
+      return { ingest, outbox, warnings };
+    }
+
+    it('streams to an ingest that checks the client certificate (mTLS, server name override)', async () => {
+      const { ingest, outbox } = await connect({ ca: pki.ca, cert: pki.client.cert, key: pki.client.key, serverName: 'ingest.irqtrace.test' });
+      await waitUntil('the batch acked over mTLS', 10_000, async () => Promise.resolve(outbox.size === 0));
+      expect(ingest.hellos[0]).toMatchObject({ node: 'node-a' });
+      expect(ingest.received).toEqual([1n]);
+    });
+
+    it('does not get through without a client certificate, or trusting another CA: it keeps the batch and says why', async () => {
+      const other = makePki('ingest.irqtrace.test');
+      for (const tls of [{ ca: pki.ca }, { ca: other.ca, cert: pki.client.cert, key: pki.client.key }]) {
+        const { ingest, outbox, warnings } = await connect(tls);
+        await waitUntil('a broken-stream warning', 10_000, async () => Promise.resolve(warnings.some((w) => w.includes('reconnecting'))));
+        expect(ingest.hellos).toEqual([]);
+        expect(outbox.size).toBe(1);
+      }
+    });
+  });
 });
+

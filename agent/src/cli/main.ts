@@ -19,7 +19,7 @@ const program = new Command('irqtrace')
 const recordCommand = program
   .command('record')
   .description('trace this machine and print every section over the threshold as it happens')
-  .option('--target <what>', 'all (irqs off on CPUs, and every IRQ line), irqs-off, or irq:N[,M...]', 'all')
+  .option('--target <what>', 'all (irqs off on CPUs, and every IRQ line), irqs-off, or IRQ lines by number or /proc/interrupts name: irq:24,nvme0q1,eth0-*', 'all')
   .option('--threshold <duration>', 'sections this long or longer are violations (e.g. 500us, 2ms)', '100us')
   .addOption(new Option('--method <method>', 'irqs-off method').choices(['auto', 'exact', 'sampled', 'off']).default('auto'))
   .addOption(new Option('--backend <backend>', 'kernel side').choices(['auto', 'kmod', 'ebpf']).default('auto'))
@@ -30,7 +30,7 @@ const recordCommand = program
   .option('--duration <duration>', 'stop after this long (default: at Ctrl-C)')
   .option('--json', 'one JSON object per event on stdout', false);
 addHostOptions(recordCommand)
-  .addHelpText('after', '\nExamples:\n  irqtrace record --threshold 500us --duration 30s\n  irqtrace record --target irq:24 --json > events.jsonl\n')
+  .addHelpText('after', '\nExamples:\n  irqtrace record --threshold 500us --duration 30s\n  irqtrace record --target irq:24 --json > events.jsonl\n  irqtrace record --target irq:nvme0q* --threshold 50us\n')
   .action(async (options: RecordOptions) => {
     const { record } = await import('./record.js');
     process.exitCode = await record(options);

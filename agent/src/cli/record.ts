@@ -1,8 +1,11 @@
 // `irqtrace record`: trace this machine, print violations as they happen
 // (a table, or one JSON object per event), and the histograms at the end.
+import { readFileSync } from 'node:fs';
 import { irqtrace, toBigInt } from '@irqtrace/proto';
 import type { CgroupAttribution } from '../attribution/cgroup.js';
 import { procFs } from '../attribution/procfs.js';
+import { isIrqNamePattern, parseInterrupts, resolveIrqNames } from '../config/irq_names.js';
+import type { InterruptLine } from '../config/irq_names.js';
 import { CgroupIndex } from '../attribution/cgroup_index.js';
 import { startBackend } from '../backend/select.js';
 import { BackendError } from '../backend/types.js';
@@ -33,18 +36,27 @@ export interface Output {
   err: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
-/** "all" (irqs-off and every IRQ line), "irqs-off", or "irq:N[,irq:M|,M...]". */
-export function parseTarget(text: string): Pick<KernelConfig, 'irqs'> & { irqsOff: boolean } {
+/** "all" (irqs-off and every IRQ line), "irqs-off", or "irq:" and IRQ numbers and names ("irq:24,nvme0q1,eth0-*"). */
+export function parseTarget(text: string): { irqs: 'all' | 'none' | number[]; irqNames: string[]; irqsOff: boolean } {
   const t = text.trim();
-  if (t === 'all') return { irqs: 'all', irqsOff: true };
-  if (t === 'irqs-off') return { irqs: 'none', irqsOff: true };
-  const m = /^irq:(\d+(?:,(?:irq:)?\d+)*)$/.exec(t);
-  if (!m?.[1]) throw new ConfigError(`target: '${text}' is not all, irqs-off, or irq:N[,M...]`);
-  return { irqs: m[1].split(',').map((s) => Number(s.replace('irq:', ''))), irqsOff: false };
+  if (t === 'all') return { irqs: 'all', irqNames: [], irqsOff: true };
+  if (t === 'irqs-off') return { irqs: 'none', irqNames: [], irqsOff: true };
+  const items = t.startsWith('irq:') ? t.slice(4).split(',').map((s) => s.trim().replace(/^irq:/, '')) : [];
+  if (!items.length || items.some((s) => !/^\d+$/.test(s) && !isIrqNamePattern(s))) {
+    throw new ConfigError(`target: '${text}' is not all, irqs-off, or irq: with IRQ numbers or names (irq:24,nvme0q1,eth0-*)`);
+  }
+  return { irqs: items.filter((s) => /^\d+$/.test(s)).map(Number), irqNames: items.filter((s) => !/^\d+$/.test(s)), irqsOff: false };
 }
 
-export function configFromOptions(o: RecordOptions): { cfg: KernelConfig; backend: BackendChoice; durationMs?: number } {
+/** The record command's kernel config; IRQ names are resolved with the machine's /proc/interrupts. */
+export function configFromOptions(o: RecordOptions, interrupts: () => InterruptLine[] = () => []): { cfg: KernelConfig; backend: BackendChoice; durationMs?: number } {
   const target = parseTarget(o.target);
+  let irqs = target.irqs;
+  if (target.irqNames.length && Array.isArray(irqs)) {
+    const named = resolveIrqNames(target.irqNames, interrupts());
+    if (named.unmatched.length) throw new ConfigError(`target: no IRQ line named ${named.unmatched.map((n) => `'${n}'`).join(', ')} in /proc/interrupts`);
+    irqs = [...new Set([...irqs, ...named.irqs])].sort((a, b) => a - b);
+  }
   const method = oneOf<MethodChoice>(o.method, ['auto', 'exact', 'sampled', 'off'], 'method');
   const cfg = validateKernelConfig({
     ...DEFAULT_KERNEL_CONFIG,
@@ -54,7 +66,7 @@ export function configFromOptions(o: RecordOptions): { cfg: KernelConfig; backen
     stacks: o.stacks,
     softirqs: o.softirqs,
     cpus: o.cpus,
-    irqs: target.irqs,
+    irqs,
   });
   const backend = oneOf<BackendChoice>(o.backend, ['auto', 'kmod', 'ebpf'], 'backend');
   const durationMs = o.duration === undefined ? undefined : Number(parseDurationNs(o.duration, 'duration') / 1_000_000n);
@@ -69,7 +81,7 @@ function wallClock(monoNs: bigint): Date {
 export async function record(o: RecordOptions, io: Output = { out: process.stdout, err: process.stderr }): Promise<number> {
   let parsed: ReturnType<typeof configFromOptions>;
   try {
-    parsed = configFromOptions(o);
+    parsed = configFromOptions(o, () => parseInterrupts(readFileSync(`${o.proc}/interrupts`, 'latin1')));
   } catch (err) {
     io.err.write(`irqtrace: ${(err as Error).message}\n`);
     return 2;

@@ -2,6 +2,7 @@
 // go. Every error names the field, e.g. "traces[1].threshold: ...".
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
+import { isIrqNamePattern } from './irq_names.js';
 import { ConfigError, oneOf, parseDurationNs } from './kernel_config.js';
 import type { BackendChoice, MethodChoice } from './kernel_config.js';
 import type { Trace } from './traces.js';
@@ -41,14 +42,21 @@ function trace(raw: unknown, i: number): Trace {
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name)) throw new ConfigError(`${at}.name: '${name}' is not a DNS label (a-z, 0-9, -)`);
   const target = t.target ?? 'all';
   let all = false;
-  let irqs: number[] = [];
+  const irqs: number[] = [];
+  const irqNames: string[] = [];
   if (target === 'all') all = true;
-  else if (Array.isArray(target) && target.every((n) => Number.isInteger(n) && (n as number) >= 0)) irqs = target as number[];
-  else throw new ConfigError(`${at}.target: expected all or a list of IRQ numbers`);
+  else if (Array.isArray(target) && target.length) {
+    target.forEach((item: unknown, k) => {
+      if (Number.isInteger(item) && (item as number) >= 0 && (item as number) <= 65535) irqs.push(item as number);
+      else if (typeof item === 'string' && isIrqNamePattern(item)) irqNames.push(item);
+      else throw new ConfigError(`${at}.target[${k}]: '${String(item)}' is neither an IRQ number nor an IRQ name (as in /proc/interrupts, optionally ending in *)`);
+    });
+  } else throw new ConfigError(`${at}.target: expected all, or a list of IRQ numbers and names`);
   return {
     name,
     all,
     irqs,
+    irqNames,
     thresholdNs: parseDurationNs(str(t.threshold ?? '100us', `${at}.threshold`), `${at}.threshold`),
     method: choice<MethodChoice>(t.method, ['auto', 'exact', 'sampled'], `${at}.method`, 'auto'),
     backend: choice<BackendChoice>(t.backend, ['auto', 'kmod', 'ebpf'], `${at}.backend`, 'auto'),

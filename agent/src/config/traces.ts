@@ -4,6 +4,8 @@
 import { irqtrace, toBigInt } from '@irqtrace/proto';
 import { Kind } from '../records/layout.js';
 import { DEFAULT_KERNEL_CONFIG, validateKernelConfig } from './kernel_config.js';
+import { resolveIrqNames } from './irq_names.js';
+import type { InterruptLine } from './irq_names.js';
 import type { BackendChoice, KernelConfig, MethodChoice } from './kernel_config.js';
 
 const pb = irqtrace.v1;
@@ -14,6 +16,8 @@ export interface Trace {
   /** All: irqs-off on every CPU (and softirqs-off if asked) and every IRQ line. Else these IRQ lines only. */
   all: boolean;
   irqs: number[];
+  /** IRQ lines by /proc/interrupts action name (a trailing * matches a prefix); resolved on the node into irqs. */
+  irqNames?: string[];
   thresholdNs: bigint;
   method: MethodChoice;
   backend: BackendChoice;
@@ -38,6 +42,7 @@ export function traceFromProto(t: irqtrace.v1.ITraceConfig): Trace {
     name: t.name ?? '',
     all: t.target?.all ?? false,
     irqs: t.target?.irqs ?? [],
+    irqNames: t.target?.irqNames ?? [],
     thresholdNs: toBigInt(t.thresholdNs) || DEFAULT_KERNEL_CONFIG.thresholdNs,
     method: METHODS[t.method ?? 0] ?? 'auto',
     backend: BACKENDS[t.backend ?? 0] ?? 'auto',
@@ -46,6 +51,21 @@ export function traceFromProto(t: irqtrace.v1.ITraceConfig): Trace {
     stacks: t.stacks ?? true,
     endUnixNs: toBigInt(t.endUnixNs),
   };
+}
+
+/**
+ * The traces with their IRQ names resolved against this node's
+ * /proc/interrupts (added to irqs), and the names that matched no line.
+ */
+export function resolveTraceIrqNames(traces: readonly Trace[], lines: readonly InterruptLine[]): { traces: Trace[]; unmatched: string[] } {
+  const unmatched = new Set<string>();
+  const resolved = traces.map((t) => {
+    if (!t.irqNames?.length) return t;
+    const r = resolveIrqNames(t.irqNames, lines);
+    for (const name of r.unmatched) unmatched.add(name);
+    return { ...t, irqs: [...new Set([...t.irqs, ...r.irqs])].sort((a, b) => a - b) };
+  });
+  return { traces: resolved, unmatched: [...unmatched] };
 }
 
 export interface Merged {

@@ -10,7 +10,8 @@ import { procFs } from '../attribution/procfs.js';
 import { startBackend } from '../backend/select.js';
 import type { BackendOptions } from '../backend/select.js';
 import type { KernelBackend } from '../backend/types.js';
-import { mergeTraces, traceFromProto } from '../config/traces.js';
+import { mergeTraces, resolveTraceIrqNames, traceFromProto } from '../config/traces.js';
+import { parseInterrupts } from '../config/irq_names.js';
 import type { Merged, Trace } from '../config/traces.js';
 import { Batcher } from '../pipeline/batcher.js';
 import { SECTION_KINDS } from '../pipeline/event.js';
@@ -140,6 +141,15 @@ export class NodeAgent {
     return this.changes;
   }
 
+  /** IRQ names as this node's /proc/interrupts has them now; a name with no line is logged, not fatal. */
+  private async resolveIrqNames(traces: Trace[]): Promise<Trace[]> {
+    if (!traces.some((t) => t.irqNames?.length)) return traces;
+    const text = (await this.pipeline.proc.read('interrupts')) ?? '';
+    const { traces: resolved, unmatched } = resolveTraceIrqNames(traces, parseInterrupts(text));
+    if (unmatched.length) this.o.log.warn({ unmatched }, 'IRQ names match no line in /proc/interrupts; not traced until the trace changes');
+    return resolved;
+  }
+
   private setPhase(phase: Phase, reason: string): void {
     this.phase = phase;
     this.reason = reason;
@@ -149,8 +159,9 @@ export class NodeAgent {
     this.o.log.info({ phase: name, backend: this.backend?.name ?? 'none', method: this.method, reason }, 'backend state');
   }
 
-  private async reconfigure(traces: Trace[]): Promise<void> {
+  private async reconfigure(wanted: Trace[]): Promise<void> {
     clearTimeout(this.retry);
+    const traces = await this.resolveIrqNames(wanted);
     this.traces = traces;
     this.pipeline.traces = traces;
     const merged = mergeTraces(traces);

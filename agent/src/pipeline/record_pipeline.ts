@@ -55,6 +55,10 @@ export class RecordPipeline {
   /** Records lost because the queue was full. */
   dropped = 0;
 
+  get proc(): ProcFs {
+    return this.o.proc;
+  }
+
   constructor(private readonly o: RecordPipelineOptions) {
     this.symbols = new SymbolSource(o.proc);
     this.tasks = new TaskAttributor(o.proc, {}, o.cgroups);

@@ -1,5 +1,5 @@
-// Public API of @irqtrace/operator. The controller, ingest and status roles
-// land with their issue; the API group and version are fixed by DESIGN.md §4.
-export const API_GROUP = 'irqtrace.io';
-export const API_VERSION = 'v1alpha1';
-export const KIND = 'IrqTrace';
+// Public API of @irqtrace/operator: the IrqTrace API (types, schema, CRD).
+// The controller, ingest and status roles land with their issue.
+export { API_GROUP, API_VERSION, CRD_NAME, KIND, PLURAL, irqTraceCrd, irqTraceCrdYaml, openApi } from './api/crd.js';
+export { IrqTraceSpec, IrqTraceStatus, MAX_STATUS_NODES, MAX_WORST } from './api/schema.js';
+export type { IrqTrace, NodeSelector, NodeStatus, Violation } from './api/schema.js';

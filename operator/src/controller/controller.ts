@@ -1,0 +1,188 @@
+// The IrqTrace controller (runs on the leader): watches IrqTraces and Nodes,
+// keeps the one agent DaemonSet as the live traces want it (server-side
+// apply; deleted with the last trace), holds a finalizer on each trace until
+// the DaemonSet no longer carries it, and writes its part of the status.
+// Reconciles are coalesced: any number of changes while one runs cause one
+// more run, never a pile-up.
+import * as k8s from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { API_GROUP, API_VERSION, KIND, PLURAL } from '../api/crd.js';
+import type { IrqTrace } from '../api/schema.js';
+import { isLive, traceEndUnixNs } from '../model/node_config.js';
+import { AGENT_NAME, agentDaemonSet } from './daemonset.js';
+import type { AgentDeployment } from './daemonset.js';
+import { EventRecorder } from './events.js';
+import { controllerStatus } from './trace_status.js';
+
+export const FINALIZER = 'irqtrace.io/agents';
+const FIELD_MANAGER = 'irqtrace-controller';
+
+export interface ControllerOptions {
+  kubeConfig: k8s.KubeConfig;
+  agents: AgentDeployment;
+  log: Logger;
+  /** Reconcile at least this often even without changes (default 5 min). */
+  resyncMs?: number;
+}
+
+const isStatus = (err: unknown, code: number): boolean => err instanceof k8s.ApiException && err.code === code;
+
+export class TraceController {
+  private readonly objects: k8s.KubernetesObjectApi;
+  private readonly custom: k8s.CustomObjectsApi;
+  private readonly apps: k8s.AppsV1Api;
+  private readonly traces: k8s.Informer<IrqTrace & k8s.KubernetesObject> & k8s.ObjectCache<IrqTrace & k8s.KubernetesObject>;
+  private readonly nodes: k8s.Informer<k8s.V1Node> & k8s.ObjectCache<k8s.V1Node>;
+  private readonly events: EventRecorder;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = true;
+  /** Reconciles done, and the last error (for /readyz and tests). */
+  reconciles = 0;
+  lastError: string | undefined;
+
+  constructor(private readonly o: ControllerOptions) {
+    const kc = o.kubeConfig;
+    this.objects = k8s.KubernetesObjectApi.makeApiClient(kc);
+    this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
+    this.apps = kc.makeApiClient(k8s.AppsV1Api);
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    this.traces = k8s.makeInformer(kc, `/apis/${API_GROUP}/${API_VERSION}/${PLURAL}`, async () => {
+      const list = (await this.custom.listClusterCustomObject({ group: API_GROUP, version: API_VERSION, plural: PLURAL })) as k8s.KubernetesListObject<IrqTrace & k8s.KubernetesObject>;
+      return list;
+    });
+    this.nodes = k8s.makeInformer(kc, '/api/v1/nodes', () => core.listNode());
+    this.events = new EventRecorder(kc, 'irqtrace-controller', o.log);
+    for (const informer of [this.traces, this.nodes] as k8s.Informer<k8s.KubernetesObject>[]) {
+      informer.on('change', () => { this.trigger(); });
+      informer.on('error', (err: unknown) => {
+        this.o.log.warn({ err: String(err) }, 'watch broken; restarting it');
+        setTimeout(() => { if (!this.stopped) void informer.start(); }, 2000);
+      });
+    }
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await Promise.all([this.traces.start(), this.nodes.start()]);
+    this.trigger();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await Promise.all([this.traces.stop(), this.nodes.stop()]);
+    await this.running;
+  }
+
+  /** Asks for a reconcile; coalesced with one running. */
+  trigger(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.reconcile()
+      .then(() => { this.lastError = undefined; })
+      .catch((err: unknown) => {
+        this.lastError = String(err);
+        this.o.log.error({ err: String(err) }, 'reconcile failed; retrying');
+        this.again = true;
+      })
+      .finally(() => {
+        this.running = undefined;
+        this.reconciles++;
+        this.schedule();
+      });
+  }
+
+  /** The next run: at once if asked meanwhile (after a failure, in a second), else at the next expiry or resync. */
+  private schedule(): void {
+    clearTimeout(this.timer);
+    if (this.stopped) return;
+    const now = Date.now();
+    const ends = this.traces.list().map((t) => Number(traceEndUnixNs(t) / 1_000_000n)).filter((end) => end > now);
+    const next = Math.min(now + (this.o.resyncMs ?? 300_000), ...ends.map((end) => end + 100));
+    const delay = this.again ? (this.lastError ? 1000 : 0) : next - now;
+    this.again = false;
+    this.timer = setTimeout(() => { this.trigger(); }, delay);
+  }
+
+  private async reconcile(): Promise<void> {
+    const all = [...this.traces.list()];
+    for (const t of all) if (!t.metadata.deletionTimestamp && !t.metadata.finalizers?.includes(FINALIZER)) await this.addFinalizer(t);
+    const live = all.filter((t) => isLive(t));
+    await this.applyDaemonSet(live);
+    // The DaemonSet no longer carries a deleted trace: agents drop it with their next config.
+    for (const t of all) if (t.metadata.deletionTimestamp && t.metadata.finalizers?.includes(FINALIZER)) await this.release(t);
+    const nodes = this.nodes.list().map((n) => ({ name: n.metadata?.name ?? '', labels: n.metadata?.labels ?? {} }));
+    for (const t of all) if (!t.metadata.deletionTimestamp) await this.writeStatus(t, nodes);
+  }
+
+  private async applyDaemonSet(live: IrqTrace[]): Promise<void> {
+    const desired = agentDaemonSet(live, this.o.agents);
+    const ns = this.o.agents.namespace;
+    if (desired) {
+      await this.objects.patch(desired, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply);
+      return;
+    }
+    try {
+      await this.apps.deleteNamespacedDaemonSet({ name: AGENT_NAME, namespace: ns, propagationPolicy: 'Foreground' });
+      this.o.log.info({ daemonset: `${ns}/${AGENT_NAME}` }, 'no live trace: agents removed');
+    } catch (err) {
+      if (!isStatus(err, 404)) throw err;
+    }
+  }
+
+  /** JSON patches guarded by the resourceVersion read: a concurrent change makes them fail and retry. */
+  private async patchMetadata(t: IrqTrace, ops: object[]): Promise<void> {
+    await this.custom.patchClusterCustomObject(
+      { group: API_GROUP, version: API_VERSION, plural: PLURAL, name: t.metadata.name, body: [{ op: 'test', path: '/metadata/resourceVersion', value: t.metadata.resourceVersion }, ...ops] },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch),
+    );
+  }
+
+  private async addFinalizer(t: IrqTrace): Promise<void> {
+    const op = t.metadata.finalizers ? { op: 'add', path: '/metadata/finalizers/-', value: FINALIZER } : { op: 'add', path: '/metadata/finalizers', value: [FINALIZER] };
+    await this.patchMetadata(t, [op]);
+  }
+
+  private async release(t: IrqTrace): Promise<void> {
+    const index = t.metadata.finalizers?.indexOf(FINALIZER) ?? -1;
+    if (index < 0) return;
+    await this.patchMetadata(t, [{ op: 'remove', path: `/metadata/finalizers/${index}` }]);
+    this.events.record(t, 'Normal', 'AgentsReleased', 'the trace is gone from the agents\' configuration; nodes no other trace needs unload the kernel side');
+  }
+
+  private async writeStatus(t: IrqTrace, nodes: { name: string; labels: Record<string, string> }[]): Promise<void> {
+    const next = controllerStatus(t, nodes);
+    const current = t.status;
+    const ready = current?.conditions?.find((c) => c.type === 'Ready');
+    const nextReady = next.conditions[0];
+    const unchanged =
+      current?.observedGeneration === next.observedGeneration &&
+      current.targetSummary === next.targetSummary &&
+      current.nodesTargeted === next.nodesTargeted &&
+      current.nodesSummary === next.nodesSummary &&
+      ready?.status === nextReady?.status &&
+      ready?.reason === nextReady?.reason &&
+      ready?.message === nextReady?.message;
+    if (unchanged) return;
+    await this.custom.patchClusterCustomObjectStatus(
+      {
+        group: API_GROUP,
+        version: API_VERSION,
+        plural: PLURAL,
+        name: t.metadata.name,
+        fieldManager: FIELD_MANAGER,
+        force: true,
+        body: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: KIND, metadata: { name: t.metadata.name }, status: next },
+      },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.ServerSideApply),
+    );
+    if (nextReady && ready?.reason !== nextReady.reason) {
+      this.events.record(t, nextReady.status === 'True' ? 'Normal' : 'Warning', nextReady.reason, nextReady.message);
+    }
+  }
+}

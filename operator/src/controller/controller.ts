@@ -27,6 +27,9 @@ export interface ControllerOptions {
 
 const isStatus = (err: unknown, code: number): boolean => err instanceof k8s.ApiException && err.code === code;
 
+/** A write made from a cached object that has changed or gone since: the watch will bring the news. */
+class StaleCache extends Error {}
+
 export class TraceController {
   private readonly objects: k8s.KubernetesObjectApi;
   private readonly custom: k8s.CustomObjectsApi;
@@ -57,6 +60,7 @@ export class TraceController {
     for (const informer of [this.traces, this.nodes] as k8s.Informer<k8s.KubernetesObject>[]) {
       informer.on('change', () => { this.trigger(); });
       informer.on('error', (err: unknown) => {
+        if (this.stopped) return;
         this.o.log.warn({ err: String(err) }, 'watch broken; restarting it');
         setTimeout(() => { if (!this.stopped) void informer.start(); }, 2000);
       });
@@ -86,9 +90,14 @@ export class TraceController {
     this.running = this.reconcile()
       .then(() => { this.lastError = undefined; })
       .catch((err: unknown) => {
+        this.again = true;
+        // The cache was behind the API server (an object changed or went meanwhile): the watch brings the news.
+        if (err instanceof StaleCache) {
+          this.o.log.debug({ err: String(err) }, 'reconciled from a stale cache; again');
+          return;
+        }
         this.lastError = String(err);
         this.o.log.error({ err: String(err) }, 'reconcile failed; retrying');
-        this.again = true;
       })
       .finally(() => {
         this.running = undefined;
@@ -137,10 +146,16 @@ export class TraceController {
 
   /** JSON patches guarded by the resourceVersion read: a concurrent change makes them fail and retry. */
   private async patchMetadata(t: IrqTrace, ops: object[]): Promise<void> {
-    await this.custom.patchClusterCustomObject(
-      { group: API_GROUP, version: API_VERSION, plural: PLURAL, name: t.metadata.name, body: [{ op: 'test', path: '/metadata/resourceVersion', value: t.metadata.resourceVersion }, ...ops] },
-      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch),
-    );
+    try {
+      await this.custom.patchClusterCustomObject(
+        { group: API_GROUP, version: API_VERSION, plural: PLURAL, name: t.metadata.name, body: [{ op: 'test', path: '/metadata/resourceVersion', value: t.metadata.resourceVersion }, ...ops] },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch),
+      );
+    } catch (err) {
+      // 404: gone; 409/422: changed since (the test op failed).
+      if (isStatus(err, 404) || isStatus(err, 409) || isStatus(err, 422)) throw new StaleCache(String(err));
+      throw err;
+    }
   }
 
   private async addFinalizer(t: IrqTrace): Promise<void> {
@@ -169,20 +184,29 @@ export class TraceController {
       ready?.reason === nextReady?.reason &&
       ready?.message === nextReady?.message;
     if (unchanged) return;
-    await this.custom.patchClusterCustomObjectStatus(
-      {
-        group: API_GROUP,
-        version: API_VERSION,
-        plural: PLURAL,
-        name: t.metadata.name,
-        fieldManager: FIELD_MANAGER,
-        force: true,
-        body: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: KIND, metadata: { name: t.metadata.name }, status: next },
-      },
-      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.ServerSideApply),
-    );
+    await this.applyStatus(t, next);
     if (nextReady && ready?.reason !== nextReady.reason) {
       this.events.record(t, nextReady.status === 'True' ? 'Normal' : 'Warning', nextReady.reason, nextReady.message);
+    }
+  }
+
+  private async applyStatus(t: IrqTrace, status: object): Promise<void> {
+    try {
+      await this.custom.patchClusterCustomObjectStatus(
+        {
+          group: API_GROUP,
+          version: API_VERSION,
+          plural: PLURAL,
+          name: t.metadata.name,
+          fieldManager: FIELD_MANAGER,
+          force: true,
+          body: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: KIND, metadata: { name: t.metadata.name }, status },
+        },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.ServerSideApply),
+      );
+    } catch (err) {
+      if (isStatus(err, 404)) throw new StaleCache(String(err));
+      throw err;
     }
   }
 }

@@ -30,7 +30,8 @@ export class EventRecorder {
     this.recent.set(key, now);
     if (this.recent.size > 1000) for (const [k, at] of this.recent) if (at <= now - DEDUP_MS) this.recent.delete(k);
     const body: k8s.EventsV1Event = {
-      metadata: { generateName: `${t.metadata.name}.`, namespace: EVENT_NAMESPACE },
+      // Named as client-go names them: object, then the time in hex.
+      metadata: { name: `${t.metadata.name}.${(BigInt(now) * 1_000_000n + BigInt(this.recent.size)).toString(16)}`, namespace: EVENT_NAMESPACE },
       eventTime: new k8s.V1MicroTime(now),
       reportingController: `irqtrace.io/${this.controller}`,
       reportingInstance: process.env.POD_NAME ?? `${this.controller}-${process.pid}`,

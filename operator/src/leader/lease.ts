@@ -94,7 +94,8 @@ export class LeaderElector {
       const spec = lease.spec ?? {};
       const holder = spec.holderIdentity ?? '';
       if (holder && holder !== this.o.identity) {
-        const key = `${holder}/${String(spec.renewTime?.getTime() ?? 0)}/${String(spec.leaseTransitions ?? 0)}`;
+        // (client-node hands MicroTimes out as the strings they were sent as, whatever their type says.)
+        const key = `${holder}/${String(spec.renewTime)}/${String(spec.leaseTransitions ?? 0)}`;
         if (this.observed?.key !== key) this.observed = { key, at: now };
         const held = (spec.leaseDurationSeconds ?? durationMs / 1000) * 1000;
         if (now - this.observed.at < held) {

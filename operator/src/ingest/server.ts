@@ -1,0 +1,226 @@
+// The ingest: agents' IngestService.Connect streams in, JetStream out
+// (DESIGN.md §3). Per stream: Hello first (else refused), then the node's
+// config, pushed again whenever it changes; each batch is split per trace,
+// published, and acked to the agent only once every PubAck is in. Batches of a
+// stream are handled in order (acks are cumulative) and at most maxPending
+// wait: an agent that sends more is cut off (it re-sends after reconnecting),
+// counted. A failed publish ends that stream, not the process; a malformed
+// message ends that stream in grpc-js before it reaches here.
+import * as grpc from '@grpc/grpc-js';
+import { irqtrace, ingestServiceDefinition, toBigInt, toLong } from '@irqtrace/proto';
+import type { ConnectCall } from '@irqtrace/proto';
+import type { Logger } from 'pino';
+import type { IngestMetrics } from './metrics.js';
+import type { StreamPublisher } from './publisher.js';
+import { splitBatch } from './split.js';
+import type { PodDirectory } from './split.js';
+import { subject } from './subjects.js';
+
+const pb = irqtrace.v1;
+export const PROTOCOL_VERSION = 1;
+
+/** Each node's effective config, and word when any may have changed. */
+export interface NodeConfigSource {
+  tracesFor(node: string): irqtrace.v1.ITraceConfig[];
+  onChange(listener: () => void): void;
+}
+
+export interface IngestTls {
+  ca?: Buffer;
+  cert: Buffer;
+  key: Buffer;
+  /** Refuse agents without a certificate signed by ca (mTLS). */
+  requireClientCert?: boolean;
+}
+
+export interface IngestServerOptions {
+  publisher: Pick<StreamPublisher, 'publish'>;
+  configs: NodeConfigSource;
+  pods: PodDirectory;
+  metrics: IngestMetrics;
+  log: Logger;
+  /** This replica's name, in the state messages. */
+  name: string;
+  tls?: IngestTls;
+  /** Batches of one stream waiting to be published (default 32). */
+  maxPending?: number;
+}
+
+interface Agent {
+  node: string;
+  bootId: string;
+  kernelRelease: string;
+  call: ConnectCall;
+  /** The traces last sent, and their encoding (to push only changes). */
+  traces: string[];
+  configKey: string;
+  version: bigint;
+  backend: irqtrace.v1.IBackendState | null;
+  pending: number;
+  chain: Promise<void>;
+  closed: boolean;
+}
+
+/** Ends the call with this status. (grpc-js sends a server stream's status on an 'error' event; destroy() sends none and leaves the agent waiting.) */
+function endWithStatus(call: ConnectCall, code: grpc.status, details: string): void {
+  call.emit('error', Object.assign(new Error(details), { code, details }));
+}
+
+/** Why a stream's first message is not an acceptable Hello, or undefined. */
+export function helloProblem(h: irqtrace.v1.IHello | null | undefined): string | undefined {
+  if (!h) return 'the first message must be a Hello';
+  if (h.protocolVersion !== PROTOCOL_VERSION) return `protocol version ${h.protocolVersion ?? 0} is not ${PROTOCOL_VERSION}`;
+  if (!h.node || !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(h.node)) return `hello.node '${h.node ?? ''}' is not a node name`;
+  if (!h.bootId) return 'hello.bootId is empty';
+  return undefined;
+}
+
+export class IngestServer {
+  private readonly server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
+  private readonly agents = new Set<Agent>();
+  port = 0;
+
+  constructor(private readonly o: IngestServerOptions) {
+    this.server.addService(ingestServiceDefinition, { connect: (call: ConnectCall) => { this.accept(call); } });
+    o.configs.onChange(() => { for (const a of this.agents) this.pushConfig(a); });
+  }
+
+  /** Listens on host:port (port 0: any free one). */
+  async listen(host: string, port: number): Promise<number> {
+    const t = this.o.tls;
+    const credentials = t ? grpc.ServerCredentials.createSsl(t.ca ?? null, [{ private_key: t.key, cert_chain: t.cert }], t.requireClientCert ?? false) : grpc.ServerCredentials.createInsecure();
+    this.port = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(`${host}:${port}`, credentials, (err, p) => { if (err) reject(err); else resolve(p); });
+    });
+    return this.port;
+  }
+
+  /** Nodes connected now. */
+  get connected(): string[] {
+    return [...this.agents].map((a) => a.node);
+  }
+
+  async close(): Promise<void> {
+    for (const a of this.agents) a.call.end();
+    await new Promise<void>((resolve) => {
+      this.server.tryShutdown(() => { resolve(); });
+      setTimeout(() => { this.server.forceShutdown(); resolve(); }, 5000).unref();
+    });
+  }
+
+  private accept(call: ConnectCall): void {
+    let agent: Agent | undefined;
+    call.on('data', (m: irqtrace.v1.AgentMessage) => {
+      if (!agent) {
+        agent = this.hello(call, m);
+        return;
+      }
+      if (m.batch) this.batch(agent, m.batch);
+      else if (m.heartbeat) this.state(agent, pb.NodeState.Connection.CONNECTION_HEARTBEAT);
+      else if (m.state) {
+        agent.backend = m.state;
+        this.state(agent, pb.NodeState.Connection.CONNECTION_HEARTBEAT);
+      }
+    });
+    const closed = () => {
+      if (!agent || agent.closed) return;
+      agent.closed = true;
+      this.agents.delete(agent);
+      this.o.metrics.agents.set(this.agents.size);
+      this.state(agent, pb.NodeState.Connection.CONNECTION_DISCONNECTED);
+      this.o.log.info({ node: agent.node }, 'agent disconnected');
+    };
+    call.on('end', () => { closed(); call.end(); });
+    call.on('error', (err: Error) => {
+      this.o.log.info({ node: agent?.node, err: err.message }, 'agent stream error');
+      closed();
+    });
+    call.on('cancelled', closed);
+  }
+
+  private hello(call: ConnectCall, m: irqtrace.v1.AgentMessage): Agent | undefined {
+    const h = m.hello;
+    const problem = helloProblem(h);
+    if (problem || !h?.node || !h.bootId) {
+      const reason = problem ?? 'bad hello';
+      this.o.metrics.refused.inc();
+      this.o.log.warn({ reason, peer: call.getPeer() }, 'refused an agent');
+      call.write(pb.IngestMessage.create({ refusal: { reason } }));
+      call.end();
+      return undefined;
+    }
+    const agent: Agent = {
+      node: h.node,
+      bootId: h.bootId,
+      kernelRelease: h.kernelRelease ?? '',
+      call,
+      traces: [],
+      configKey: '',
+      version: 0n,
+      backend: null,
+      pending: 0,
+      chain: Promise.resolve(),
+      closed: false,
+    };
+    this.agents.add(agent);
+    this.o.metrics.agents.set(this.agents.size);
+    this.o.log.info({ node: agent.node, bootId: agent.bootId, lastAckedSeq: toBigInt(h.lastAckedSeq).toString() }, 'agent connected');
+    this.pushConfig(agent, true);
+    this.state(agent, pb.NodeState.Connection.CONNECTION_CONNECTED);
+    return agent;
+  }
+
+  private pushConfig(agent: Agent, always = false): void {
+    const traces = this.o.configs.tracesFor(agent.node);
+    const key = Buffer.from(pb.NodeConfig.encode({ traces }).finish()).toString('base64');
+    if (!always && key === agent.configKey) return;
+    agent.configKey = key;
+    agent.traces = traces.map((t) => t.name ?? '');
+    agent.version++;
+    agent.call.write(pb.IngestMessage.create({ config: { version: toLong(agent.version), traces } }));
+  }
+
+  private batch(agent: Agent, batch: irqtrace.v1.IEventBatch): void {
+    if (agent.pending >= (this.o.maxPending ?? 32)) {
+      this.o.metrics.dropped.inc({ reason: 'stream_queue_full' });
+      endWithStatus(agent.call, grpc.status.RESOURCE_EXHAUSTED, 'too many batches waiting to be published; reconnect and re-send');
+      return;
+    }
+    agent.pending++;
+    const received = BigInt(Date.now()) * 1_000_000n;
+    if (batch.state) agent.backend = batch.state;
+    agent.chain = agent.chain.then(async () => {
+      if (agent.closed) return;
+      const started = process.hrtime.bigint();
+      const publications = splitBatch(agent.node, agent.bootId, batch, agent.traces, this.o.pods, received);
+      try {
+        await Promise.all(publications.map((p) => this.o.publisher.publish(p.subject, p.data, p.msgID)));
+      } catch (err) {
+        this.o.metrics.publishFailures.inc();
+        this.o.log.warn({ node: agent.node, err: String(err) }, 'publishing failed; ending the stream (the agent re-sends)');
+        endWithStatus(agent.call, grpc.status.UNAVAILABLE, `event stream unavailable: ${String(err)}`);
+        agent.closed = true;
+        return;
+      } finally {
+        agent.pending--;
+      }
+      this.o.metrics.publishSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+      this.o.metrics.batches.inc();
+      this.o.metrics.events.inc(publications.reduce((n, p) => n + p.events, 0));
+      agent.call.write(pb.IngestMessage.create({ ack: { upToSeq: batch.seq } }));
+      if (batch.state) this.state(agent, pb.NodeState.Connection.CONNECTION_HEARTBEAT);
+    });
+  }
+
+  /** The node's connection and backend state, to each of its traces' state subject (best effort, no ack). */
+  private state(agent: Agent, connection: irqtrace.v1.NodeState.Connection): void {
+    const unixNs = toLong(BigInt(Date.now()) * 1_000_000n);
+    for (const trace of agent.traces) {
+      const data = pb.NodeState.encode({ node: agent.node, bootId: agent.bootId, trace, connection, backend: agent.backend, unixNs, ingest: this.o.name, kernelRelease: agent.kernelRelease }).finish();
+      this.o.publisher.publish(subject(trace, agent.node, 'state'), data).catch((err: unknown) => {
+        this.o.metrics.publishFailures.inc();
+        this.o.log.debug({ node: agent.node, err: String(err) }, 'state not published');
+      });
+    }
+  }
+}

@@ -1,0 +1,189 @@
+// Per trace, per node summaries of the event stream, and the status they
+// make (DESIGN.md §4). Pure: the aggregator feeds it stream messages and
+// checkpoints its node records. Each record knows the last stream message
+// applied to it and, per boot of the node, the last agent batch counted, so
+// a message replayed after a restart, or a batch re-sent after JetStream's
+// duplicate window, is not counted twice.
+import { irqtrace, toBigInt } from '@irqtrace/proto';
+import { MAX_STATUS_NODES, MAX_WORST } from '../api/schema.js';
+import type { NodeStatus, Violation } from '../api/schema.js';
+import { formatNs } from '../model/duration.js';
+
+const pb = irqtrace.v1;
+
+/** A node is reporting while it has been heard from within this long (heartbeats come every 10 s). */
+export const REPORTING_WINDOW_MS = 60_000;
+/** Boots of a node remembered for deduplication. */
+const MAX_BOOTS = 4;
+
+export interface NodeRecord {
+  /** Stream sequence of the last message applied. */
+  appliedThrough: number;
+  /** [bootId, the highest agent batch seq counted (decimal: a uint64)], the latest boot last. */
+  boots: [string, string][];
+  violations: number;
+  maxDurationNs: number;
+  lost: number;
+  /** Unix ms of the last message from the node. */
+  lastSeen?: number;
+  connection?: 'connected' | 'disconnected';
+  backend?: { phase: string; backend: string; method: string; reason: string };
+  last?: Violation;
+  worst?: Violation;
+}
+
+const KINDS: Record<number, string> = {
+  [pb.SectionKind.SECTION_KIND_IRQS_OFF]: 'irqs_off',
+  [pb.SectionKind.SECTION_KIND_SOFTIRQS_OFF]: 'softirqs_off',
+  [pb.SectionKind.SECTION_KIND_IRQ_LINE]: 'irq_line',
+};
+
+function violationOf(node: string, e: irqtrace.v1.IEvent, receivedUnixNs: bigint): Violation {
+  const t = e.task;
+  const frames = (e.stack ?? []).slice(0, 4).map((f) => (f.symbol ? `${f.symbol}+0x${toBigInt(f.offset).toString(16)}${f.module ? ` [${f.module}]` : ''}` : `0x${toBigInt(f.address).toString(16)}`));
+  return {
+    time: new Date(Number(receivedUnixNs / 1_000_000n)).toISOString(),
+    kind: KINDS[e.kind ?? 0] ?? 'unknown',
+    durationNs: Number(toBigInt(e.durationNs)),
+    cpu: e.cpu ?? 0,
+    ...(e.kind === pb.SectionKind.SECTION_KIND_IRQ_LINE ? { irq: e.irq ?? 0 } : {}),
+    ...(t?.comm ? { comm: t.comm } : {}),
+    ...(t?.pid ? { pid: t.pid } : {}),
+    ...(t?.podName ? { pod: `${t.podNamespace ?? ''}/${t.podName}` } : t?.podUid ? { pod: `uid:${t.podUid}` } : {}),
+    node,
+    ...(frames.length ? { topFrames: frames } : {}),
+  };
+}
+
+const newRecord = (): NodeRecord => ({ appliedThrough: 0, boots: [], violations: 0, maxDurationNs: 0, lost: 0 });
+
+export class TraceAggregate {
+  readonly nodes = new Map<string, NodeRecord>();
+  /** Nodes changed since the last checkpoint. */
+  readonly dirty = new Set<string>();
+
+  constructor(readonly trace: string) {}
+
+  private record(node: string): NodeRecord {
+    let r = this.nodes.get(node);
+    if (!r) this.nodes.set(node, (r = newRecord()));
+    return r;
+  }
+
+  /** An events message (NodeBatch) at this stream sequence; false when it was counted before. */
+  applyBatch(streamSeq: number, b: irqtrace.v1.INodeBatch): boolean {
+    const node = b.node ?? '';
+    const r = this.record(node);
+    if (streamSeq <= r.appliedThrough) return false;
+    r.appliedThrough = streamSeq;
+    this.dirty.add(node);
+    const boot = b.bootId ?? '';
+    const seq = toBigInt(b.seq);
+    const counted = r.boots.find(([id]) => id === boot)?.[1];
+    const received = toBigInt(b.receivedUnixNs);
+    r.lastSeen = Math.max(r.lastSeen ?? 0, Number(received / 1_000_000n));
+    if (counted !== undefined && seq <= BigInt(counted)) return false;
+    r.boots = [...r.boots.filter(([id]) => id !== boot), [boot, seq.toString()] as [string, string]].slice(-MAX_BOOTS);
+    for (const e of b.events ?? []) {
+      const v = violationOf(node, e, received);
+      r.violations++;
+      if (v.durationNs > r.maxDurationNs) r.maxDurationNs = v.durationNs;
+      if (!r.worst || v.durationNs > r.worst.durationNs) r.worst = v;
+      r.last = v;
+    }
+    for (const l of b.losses ?? []) r.lost += Number(toBigInt(l.count));
+    return true;
+  }
+
+  /** A state message (NodeState) at this stream sequence. */
+  applyState(streamSeq: number, s: irqtrace.v1.INodeState): void {
+    const node = s.node ?? '';
+    const r = this.record(node);
+    if (streamSeq <= r.appliedThrough) return;
+    r.appliedThrough = streamSeq;
+    this.dirty.add(node);
+    r.lastSeen = Math.max(r.lastSeen ?? 0, Number(toBigInt(s.unixNs) / 1_000_000n));
+    r.connection = s.connection === pb.NodeState.Connection.CONNECTION_DISCONNECTED ? 'disconnected' : 'connected';
+    if (s.backend) {
+      const b = s.backend;
+      r.backend = {
+        phase: (pb.BackendState.Phase[b.phase ?? 0] ?? 'PHASE_UNSPECIFIED').replace('PHASE_', '').toLowerCase(),
+        backend: (pb.Backend[b.backend ?? 0] ?? '').replace('BACKEND_', '').toLowerCase(),
+        method: (pb.Method[b.irqsOffMethod ?? 0] ?? '').replace('METHOD_', '').toLowerCase(),
+        reason: b.reason ?? '',
+      };
+    }
+  }
+
+  /** The aggregator's part of the status, at `now`; `targeted` is the controller's count. */
+  status(now: number, targeted: number): AggregateStatus {
+    const all = [...this.nodes.entries()];
+    const reporting = all.filter(([, r]) => r.connection !== 'disconnected' && (r.lastSeen ?? 0) > now - REPORTING_WINDOW_MS);
+    const failed = all.filter(([, r]) => r.backend?.phase === 'failed');
+    const silent = all.filter(([, r]) => r.violations > 0 || r.backend).filter(([name]) => !reporting.some(([n]) => n === name));
+    const violations = all.reduce((n, [, r]) => n + r.violations, 0);
+    const maxDurationNs = all.reduce((m, [, r]) => Math.max(m, r.maxDurationNs), 0);
+    const worstOffenders = all
+      .map(([, r]) => r.worst)
+      .filter((v): v is Violation => v !== undefined)
+      .sort((a, b) => b.durationNs - a.durationNs)
+      .slice(0, MAX_WORST);
+    // Nodes worth a line: with violations, losses or problems; the worst first, capped.
+    const notable = all.filter(([name, r]) => r.violations > 0 || r.lost > 0 || r.backend?.phase === 'failed' || silent.some(([n]) => n === name));
+    notable.sort(([, a], [, b]) => b.maxDurationNs - a.maxDurationNs || b.violations - a.violations);
+    const nodes: NodeStatus[] = notable.slice(0, MAX_STATUS_NODES).map(([name, r]) => ({
+      name,
+      ...(r.backend ? { backend: r.backend.backend, method: r.backend.method } : {}),
+      phase: r.backend?.phase === 'failed' ? 'Failed' : reporting.some(([n]) => n === name) ? 'Running' : 'NotReporting',
+      ...(r.backend?.reason ? { message: r.backend.reason.slice(0, 512) } : {}),
+      violations: r.violations,
+      maxDurationNs: r.maxDurationNs,
+      ...(r.lost ? { lost: r.lost } : {}),
+      ...(r.lastSeen ? { lastSeen: new Date(r.lastSeen).toISOString() } : {}),
+      ...(r.last ? { lastViolation: r.last } : {}),
+    }));
+    const worst = worstOffenders[0];
+    const conditions: AggregateCondition[] = [
+      violations
+        ? { type: 'Violating', status: 'True', reason: 'ThresholdExceeded', message: `${violations} section${violations === 1 ? '' : 's'} over the threshold; the longest ${formatNs(maxDurationNs)}` }
+        : { type: 'Violating', status: 'False', reason: 'NoViolations', message: 'no section over the threshold so far' },
+      failed.length
+        ? { type: 'Degraded', status: 'True', reason: 'BackendUnsupported', message: `${failed.length} node${failed.length === 1 ? '' : 's'} cannot trace: ${failed.slice(0, 3).map(([n, r]) => `${n}: ${r.backend?.reason ?? ''}`).join('; ')}` }
+        : silent.length
+          ? { type: 'Degraded', status: 'True', reason: 'NodesNotReporting', message: `${silent.length} node${silent.length === 1 ? '' : 's'} not heard from in ${REPORTING_WINDOW_MS / 1000}s: ${silent.slice(0, 5).map(([n]) => n).join(', ')}` }
+          : { type: 'Degraded', status: 'False', reason: 'AllNodesReporting', message: 'every node that reported is reporting' },
+    ];
+    return {
+      nodesReporting: reporting.length,
+      nodesSummary: `${reporting.length}/${targeted}`,
+      violations,
+      maxDurationNs,
+      lost: all.reduce((n, [, r]) => n + r.lost, 0),
+      worst: worst ? `${formatNs(worst.durationNs)} ${worst.comm ?? '?'}/${worst.pid ?? 0} on ${worst.node ?? '?'}` : '',
+      worstOffenders,
+      nodes,
+      nodesOmitted: Math.max(0, notable.length - MAX_STATUS_NODES),
+      conditions,
+    };
+  }
+}
+
+export interface AggregateCondition {
+  type: 'Violating' | 'Degraded';
+  status: 'True' | 'False';
+  reason: string;
+  message: string;
+}
+
+export interface AggregateStatus {
+  nodesReporting: number;
+  nodesSummary: string;
+  violations: number;
+  maxDurationNs: number;
+  lost: number;
+  worst: string;
+  worstOffenders: Violation[];
+  nodes: NodeStatus[];
+  nodesOmitted: number;
+  conditions: AggregateCondition[];
+}

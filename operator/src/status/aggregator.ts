@@ -1,0 +1,218 @@
+// The status aggregator (runs on the leader): a durable JetStream consumer
+// over the event stream feeds per trace, per node summaries (aggregate.ts),
+// which become each IrqTrace's status, patched at most once per
+// statusIntervalMs per trace. Restart-safe and exact: the node records are
+// checkpointed in a JetStream KV bucket before the consumer is acked (AckAll
+// up to the last message applied); after a kill, the unacked messages come
+// again and each record skips what it had applied (its appliedThrough).
+import * as k8s from '@kubernetes/client-node';
+import { connect } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import { irqtrace } from '@irqtrace/proto';
+import type { Logger } from 'pino';
+import { API_GROUP, API_VERSION, KIND, PLURAL } from '../api/crd.js';
+import type { IrqTrace } from '../api/schema.js';
+import { STREAM, SUBJECT_ROOT, encodeToken, parseSubject } from '../ingest/subjects.js';
+import { TraceAggregate } from './aggregate.js';
+import type { NodeRecord } from './aggregate.js';
+
+const pb = irqtrace.v1;
+export const CONSUMER = 'irqtrace-status';
+export const BUCKET = 'IRQTRACE_STATUS';
+const FIELD_MANAGER = 'irqtrace-status';
+
+export interface AggregatorOptions {
+  servers: string | string[];
+  kubeConfig: k8s.KubeConfig;
+  log: Logger;
+  /** At most one status patch per trace this often (default 2 s). */
+  statusIntervalMs?: number;
+  /** Checkpoint and ack this often (default 1 s). */
+  checkpointMs?: number;
+}
+
+/** KV keys allow [-/_=.A-Za-z0-9]: the subject token with '%' as '='. */
+const keyToken = (name: string): string => encodeToken(name).replaceAll('%', '=');
+const recordKey = (trace: string, node: string): string => `${keyToken(trace)}.${keyToken(node)}`;
+
+type TraceObject = IrqTrace & k8s.KubernetesObject;
+
+export class StatusAggregator {
+  private nc: NatsConnection | undefined;
+  private kv: KV | undefined;
+  private messages: ConsumerMessages | undefined;
+  private readonly traces = new Map<string, TraceAggregate>();
+  private readonly objects: k8s.Informer<TraceObject> & k8s.ObjectCache<TraceObject>;
+  private readonly custom: k8s.CustomObjectsApi;
+  /** The last message applied and not yet acked. */
+  private lastMsg: JsMsg | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly statusDue = new Set<string>();
+  private flushing: Promise<void> = Promise.resolve();
+  private consuming: Promise<void> | undefined;
+  private stopped = false;
+  /** Messages applied, and the stream sequence of the last one (for lag and tests). */
+  applied = 0;
+  lastStreamSeq = 0;
+
+  constructor(private readonly o: AggregatorOptions) {
+    this.custom = o.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
+    this.objects = k8s.makeInformer(o.kubeConfig, `/apis/${API_GROUP}/${API_VERSION}/${PLURAL}`, async () =>
+      (await this.custom.listClusterCustomObject({ group: API_GROUP, version: API_VERSION, plural: PLURAL })) as k8s.KubernetesListObject<TraceObject>,
+    );
+    this.objects.on('error', (err: unknown) => {
+      if (this.stopped) return;
+      o.log.warn({ err: String(err) }, 'watch broken; restarting it');
+      setTimeout(() => { if (!this.stopped) void this.objects.start(); }, 2000);
+    });
+    // A new or changed trace (e.g. the controller's nodesTargeted) gets its status written.
+    this.objects.on('change', (t) => { this.statusDue.add(t.metadata.name); });
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.objects.start();
+    const nc = await connect({ servers: this.o.servers, name: 'irqtrace-status', maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
+    this.nc = nc;
+    const jsm = await jetstreamManager(nc);
+    // Made by the ingest; here too, so the aggregator can start first.
+    try {
+      await jsm.streams.info(STREAM);
+    } catch {
+      await jsm.streams.add({ name: STREAM, subjects: [`${SUBJECT_ROOT}.>`] });
+    }
+    await jsm.consumers.add(STREAM, { durable_name: CONSUMER, ack_policy: AckPolicy.All, deliver_policy: DeliverPolicy.All, ack_wait: 60_000_000_000, max_ack_pending: 100_000 });
+    this.kv = await new Kvm(nc).create(BUCKET, { history: 1 });
+    await this.restore();
+    const consumer = await jetstream(nc).consumers.get(STREAM, CONSUMER);
+    this.messages = await consumer.consume({ max_messages: 2000 });
+    this.consuming = this.consume(this.messages);
+    this.timers.push(setInterval(() => { this.checkpoint(); }, this.o.checkpointMs ?? 1000));
+    this.timers.push(setInterval(() => { void this.writeStatuses(); }, this.o.statusIntervalMs ?? 2000));
+  }
+
+  /** Stops after a last checkpoint (a graceful handover). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.messages?.close();
+    await this.consuming;
+    this.checkpoint();
+    await this.flushing;
+    await this.writeStatuses();
+    await this.objects.stop();
+    await this.nc?.drain();
+  }
+
+  /** Stops at once, losing whatever is not checkpointed: a crash, for tests of restart safety. */
+  async crash(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.objects.stop();
+    await this.nc?.close();
+  }
+
+  /** Every node record of every trace, as last checkpointed. */
+  private async restore(): Promise<void> {
+    const kv = this.kv;
+    if (!kv) return;
+    let n = 0;
+    for await (const key of await kv.keys()) {
+      const entry = await kv.get(key);
+      if (!entry || entry.operation !== 'PUT') continue;
+      const { trace, node, record } = entry.json<{ trace: string; node: string; record: NodeRecord }>();
+      this.aggregate(trace).nodes.set(node, record);
+      this.statusDue.add(trace);
+      n++;
+    }
+    this.o.log.info({ records: n }, 'restored the status checkpoint');
+  }
+
+  private aggregate(trace: string): TraceAggregate {
+    let a = this.traces.get(trace);
+    if (!a) this.traces.set(trace, (a = new TraceAggregate(trace)));
+    return a;
+  }
+
+  private async consume(messages: ConsumerMessages): Promise<void> {
+    for await (const m of messages) {
+      const where = parseSubject(m.subject);
+      if (where) {
+        try {
+          const a = this.aggregate(where.trace);
+          if (where.kind === 'events') a.applyBatch(m.seq, pb.NodeBatch.decode(m.data));
+          else if (where.kind === 'state') a.applyState(m.seq, pb.NodeState.decode(m.data));
+          this.statusDue.add(where.trace);
+        } catch (err) {
+          // A message no reader can decode is skipped (and acked with the rest), loudly.
+          this.o.log.error({ subject: m.subject, seq: m.seq, err: String(err) }, 'undecodable message in the event stream; skipped');
+        }
+      }
+      this.applied++;
+      this.lastStreamSeq = m.seq;
+      this.lastMsg = m;
+    }
+  }
+
+  /** Writes the changed node records, then acks everything up to the last message applied. */
+  private checkpoint(): void {
+    const msg = this.lastMsg;
+    if (!msg) return;
+    this.lastMsg = undefined;
+    const writes: Promise<number>[] = [];
+    for (const a of this.traces.values()) {
+      for (const node of a.dirty) {
+        const record = a.nodes.get(node);
+        if (record) writes.push(this.kv?.put(recordKey(a.trace, node), JSON.stringify({ trace: a.trace, node, record })) ?? Promise.resolve(0));
+      }
+      a.dirty.clear();
+    }
+    this.flushing = this.flushing
+      .then(() => Promise.all(writes))
+      .then(() => { msg.ack(); })
+      .catch((err: unknown) => {
+        // Not acked: the messages come again, and are applied once (appliedThrough).
+        this.o.log.warn({ err: String(err) }, 'checkpoint failed');
+      });
+  }
+
+  private async writeStatuses(): Promise<void> {
+    const due = [...this.statusDue];
+    this.statusDue.clear();
+    for (const name of due) {
+      const t = this.objects.get(name);
+      if (!t || t.metadata.deletionTimestamp) continue;
+      try {
+        await this.writeStatus(t, this.aggregate(name));
+      } catch (err) {
+        this.statusDue.add(name);
+        this.o.log.warn({ trace: name, err: String(err) }, 'status not written; retrying');
+      }
+    }
+  }
+
+  private async writeStatus(t: TraceObject, a: TraceAggregate): Promise<void> {
+    const now = new Date();
+    const s = a.status(now.getTime(), t.status?.nodesTargeted ?? 0);
+    const conditions = s.conditions.map((c) => {
+      const previous = t.status?.conditions?.find((p) => p.type === c.type);
+      return { ...c, lastTransitionTime: previous?.status === c.status ? previous.lastTransitionTime : now.toISOString(), observedGeneration: t.metadata.generation ?? 0 };
+    });
+    await this.custom.patchClusterCustomObjectStatus(
+      {
+        group: API_GROUP,
+        version: API_VERSION,
+        plural: PLURAL,
+        name: t.metadata.name,
+        fieldManager: FIELD_MANAGER,
+        force: true,
+        body: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: KIND, metadata: { name: t.metadata.name }, status: { ...s, conditions } },
+      },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.ServerSideApply),
+    );
+  }
+}

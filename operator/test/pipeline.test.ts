@@ -14,6 +14,7 @@ import { ClusterNodeConfigs } from '../src/ingest/node_configs.js';
 import { IngestMetrics } from '../src/ingest/metrics.js';
 import { StreamPublisher } from '../src/ingest/publisher.js';
 import { IngestServer } from '../src/ingest/server.js';
+import { PodMetadataDirectory } from '../src/ingest/pod_directory.js';
 import { CONSUMER, StatusAggregator } from '../src/status/aggregator.js';
 import { STREAM, subject } from '../src/ingest/subjects.js';
 import { connect } from '@nats-io/transport-node';
@@ -32,6 +33,7 @@ const PER_BATCH = 25;
 let cluster: Cluster;
 let nats: Nats;
 let kc: k8s.KubeConfig;
+let podUid = '';
 const stops: (() => Promise<void> | void)[] = [];
 
 beforeAll(async () => {
@@ -42,6 +44,11 @@ beforeAll(async () => {
   await waitUntil('irqtraces served', 30_000, async () => (await cluster.kubectl(['get', 'irqtraces'])).code === 0);
   await cluster.kubectl(['create', 'namespace', 'irqtrace-system']);
   await cluster.kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Node\nmetadata:\n  name: worker-1\n  labels: {pool: latency}\n');
+  // A pod (no kubelet: it stays Pending) whose tasks the events name by UID.
+  await cluster.kubectl(['create', 'namespace', 'shop']);
+  await cluster.kubectl(['create', 'serviceaccount', 'default', '-n', 'shop']);
+  await cluster.kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: checkout\n  namespace: shop\nspec:\n  nodeName: worker-1\n  containers: [{name: app, image: shop/checkout:1}]\n');
+  podUid = (await cluster.kubectl(['get', 'pod', '-n', 'shop', 'checkout', '-o', 'jsonpath={.metadata.uid}'])).stdout;
 });
 
 afterAll(async () => {
@@ -63,8 +70,8 @@ async function status(name: string): Promise<Status | undefined> {
   return r.code === 0 && r.stdout ? (JSON.parse(r.stdout) as Status) : undefined;
 }
 
-async function startIngest(port: number, publisher: StreamPublisher, configs: ClusterNodeConfigs): Promise<IngestServer> {
-  const server = new IngestServer({ publisher, configs, pods: { lookup: () => undefined }, metrics: new IngestMetrics(), log, name: 'ingest-0' });
+async function startIngest(port: number, publisher: StreamPublisher, configs: ClusterNodeConfigs, pods: PodMetadataDirectory): Promise<IngestServer> {
+  const server = new IngestServer({ publisher, configs, pods, metrics: new IngestMetrics(), log, name: 'ingest-0' });
   await server.listen('127.0.0.1', port);
   return server;
 }
@@ -81,7 +88,15 @@ describe('agent to IrqTrace status', () => {
     stops.push(() => configs.stop());
     const publisher = await StreamPublisher.connect(nats.url, {}, log);
     stops.push(() => publisher.close());
-    let ingest = await startIngest(0, publisher, configs);
+    const pods = new PodMetadataDirectory(kc, log);
+    await pods.start();
+    stops.push(() => pods.stop());
+    expect(pods.lookup(podUid)).toEqual({ namespace: 'shop', name: 'checkout' });
+    // Pods made later come through the (metadata-only) watch.
+    await cluster.kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: cart\n  namespace: shop\nspec:\n  containers: [{name: app, image: shop/cart:1}]\n');
+    const cartUid = (await cluster.kubectl(['get', 'pod', '-n', 'shop', 'cart', '-o', 'jsonpath={.metadata.uid}'])).stdout;
+    await waitUntil('the new pod in the directory', 10_000, async () => Promise.resolve(pods.lookup(cartUid)?.name === 'cart'));
+    let ingest = await startIngest(0, publisher, configs, pods);
     const port = ingest.port;
     stops.push(() => ingest.close());
     let aggregator = new StatusAggregator({ servers: nats.url, kubeConfig: kc, log, statusIntervalMs: 500, checkpointMs: 200 });
@@ -109,7 +124,7 @@ describe('agent to IrqTrace status', () => {
       const events = Array.from({ length: PER_BATCH }, (_, i) => {
         const us = 500 + ((seq * 37 + i * 11) % 2000);
         longest = Math.max(longest, us * 1000);
-        return { kind: v1.SectionKind.SECTION_KIND_IRQS_OFF, cpu: i % 4, durationNs: toLong(BigInt(us) * 1000n), task: { pid: 1000 + seq, comm: `w${seq}` }, traces: ['latency'] };
+        return { kind: v1.SectionKind.SECTION_KIND_IRQS_OFF, cpu: i % 4, durationNs: toLong(BigInt(us) * 1000n), task: { pid: 1000 + seq, comm: `w${seq}`, podUid }, traces: ['latency'] };
       });
       outbox.add(v1.EventBatch.create({ seq: toLong(BigInt(seq)), events }));
       client.pump();
@@ -121,7 +136,7 @@ describe('agent to IrqTrace status', () => {
     for (let s = 16; s <= 20; s++) send(s);
     await ingest.close();
     for (let s = 21; s <= 25; s++) send(s);
-    ingest = await startIngest(port, publisher, configs);
+    ingest = await startIngest(port, publisher, configs, pods);
     await waitUntil('25 acked', 20_000, async () => Promise.resolve(outbox.ackedSeq === 25n));
     // The aggregator crashes (nothing flushed) while more arrive; a new one takes over.
     await waitUntil('some applied', 15_000, async () => Promise.resolve(aggregator.applied > 0));
@@ -153,6 +168,7 @@ describe('agent to IrqTrace status', () => {
     expect(s?.nodesSummary).toBe('1/1');
     expect(s?.conditions?.find((c) => c.type === 'Violating')).toMatchObject({ status: 'True', reason: 'ThresholdExceeded' });
     expect(s?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'True', reason: 'AgentsScheduled' });
+    expect(s?.worstOffenders?.[0]?.pod).toBe('shop/checkout');
     expect(s?.worst).toMatch(/^2\.\d\dms w\d+\/\d+ on worker-1$/);
     const table = await cluster.kubectl(['get', 'irqt', 'latency']);
     expect(table.stdout).toMatch(new RegExp(`\\nlatency\\s+all\\s+500us\\s+1/1\\s+${BATCHES * PER_BATCH}\\s+2\\.\\d\\dms w\\d+/\\d+ on worker-1\\s+True\\s+\\d+s\\n`));

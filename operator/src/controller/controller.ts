@@ -137,7 +137,7 @@ export class TraceController {
       return;
     }
     try {
-      await this.apps.deleteNamespacedDaemonSet({ name: AGENT_NAME, namespace: ns, propagationPolicy: 'Foreground' });
+      await this.apps.deleteNamespacedDaemonSet({ name: AGENT_NAME, namespace: ns, propagationPolicy: 'Background' });
       this.o.log.info({ daemonset: `${ns}/${AGENT_NAME}` }, 'no live trace: agents removed');
     } catch (err) {
       if (!isStatus(err, 404)) throw err;

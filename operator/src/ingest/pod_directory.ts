@@ -16,7 +16,9 @@ const METADATA = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1';
 /** A KubeConfig whose requests (the informer's watch among them) ask for metadata only. */
 class MetadataOnlyConfig extends k8s.KubeConfig {
   override async applyToFetchOptions(opts: Parameters<k8s.KubeConfig['applyToFetchOptions']>[0]): ReturnType<k8s.KubeConfig['applyToFetchOptions']> {
-    return super.applyToFetchOptions({ ...opts, headers: { ...opts.headers, Accept: METADATA } });
+    // client-node passes headers as an object (raw header lists are an http.request option it does not use).
+    const headers = Array.isArray(opts.headers) ? {} : opts.headers;
+    return super.applyToFetchOptions({ ...opts, headers: { ...headers, Accept: METADATA } });
   }
 }
 

@@ -17,7 +17,7 @@ const METADATA = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1';
 class MetadataOnlyConfig extends k8s.KubeConfig {
   override async applyToFetchOptions(opts: Parameters<k8s.KubeConfig['applyToFetchOptions']>[0]): ReturnType<k8s.KubeConfig['applyToFetchOptions']> {
     // client-node passes headers as an object (raw header lists are an http.request option it does not use).
-    const headers = Array.isArray(opts.headers) ? {} : opts.headers;
+    const headers = opts.headers instanceof Array ? {} : opts.headers;
     return super.applyToFetchOptions({ ...opts, headers: { ...headers, Accept: METADATA } });
   }
 }

@@ -14,6 +14,8 @@ import { Kvm } from '@nats-io/kv';
 import type { KV } from '@nats-io/kv';
 import { irqtrace } from '@irqtrace/proto';
 import type { Logger } from 'pino';
+import { Gauge } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { API_GROUP, API_VERSION, KIND, PLURAL } from '../api/crd.js';
 import type { IrqTrace } from '../api/schema.js';
 import { STREAM, SUBJECT_ROOT, encodeToken, parseSubject } from '../ingest/subjects.js';
@@ -33,6 +35,8 @@ export interface AggregatorOptions {
   statusIntervalMs?: number;
   /** Checkpoint and ack this often (default 1 s). */
   checkpointMs?: number;
+  /** Where its metrics go (violations and longest section per trace and node, lag). */
+  registry?: Registry;
 }
 
 /** KV keys allow [-/_=.A-Za-z0-9]: the subject token with '%' as '='. */
@@ -71,6 +75,46 @@ export class StatusAggregator {
     });
     // A new or changed trace (e.g. the controller's nodesTargeted) gets its status written.
     this.objects.on('change', (t) => { this.statusDue.add(t.metadata.name); });
+    if (o.registry) this.registerMetrics(o.registry);
+  }
+
+  private registerMetrics(registry: Registry): void {
+    // A replica that leads again makes a new aggregator: its metrics replace the old one's.
+    for (const name of ['irqtrace_violations', 'irqtrace_max_duration_seconds', 'irqtrace_status_lag_messages']) registry.removeSingleMetric(name);
+    const traces = this.traces;
+    new Gauge({
+      name: 'irqtrace_violations',
+      help: 'Sections over the threshold, by trace and node (from the event stream)',
+      labelNames: ['trace', 'node'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const a of traces.values()) for (const [node, r] of a.nodes) this.set({ trace: a.trace, node }, r.violations);
+      },
+    });
+    new Gauge({
+      name: 'irqtrace_max_duration_seconds',
+      help: 'The longest section over the threshold, by trace and node',
+      labelNames: ['trace', 'node'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const a of traces.values()) for (const [node, r] of a.nodes) this.set({ trace: a.trace, node }, r.maxDurationNs / 1e9);
+      },
+    });
+    const lag = async (): Promise<number> => {
+      if (!this.nc || this.nc.isClosed()) return 0;
+      const info = await (await jetstreamManager(this.nc)).streams.info(STREAM);
+      return Math.max(0, info.state.last_seq - this.lastStreamSeq);
+    };
+    new Gauge({
+      name: 'irqtrace_status_lag_messages',
+      help: 'Messages in the event stream the status aggregator has not applied yet',
+      registers: [registry],
+      async collect() {
+        this.set(await lag().catch(() => 0));
+      },
+    });
   }
 
   async start(): Promise<void> {

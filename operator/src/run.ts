@@ -1,0 +1,149 @@
+// One operator process, with the roles its config names: the ingest on every
+// replica; the controller and the status aggregator on the elected leader
+// only (or always, with leader election off). /metrics, /healthz, /readyz.
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import { hostname } from 'node:os';
+import { readFileSync } from 'node:fs';
+import * as k8s from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { Gauge } from 'prom-client';
+import type { OperatorConfig } from './config.js';
+import { TraceController } from './controller/controller.js';
+import { IngestMetrics } from './ingest/metrics.js';
+import { ClusterNodeConfigs } from './ingest/node_configs.js';
+import { PodMetadataDirectory } from './ingest/pod_directory.js';
+import { StreamPublisher } from './ingest/publisher.js';
+import { IngestServer } from './ingest/server.js';
+import { LeaderElector } from './leader/lease.js';
+import { StatusAggregator } from './status/aggregator.js';
+
+export interface RunningOperator {
+  /** host:port the ingest listens on, when it runs. */
+  ingestPort?: number;
+  metricsPort: number;
+  isLeader(): boolean;
+  stop(): Promise<void>;
+}
+
+const splitHostPort = (hp: string): [string, number] => {
+  const at = hp.lastIndexOf(':');
+  return [hp.slice(0, at), Number(hp.slice(at + 1))];
+};
+
+export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeConfig, log: Logger): Promise<RunningOperator> {
+  const metrics = new IngestMetrics();
+  const leaderGauge = new Gauge({ name: 'irqtrace_operator_leader', help: '1 while this replica leads (runs the controller and the status aggregator)', registers: [metrics.registry] });
+  const stops: (() => Promise<void>)[] = [];
+  const roles = new Set(config.roles);
+  const identity = process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
+  let ingestPort: number | undefined;
+
+  if (roles.has('ingest')) {
+    const publisher = await StreamPublisher.connect(config.nats.servers, { maxAgeMs: config.nats.maxAgeHours * 3600_000, maxBytes: config.nats.maxBytes, duplicateWindowMs: config.nats.duplicateWindowMinutes * 60_000 }, log);
+    const configs = new ClusterNodeConfigs(kubeConfig, log);
+    const pods = new PodMetadataDirectory(kubeConfig, log);
+    await Promise.all([configs.start(), pods.start()]);
+    const t = config.ingest.tls;
+    const server = new IngestServer({
+      publisher,
+      configs,
+      pods,
+      metrics,
+      log,
+      name: identity,
+      maxPending: config.ingest.maxPendingPerAgent,
+      ...(t ? { tls: { cert: readFileSync(t.cert), key: readFileSync(t.key), ...(t.ca ? { ca: readFileSync(t.ca) } : {}), requireClientCert: t.requireClientCert } } : {}),
+    });
+    const [host, port] = splitHostPort(config.ingest.listen);
+    ingestPort = await server.listen(host, port);
+    log.info({ listen: `${host}:${ingestPort}`, tls: Boolean(t) }, 'ingest listening');
+    stops.push(async () => {
+      await server.close();
+      await Promise.all([configs.stop(), pods.stop()]);
+      await publisher.close();
+    });
+  }
+
+  // The leader's roles, started and stopped with leadership.
+  let leading: { stop: () => Promise<void> } | undefined;
+  const lead = async () => {
+    const parts: { stop: () => Promise<void> }[] = [];
+    if (roles.has('controller')) {
+      const controller = new TraceController({
+        kubeConfig,
+        log,
+        agents: {
+          namespace: config.namespace,
+          image: config.agents.image,
+          imagePullPolicy: config.agents.imagePullPolicy,
+          ingestAddress: config.agents.ingestAddress,
+          metricsPort: config.agents.metricsPort,
+          ...(config.agents.tlsSecret ? { tlsSecret: config.agents.tlsSecret } : {}),
+          ...(config.agents.tlsServerName ? { tlsServerName: config.agents.tlsServerName } : {}),
+          ...(config.agents.priorityClassName ? { priorityClassName: config.agents.priorityClassName } : {}),
+        },
+      });
+      await controller.start();
+      parts.push(controller);
+    }
+    if (roles.has('status')) {
+      const aggregator = new StatusAggregator({ servers: config.nats.servers, kubeConfig, log, statusIntervalMs: config.statusIntervalMs, registry: metrics.registry });
+      await aggregator.start();
+      parts.push(aggregator);
+    }
+    leaderGauge.set(1);
+    leading = { stop: async () => { await Promise.all(parts.map((p) => p.stop())); leaderGauge.set(0); } };
+  };
+  const unlead = async () => {
+    const was = leading;
+    leading = undefined;
+    await was?.stop();
+  };
+  const leaderRoles = roles.has('controller') || roles.has('status');
+  let elector: LeaderElector | undefined;
+  if (leaderRoles && config.leaderElection.enabled) {
+    elector = new LeaderElector(kubeConfig, {
+      namespace: config.namespace,
+      name: config.leaderElection.leaseName,
+      identity,
+      log,
+      onStartedLeading: () => { lead().catch((err: unknown) => { log.error({ err: String(err) }, 'could not start the leader roles; exiting'); process.exit(1); }); },
+      onStoppedLeading: () => { void unlead(); },
+    });
+    elector.start();
+    stops.push(async () => { await unlead(); await elector?.stop(); });
+  } else if (leaderRoles) {
+    await lead();
+    stops.push(unlead);
+  }
+
+  const [mhost, mport] = splitHostPort(config.metrics.listen);
+  const http = await serve(metrics, mhost, mport, () => (roles.has('ingest') && ingestPort === undefined ? 'ingest not listening' : undefined));
+  const address = http.address();
+  stops.push(() => new Promise<void>((resolve) => { http.close(() => { resolve(); }); }));
+  return {
+    ...(ingestPort === undefined ? {} : { ingestPort }),
+    metricsPort: typeof address === 'object' && address ? address.port : mport,
+    isLeader: () => leading !== undefined,
+    stop: async () => { for (const stop of stops.reverse()) await stop(); },
+  };
+}
+
+function serve(metrics: IngestMetrics, host: string, port: number, notReady: () => string | undefined): Promise<Server> {
+  const server = createServer((req, res) => {
+    void (async () => {
+      if (req.url === '/metrics') {
+        res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(await metrics.registry.metrics());
+      } else if (req.url === '/healthz') {
+        res.writeHead(200).end('ok\n');
+      } else if (req.url === '/readyz') {
+        const why = notReady();
+        res.writeHead(why ? 503 : 200).end(`${why ?? 'ready'}\n`);
+      } else {
+        res.writeHead(404).end();
+      }
+    })();
+  });
+  return new Promise((resolve) => { server.listen(port, host, () => { resolve(server); }); });
+}

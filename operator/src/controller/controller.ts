@@ -6,7 +6,9 @@
 // more run, never a pile-up.
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { API_GROUP, API_VERSION, KIND, PLURAL } from '../api/crd.js';
+import { API_GROUP, API_VERSION, PLURAL } from '../api/crd.js';
+import { applyTraceStatus, isStatus, nodeInformer, restartOnError, traceInformer } from '../kube.js';
+import type { CachedInformer, TraceObject } from '../kube.js';
 import type { IrqTrace } from '../api/schema.js';
 import { isLive, traceEndUnixNs } from '../model/node_config.js';
 import { AGENT_NAME, agentDaemonSet } from './daemonset.js';
@@ -25,7 +27,6 @@ export interface ControllerOptions {
   resyncMs?: number;
 }
 
-const isStatus = (err: unknown, code: number): boolean => err instanceof k8s.ApiException && err.code === code;
 
 /** A write made from a cached object that has changed or gone since: the watch will bring the news. */
 class StaleCache extends Error {}
@@ -34,8 +35,8 @@ export class TraceController {
   private readonly objects: k8s.KubernetesObjectApi;
   private readonly custom: k8s.CustomObjectsApi;
   private readonly apps: k8s.AppsV1Api;
-  private readonly traces: k8s.Informer<IrqTrace & k8s.KubernetesObject> & k8s.ObjectCache<IrqTrace & k8s.KubernetesObject>;
-  private readonly nodes: k8s.Informer<k8s.V1Node> & k8s.ObjectCache<k8s.V1Node>;
+  private readonly traces: CachedInformer<TraceObject>;
+  private readonly nodes: CachedInformer<k8s.V1Node>;
   private readonly events: EventRecorder;
   private running: Promise<void> | undefined;
   private again = false;
@@ -50,20 +51,12 @@ export class TraceController {
     this.objects = k8s.KubernetesObjectApi.makeApiClient(kc);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     this.apps = kc.makeApiClient(k8s.AppsV1Api);
-    const core = kc.makeApiClient(k8s.CoreV1Api);
-    this.traces = k8s.makeInformer(kc, `/apis/${API_GROUP}/${API_VERSION}/${PLURAL}`, async () => {
-      const list = (await this.custom.listClusterCustomObject({ group: API_GROUP, version: API_VERSION, plural: PLURAL })) as k8s.KubernetesListObject<IrqTrace & k8s.KubernetesObject>;
-      return list;
-    });
-    this.nodes = k8s.makeInformer(kc, '/api/v1/nodes', () => core.listNode());
+    this.traces = traceInformer(kc);
+    this.nodes = nodeInformer(kc);
     this.events = new EventRecorder(kc, 'irqtrace-controller', o.log);
     for (const informer of [this.traces, this.nodes] as k8s.Informer<k8s.KubernetesObject>[]) {
       informer.on('change', () => { this.trigger(); });
-      informer.on('error', (err: unknown) => {
-        if (this.stopped) return;
-        this.o.log.warn({ err: String(err) }, 'watch broken; restarting it');
-        setTimeout(() => { if (!this.stopped) void informer.start(); }, 2000);
-      });
+      restartOnError(informer, o.log, () => this.stopped);
     }
   }
 
@@ -192,21 +185,11 @@ export class TraceController {
 
   private async applyStatus(t: IrqTrace, status: object): Promise<void> {
     try {
-      await this.custom.patchClusterCustomObjectStatus(
-        {
-          group: API_GROUP,
-          version: API_VERSION,
-          plural: PLURAL,
-          name: t.metadata.name,
-          fieldManager: FIELD_MANAGER,
-          force: true,
-          body: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: KIND, metadata: { name: t.metadata.name }, status },
-        },
-        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.ServerSideApply),
-      );
+      await applyTraceStatus(this.custom, t.metadata.name, FIELD_MANAGER, status);
     } catch (err) {
       if (isStatus(err, 404)) throw new StaleCache(String(err));
       throw err;
     }
   }
+
 }

@@ -4,34 +4,24 @@
 import * as k8s from '@kubernetes/client-node';
 import type { irqtrace } from '@irqtrace/proto';
 import type { Logger } from 'pino';
-import { API_GROUP, API_VERSION, PLURAL } from '../api/crd.js';
-import type { IrqTrace } from '../api/schema.js';
+import { nodeInformer, restartOnError, traceInformer } from '../kube.js';
+import type { CachedInformer, TraceObject } from '../kube.js';
 import { traceConfig, traceEndUnixNs, tracesForNode } from '../model/node_config.js';
 import type { NodeConfigSource } from './server.js';
 
-type TraceObject = IrqTrace & k8s.KubernetesObject;
-
 export class ClusterNodeConfigs implements NodeConfigSource {
-  private readonly traces: k8s.Informer<TraceObject> & k8s.ObjectCache<TraceObject>;
-  private readonly nodes: k8s.Informer<k8s.V1Node> & k8s.ObjectCache<k8s.V1Node>;
+  private readonly traces: CachedInformer<TraceObject>;
+  private readonly nodes: CachedInformer<k8s.V1Node>;
   private readonly listeners: (() => void)[] = [];
   private expiry: NodeJS.Timeout | undefined;
   private stopped = false;
 
-  constructor(kubeConfig: k8s.KubeConfig, private readonly log: Logger) {
-    const custom = kubeConfig.makeApiClient(k8s.CustomObjectsApi);
-    const core = kubeConfig.makeApiClient(k8s.CoreV1Api);
-    this.traces = k8s.makeInformer(kubeConfig, `/apis/${API_GROUP}/${API_VERSION}/${PLURAL}`, async () =>
-      (await custom.listClusterCustomObject({ group: API_GROUP, version: API_VERSION, plural: PLURAL })) as k8s.KubernetesListObject<TraceObject>,
-    );
-    this.nodes = k8s.makeInformer(kubeConfig, '/api/v1/nodes', () => core.listNode());
+  constructor(kubeConfig: k8s.KubeConfig, log: Logger) {
+    this.traces = traceInformer(kubeConfig);
+    this.nodes = nodeInformer(kubeConfig);
     for (const informer of [this.traces, this.nodes] as k8s.Informer<k8s.KubernetesObject>[]) {
       informer.on('change', () => { this.changed(); });
-      informer.on('error', (err: unknown) => {
-        if (this.stopped) return;
-        this.log.warn({ err: String(err) }, 'watch broken; restarting it');
-        setTimeout(() => { if (!this.stopped) void informer.start(); }, 2000);
-      });
+      restartOnError(informer, log, () => this.stopped);
     }
   }
 

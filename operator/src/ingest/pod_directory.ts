@@ -3,6 +3,7 @@
 // spec and status, which on a big cluster is most of the bytes.
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { restartOnError } from '../kube.js';
 import type { PodDirectory, PodRef } from './split.js';
 
 /** A pod as the metadata-only API gives it. */
@@ -42,11 +43,7 @@ export class PodMetadataDirectory implements PodDirectory {
     this.informer.on('add', put);
     this.informer.on('update', put);
     this.informer.on('delete', (p) => { if (p.metadata?.uid) this.byUid.delete(p.metadata.uid); });
-    this.informer.on('error', (err: unknown) => {
-      if (this.stopped) return;
-      log.warn({ err: String(err) }, 'pod watch broken; restarting it');
-      setTimeout(() => { if (!this.stopped) void this.informer.start(); }, 2000);
-    });
+    restartOnError(this.informer, log, () => this.stopped);
   }
 
   start(): Promise<void> {

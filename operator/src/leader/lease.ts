@@ -5,6 +5,7 @@
 // Writes carry the resourceVersion read, so two candidates never both win.
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { isStatus } from '../kube.js';
 
 export interface LeaderElectionOptions {
   namespace: string;
@@ -20,7 +21,6 @@ export interface LeaderElectionOptions {
   log: Logger;
 }
 
-const isStatus = (err: unknown, code: number): boolean => err instanceof k8s.ApiException && err.code === code;
 
 export class LeaderElector {
   private readonly api: k8s.CoordinationV1Api;

@@ -16,8 +16,8 @@ import { irqtrace } from '@irqtrace/proto';
 import type { Logger } from 'pino';
 import { Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
-import { API_GROUP, API_VERSION, KIND, PLURAL } from '../api/crd.js';
-import type { IrqTrace } from '../api/schema.js';
+import { applyTraceStatus, restartOnError, traceInformer } from '../kube.js';
+import type { CachedInformer, TraceObject } from '../kube.js';
 import { STREAM, SUBJECT_ROOT, encodeToken, parseSubject } from '../ingest/subjects.js';
 import { TraceAggregate } from './aggregate.js';
 import type { NodeRecord } from './aggregate.js';
@@ -43,14 +43,13 @@ export interface AggregatorOptions {
 const keyToken = (name: string): string => encodeToken(name).replaceAll('%', '=');
 const recordKey = (trace: string, node: string): string => `${keyToken(trace)}.${keyToken(node)}`;
 
-type TraceObject = IrqTrace & k8s.KubernetesObject;
 
 export class StatusAggregator {
   private nc: NatsConnection | undefined;
   private kv: KV | undefined;
   private messages: ConsumerMessages | undefined;
   private readonly traces = new Map<string, TraceAggregate>();
-  private readonly objects: k8s.Informer<TraceObject> & k8s.ObjectCache<TraceObject>;
+  private readonly objects: CachedInformer<TraceObject>;
   private readonly custom: k8s.CustomObjectsApi;
   /** The last message applied and not yet acked. */
   private lastMsg: JsMsg | undefined;
@@ -65,14 +64,8 @@ export class StatusAggregator {
 
   constructor(private readonly o: AggregatorOptions) {
     this.custom = o.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
-    this.objects = k8s.makeInformer(o.kubeConfig, `/apis/${API_GROUP}/${API_VERSION}/${PLURAL}`, async () =>
-      (await this.custom.listClusterCustomObject({ group: API_GROUP, version: API_VERSION, plural: PLURAL })) as k8s.KubernetesListObject<TraceObject>,
-    );
-    this.objects.on('error', (err: unknown) => {
-      if (this.stopped) return;
-      o.log.warn({ err: String(err) }, 'watch broken; restarting it');
-      setTimeout(() => { if (!this.stopped) void this.objects.start(); }, 2000);
-    });
+    this.objects = traceInformer(o.kubeConfig);
+    restartOnError(this.objects, o.log, () => this.stopped);
     // A new or changed trace (e.g. the controller's nodesTargeted) gets its status written.
     this.objects.on('change', (t) => { this.statusDue.add(t.metadata.name); });
     if (o.registry) this.registerMetrics(o.registry);
@@ -246,17 +239,6 @@ export class StatusAggregator {
       const previous = t.status?.conditions?.find((p) => p.type === c.type);
       return { ...c, lastTransitionTime: previous?.status === c.status ? previous.lastTransitionTime : now.toISOString(), observedGeneration: t.metadata.generation ?? 0 };
     });
-    await this.custom.patchClusterCustomObjectStatus(
-      {
-        group: API_GROUP,
-        version: API_VERSION,
-        plural: PLURAL,
-        name: t.metadata.name,
-        fieldManager: FIELD_MANAGER,
-        force: true,
-        body: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: KIND, metadata: { name: t.metadata.name }, status: { ...s, conditions } },
-      },
-      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.ServerSideApply),
-    );
+    await applyTraceStatus(this.custom, t.metadata.name, FIELD_MANAGER, { ...s, conditions });
   }
 }

@@ -185,7 +185,7 @@ describe('the ingest', () => {
     expect(bad.refusals[0]).toBe("hello.node 'Not_A_Node' is not a node name");
     await bad.client.stop();
 
-    // Bytes that are no AgentMessage: grpc-js ends that call; the server serves the next agent.
+    // Bytes that are no AgentMessage end that call (INVALID_ARGUMENT); the server serves the next agent.
     const raw = new grpc.Client(`127.0.0.1:${ingestPort}`, grpc.credentials.createInsecure());
     const call = raw.makeBidiStreamRequest('/irqtrace.v1.IngestService/Connect', (b: Buffer) => b, (b: Buffer) => b);
     const ended = new Promise<string>((resolve) => {
@@ -193,7 +193,7 @@ describe('the ingest', () => {
       call.on('data', () => {});
     });
     call.write(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]));
-    expect(await ended).toBe('INTERNAL');
+    expect(await ended).toBe('INVALID_ARGUMENT');
     raw.close();
 
     const good = startAgent(ingestPort, 'worker-2');

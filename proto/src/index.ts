@@ -1,11 +1,14 @@
 // Public API of @irqtrace/proto: the generated messages of proto/irqtrace/v1,
 // the gRPC definition of IngestService, and 64-bit helpers.
 export { irqtrace } from './gen/irqtrace.js';
-export { ingestServiceDefinition, IngestServiceClient } from './ingest_service.js';
-export type { IngestServiceHandlers, ConnectStream, ConnectCall } from './ingest_service.js';
+export { ingestServiceDefinition, IngestServiceClient, rawRequestIngestServiceDefinition } from './ingest_service.js';
+export type { IngestServiceHandlers, ConnectStream, ConnectCall, RawConnectCall } from './ingest_service.js';
 export { toBigInt, toLong } from './uint64.js';
 export { PROTOCOL_VERSION } from './version.js';
 // The wire writer, for code that splices pre-encoded messages (the agent's hot path).
 import $protobuf from 'protobufjs/minimal.js';
 export const Writer = $protobuf.Writer;
 export type Writer = $protobuf.Writer;
+// The wire reader, for code that scans messages without decoding all of them (the ingest's hot path).
+export const Reader = $protobuf.Reader;
+export type Reader = $protobuf.Reader;

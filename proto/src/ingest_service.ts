@@ -51,3 +51,14 @@ export const IngestServiceClient = grpc.makeGenericClientConstructor(
   credentials: grpc.ChannelCredentials,
   options?: Partial<grpc.ChannelOptions>,
 ) => IngestServiceClientShape;
+
+/**
+ * The same service with requests left as bytes, for a server that scans them
+ * itself (the ingest passes events through without decoding them).
+ */
+export const rawRequestIngestServiceDefinition = {
+  connect: { ...ingestServiceDefinition.connect, requestDeserialize: (bytes: Buffer): Buffer => bytes },
+} satisfies grpc.ServiceDefinition;
+
+/** Server side of one Connect stream whose requests are bytes. */
+export type RawConnectCall = grpc.ServerDuplexStream<Buffer, IngestMessage>;

@@ -65,7 +65,9 @@ async function main(): Promise<void> {
     const operator = async (name: string, roles: string) => {
       const config = join(work, `${name}.yaml`);
       writeFileSync(config, `roles: [${roles}]\nleaderElection: {enabled: false}\nnats: {servers: ["${nats.url}"], maxAgeHours: 1, maxBytes: 4294967296}\ningest: {listen: "127.0.0.1:${ingestPort}", maxPendingPerAgent: 64}\nmetrics: {listen: "127.0.0.1:${await freePort()}"}\nstatusIntervalMs: 1000\n`);
-      const s = new Service(name, process.execPath, ['--max-old-space-size=2048', OPERATOR, 'run', '--config', config, '--kubeconfig', cluster.kubeconfigPath], join(work, `${name}.log`), { env: { ...process.env, LOG_LEVEL: 'warn' } });
+      // BENCH_OPERATOR_FLAGS: node flags for the operator processes (e.g. --cpu-prof).
+      const flags = (process.env.BENCH_OPERATOR_FLAGS ?? '').split(' ').filter(Boolean);
+      const s = new Service(name, process.execPath, [...flags, '--max-old-space-size=2048', OPERATOR, 'run', '--config', config, '--kubeconfig', cluster.kubeconfigPath], join(work, `${name}.log`), { env: { ...process.env, LOG_LEVEL: 'warn' } });
       services.push(s);
       return s;
     };

@@ -7,13 +7,13 @@
 // counted. A failed publish ends that stream, not the process; a malformed
 // message ends that stream in grpc-js before it reaches here.
 import * as grpc from '@grpc/grpc-js';
-import { irqtrace, ingestServiceDefinition, toBigInt, toLong } from '@irqtrace/proto';
-import type { ConnectCall } from '@irqtrace/proto';
+import { Reader, irqtrace, rawRequestIngestServiceDefinition, toBigInt, toLong } from '@irqtrace/proto';
+import type { RawConnectCall } from '@irqtrace/proto';
 import type { Logger } from 'pino';
 import type { IngestMetrics } from './metrics.js';
 import type { StreamPublisher } from './publisher.js';
-import { splitBatch } from './split.js';
-import type { PodDirectory } from './split.js';
+import { batchState, scanBatch, splitBatch } from './split.js';
+import type { PodDirectory, ScannedBatch } from './split.js';
 import { subject } from './subjects.js';
 
 const pb = irqtrace.v1;
@@ -50,7 +50,7 @@ interface Agent {
   node: string;
   bootId: string;
   kernelRelease: string;
-  call: ConnectCall;
+  call: RawConnectCall;
   /** The traces last sent, and their encoding (to push only changes). */
   traces: string[];
   configKey: string;
@@ -62,8 +62,38 @@ interface Agent {
 }
 
 /** Ends the call with this status. (grpc-js sends a server stream's status on an 'error' event; destroy() sends none and leaves the agent waiting.) */
-function endWithStatus(call: ConnectCall, code: grpc.status, details: string): void {
+function endWithStatus(call: RawConnectCall, code: grpc.status, details: string): void {
   call.emit('error', Object.assign(new Error(details), { code, details }));
+}
+
+interface AgentMessageParts {
+  hello?: irqtrace.v1.IHello;
+  batch?: ScannedBatch;
+  heartbeat?: true;
+  state?: irqtrace.v1.IBackendState;
+}
+
+/** An AgentMessage's one part: the batch scanned (its events stay bytes), the rest decoded. Throws when malformed. */
+function agentMessage(bytes: Uint8Array): AgentMessageParts {
+  const r = Reader.create(bytes);
+  let parts: AgentMessageParts = {};
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    if ((tag & 7) !== 2) {
+      r.skipType(tag & 7);
+      continue;
+    }
+    const value = r.bytes();
+    // A oneof: the last one given wins, as in a decoder.
+    switch (tag >>> 3) {
+      case 1: parts = { hello: pb.Hello.decode(value) }; break;
+      case 2: parts = { batch: scanBatch(value) }; break;
+      case 3: parts = { heartbeat: true }; break;
+      case 4: parts = { state: pb.BackendState.decode(value) }; break;
+      default: break;
+    }
+  }
+  return parts;
 }
 
 /** Why a stream's first message is not an acceptable Hello, or undefined. */
@@ -81,7 +111,8 @@ export class IngestServer {
   port = 0;
 
   constructor(private readonly o: IngestServerOptions) {
-    this.server.addService(ingestServiceDefinition, { connect: (call: ConnectCall) => { this.accept(call); } });
+    // Requests stay bytes: batches are scanned and passed through, not decoded (split.ts).
+    this.server.addService(rawRequestIngestServiceDefinition, { connect: (call: RawConnectCall) => { this.accept(call); } });
     o.configs.onChange(() => { for (const a of this.agents) this.pushConfig(a); });
   }
 
@@ -108,11 +139,20 @@ export class IngestServer {
     });
   }
 
-  private accept(call: ConnectCall): void {
+  private accept(call: RawConnectCall): void {
     let agent: Agent | undefined;
-    call.on('data', (m: irqtrace.v1.AgentMessage) => {
+    call.on('data', (bytes: Buffer) => {
+      let m: AgentMessageParts;
+      try {
+        m = agentMessage(bytes);
+      } catch (err) {
+        this.o.metrics.refused.inc();
+        this.o.log.warn({ node: agent?.node, peer: call.getPeer(), err: String(err) }, 'malformed message; ending the stream');
+        endWithStatus(call, grpc.status.INVALID_ARGUMENT, `malformed AgentMessage: ${String(err)}`);
+        return;
+      }
       if (!agent) {
-        agent = this.hello(call, m);
+        agent = this.hello(call, m.hello);
         return;
       }
       if (m.batch) this.batch(agent, m.batch);
@@ -138,8 +178,7 @@ export class IngestServer {
     call.on('cancelled', closed);
   }
 
-  private hello(call: ConnectCall, m: irqtrace.v1.AgentMessage): Agent | undefined {
-    const h = m.hello;
+  private hello(call: RawConnectCall, h: irqtrace.v1.IHello | undefined): Agent | undefined {
     const problem = helloProblem(h);
     if (problem || !h?.node || !h.bootId) {
       const reason = problem ?? 'bad hello';
@@ -180,7 +219,7 @@ export class IngestServer {
     agent.call.write(pb.IngestMessage.create({ config: { version: toLong(agent.version), traces } }));
   }
 
-  private batch(agent: Agent, batch: irqtrace.v1.IEventBatch): void {
+  private batch(agent: Agent, batch: ScannedBatch): void {
     if (agent.pending >= (this.o.maxPending ?? 32)) {
       this.o.metrics.dropped.inc({ reason: 'stream_queue_full' });
       endWithStatus(agent.call, grpc.status.RESOURCE_EXHAUSTED, 'too many batches waiting to be published; reconnect and re-send');
@@ -188,7 +227,8 @@ export class IngestServer {
     }
     agent.pending++;
     const received = BigInt(Date.now()) * 1_000_000n;
-    if (batch.state) agent.backend = batch.state;
+    const state = batchState(batch.state);
+    if (state) agent.backend = state;
     agent.chain = agent.chain.then(async () => {
       if (agent.closed) return;
       const started = process.hrtime.bigint();
@@ -207,8 +247,8 @@ export class IngestServer {
       this.o.metrics.publishSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
       this.o.metrics.batches.inc();
       this.o.metrics.events.inc(publications.reduce((n, p) => n + p.events, 0));
-      agent.call.write(pb.IngestMessage.create({ ack: { upToSeq: batch.seq } }));
-      if (batch.state) this.state(agent, pb.NodeState.Connection.CONNECTION_HEARTBEAT);
+      agent.call.write(pb.IngestMessage.create({ ack: { upToSeq: toLong(batch.seq) } }));
+      if (state) this.state(agent, pb.NodeState.Connection.CONNECTION_HEARTBEAT);
     });
   }
 

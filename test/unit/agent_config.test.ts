@@ -11,7 +11,7 @@ describe('the agent config file', () => {
     const c = parseAgentConfig(readFileSync(join(repoRoot, 'agent', 'systemd', 'config.yaml'), 'utf8'));
     expect(c).toMatchObject({ store: '/var/lib/irqtrace/events.jsonl', metricsPort: 9101 });
     expect(c.traces).toEqual([
-      { name: 'latency', all: true, irqs: [], thresholdNs: 500_000n, method: 'auto', backend: 'auto', periodNs: 1_000_000n, softirqs: false, stacks: true, endUnixNs: 0n },
+      { name: 'latency', all: true, irqs: [], irqNames: [], thresholdNs: 500_000n, method: 'auto', backend: 'auto', periodNs: 1_000_000n, softirqs: false, stacks: true, endUnixNs: 0n },
     ]);
     expect(parseAgentConfig('traces:\n  - name: nic\n    target: [24, 25]\n').traces[0]).toMatchObject({ all: false, irqs: [24, 25], thresholdNs: 100_000n });
   });
@@ -20,7 +20,8 @@ describe('the agent config file', () => {
     ['traces:\n  - name: a\n    threshold: fast\n', /^traces\[0\]\.threshold: 'fast' is not a duration/],
     ['traces:\n  - name: a\n  - name: b\n    method: quick\n', /^traces\[1\]\.method: 'quick' is not one of auto, exact, sampled/],
     ['traces:\n  - name: Bad_Name\n', /^traces\[0\]\.name: 'Bad_Name' is not a DNS label/],
-    ['traces:\n  - name: a\n    target: [x]\n', /^traces\[0\]\.target: expected all or a list of IRQ numbers/],
+    ['traces:\n  - name: a\n    target: [24, -1]\n', /^traces\[0\]\.target\[1\]: '-1' is neither an IRQ number nor an IRQ name/],
+    ['traces:\n  - name: a\n    target: []\n', /^traces\[0\]\.target: expected all, or a list of IRQ numbers and names/],
     ['traces:\n  - name: a\n  - name: a\n', /^traces\[1\]\.name: 'a' is used twice/],
     ['thresold: 5\n', /^thresold: not a setting/],
     ['metricsPort: 99999\n', /^metricsPort: expected a port number/],

@@ -43,6 +43,24 @@ export const OperatorConfig = Type.Object(
         tlsSecret: Type.Optional(Type.String()),
         tlsServerName: Type.Optional(Type.String()),
         priorityClassName: Type.Optional(Type.String()),
+        resources: Type.Optional(
+          Type.Object({
+            requests: Type.Optional(Type.Record(Type.String(), Type.String())),
+            limits: Type.Optional(Type.Record(Type.String(), Type.String())),
+          }),
+        ),
+        /** Default: every taint tolerated (control-plane and dedicated nodes are traced too). */
+        tolerations: Type.Optional(
+          Type.Array(
+            Type.Object({
+              key: Type.Optional(Type.String()),
+              operator: Type.Optional(Type.Union([Type.Literal('Exists'), Type.Literal('Equal')])),
+              value: Type.Optional(Type.String()),
+              effect: Type.Optional(Type.Union([Type.Literal('NoSchedule'), Type.Literal('PreferNoSchedule'), Type.Literal('NoExecute')])),
+              tolerationSeconds: Type.Optional(Type.Integer()),
+            }),
+          ),
+        ),
         metricsPort: Type.Integer({ default: 9101, minimum: 1, maximum: 65535 }),
       },
       { default: {} },

@@ -82,6 +82,8 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
           ...(config.agents.tlsSecret ? { tlsSecret: config.agents.tlsSecret } : {}),
           ...(config.agents.tlsServerName ? { tlsServerName: config.agents.tlsServerName } : {}),
           ...(config.agents.priorityClassName ? { priorityClassName: config.agents.priorityClassName } : {}),
+          ...(config.agents.resources ? { resources: config.agents.resources } : {}),
+          ...(config.agents.tolerations ? { tolerations: config.agents.tolerations } : {}),
         },
       });
       await controller.start();

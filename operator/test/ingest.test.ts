@@ -11,6 +11,8 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { irqtrace, toBigInt, toLong } from '@irqtrace/proto';
 import { IngestClient, Outbox } from '@irqtrace/agent';
+import type { TlsOptions } from '@irqtrace/agent';
+import { makePki } from '../../test/lib/certs.js';
 import { IngestServer } from '../src/ingest/server.js';
 import type { NodeConfigSource } from '../src/ingest/server.js';
 import { IngestMetrics } from '../src/ingest/metrics.js';
@@ -199,6 +201,35 @@ describe('the ingest', () => {
     const good = startAgent(ingestPort, 'worker-2');
     good.send(1n, [event(1, ['cpus'])]);
     await waitUntil('the good agent acked', 10_000, async () => Promise.resolve(good.outbox.ackedSeq === 1n));
+  });
+  it('takes agents over mTLS, and refuses one without a client certificate', async () => {
+    const pki = makePki('ingest.irqtrace.test');
+    const server = new IngestServer({
+      publisher,
+      configs: new StaticConfigs([{ name: 'cpus', target: { all: true } }]),
+      pods: { lookup: () => undefined },
+      metrics: new IngestMetrics(),
+      log,
+      name: 'ingest-tls',
+      tls: { ca: pki.ca, cert: pki.server.cert, key: pki.server.key, requireClientCert: true },
+    });
+    const port = await server.listen('127.0.0.1', 0);
+    stops.push(() => server.close());
+    const connectWith = (tls: TlsOptions) => {
+      const outbox = new Outbox();
+      const client = new IngestClient({ address: `127.0.0.1:${port}`, tls, outbox, hello: () => ({ node: 'tls-node', bootId: 'boot-tls', protocolVersion: 1 }), backoffBaseMs: 50, backoffMaxMs: 200 });
+      client.start();
+      stops.push(() => client.stop());
+      outbox.add(v1.EventBatch.create({ seq: toLong(1n), events: [event(1, ['cpus'])] }));
+      client.pump();
+      return outbox;
+    };
+    const trusted = connectWith({ ca: pki.ca, cert: pki.client.cert, key: pki.client.key, serverName: 'ingest.irqtrace.test' });
+    await waitUntil('acked over mTLS', 10_000, async () => Promise.resolve(trusted.ackedSeq === 1n));
+    const anonymous = connectWith({ ca: pki.ca, serverName: 'ingest.irqtrace.test' });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(anonymous.ackedSeq).toBe(0n);
+    expect(server.connected).toEqual(['tls-node']);
   });
 });
 

@@ -114,6 +114,9 @@ describe('the IrqTrace controller', () => {
     await kubectl(['label', 'node', 'n2', 'zone=z', '--overwrite']);
     await waitUntil('ready once a node has the label', 30_000, async () => ready(await trace('zone-z'))?.reason === 'AgentsScheduled');
     expect((await trace('zone-z'))?.status?.nodesTargeted).toBe(1);
+    // A spec change is observed: its generation in the status.
+    await kubectl(['patch', 'irqtrace', 'zone-z', '--type=merge', '-p', '{"spec":{"threshold":"2ms"}}']);
+    await waitUntil('observedGeneration 2', 30_000, async () => (await trace('zone-z'))?.status?.observedGeneration === 2);
     const events = await kubectl(['get', 'events.events.k8s.io', '-n', 'default', '--field-selector', 'regarding.name=zone-z', '-o', 'jsonpath={.items[*].reason}']);
     expect(events.split(' ').sort()).toEqual(['AgentsScheduled', 'NoNodesMatch']);
   });

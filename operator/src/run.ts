@@ -13,7 +13,7 @@ import { TraceController } from './controller/controller.js';
 import { IngestMetrics } from './ingest/metrics.js';
 import { ClusterNodeConfigs } from './ingest/node_configs.js';
 import { PodMetadataDirectory } from './ingest/pod_directory.js';
-import { StreamPublisher } from './ingest/publisher.js';
+import { StreamPublisher, natsAuthFromEnv } from './ingest/publisher.js';
 import { IngestServer } from './ingest/server.js';
 import { LeaderElector } from './leader/lease.js';
 import { StatusAggregator } from './status/aggregator.js';
@@ -40,7 +40,13 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
   let ingestPort: number | undefined;
 
   if (roles.has('ingest')) {
-    const publisher = await StreamPublisher.connect(config.nats.servers, { maxAgeMs: config.nats.maxAgeHours * 3600_000, maxBytes: config.nats.maxBytes, duplicateWindowMs: config.nats.duplicateWindowMinutes * 60_000 }, log);
+    const publisher = await StreamPublisher.connect(
+      config.nats.servers,
+      { maxAgeMs: config.nats.maxAgeHours * 3600_000, maxBytes: config.nats.maxBytes, duplicateWindowMs: config.nats.duplicateWindowMinutes * 60_000 },
+      log,
+      'irqtrace-ingest',
+      natsAuthFromEnv(),
+    );
     const configs = new ClusterNodeConfigs(kubeConfig, log);
     const pods = new PodMetadataDirectory(kubeConfig, log);
     await Promise.all([configs.start(), pods.start()]);
@@ -90,7 +96,7 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
       parts.push(controller);
     }
     if (roles.has('status')) {
-      const aggregator = new StatusAggregator({ servers: config.nats.servers, kubeConfig, log, statusIntervalMs: config.statusIntervalMs, registry: metrics.registry });
+      const aggregator = new StatusAggregator({ servers: config.nats.servers, kubeConfig, log, statusIntervalMs: config.statusIntervalMs, registry: metrics.registry, auth: natsAuthFromEnv() });
       await aggregator.start();
       parts.push(aggregator);
     }

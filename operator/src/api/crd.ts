@@ -43,7 +43,12 @@ export function irqTraceCrd(): Json {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
-    metadata: { name: CRD_NAME, labels: { 'app.kubernetes.io/name': 'irqtrace', 'app.kubernetes.io/part-of': 'irqtrace' } },
+    metadata: {
+      name: CRD_NAME,
+      labels: { 'app.kubernetes.io/name': 'irqtrace', 'app.kubernetes.io/part-of': 'irqtrace' },
+      // Helm leaves it on uninstall: deleting the CRD would delete every IrqTrace.
+      annotations: { 'helm.sh/resource-policy': 'keep' },
+    },
     spec: {
       group: API_GROUP,
       // Cluster-scoped: a trace loads code into node kernels, which only cluster admins may ask for.

@@ -21,15 +21,26 @@ export interface StreamLimits {
 
 const MS = 1_000_000;
 
+/** NATS credentials (user and password), when the server asks for them. */
+export interface NatsAuth {
+  user?: string;
+  pass?: string;
+}
+
+/** The credentials in $NATS_USER and $NATS_PASSWORD (the chart sets them from a Secret). */
+export function natsAuthFromEnv(env: NodeJS.ProcessEnv = process.env): NatsAuth {
+  return env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD ?? '' } : {};
+}
+
 export class StreamPublisher {
   private constructor(
     readonly nc: NatsConnection,
     private readonly js: JetStreamClient,
   ) {}
 
-  static async connect(servers: string | string[], limits: StreamLimits, log: Logger, name = 'irqtrace-ingest'): Promise<StreamPublisher> {
+  static async connect(servers: string | string[], limits: StreamLimits, log: Logger, name = 'irqtrace-ingest', auth: NatsAuth = {}): Promise<StreamPublisher> {
     // Reconnects forever: the agents keep what is unacked meanwhile.
-    const nc = await connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
+    const nc = await connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 1000, ...auth });
     const jsm = await jetstreamManager(nc);
     const config = {
       subjects: [`${SUBJECT_ROOT}.>`],

@@ -20,6 +20,7 @@ import { applyTraceStatus, restartOnError, traceInformer } from '../kube.js';
 import type { CachedInformer, TraceObject } from '../kube.js';
 import { STREAM, SUBJECT_ROOT, encodeToken, parseSubject } from '../ingest/subjects.js';
 import { TraceAggregate } from './aggregate.js';
+import type { NatsAuth } from '../ingest/publisher.js';
 import type { NodeRecord } from './aggregate.js';
 
 const pb = irqtrace.v1;
@@ -37,6 +38,7 @@ export interface AggregatorOptions {
   checkpointMs?: number;
   /** Where its metrics go (violations and longest section per trace and node, lag). */
   registry?: Registry;
+  auth?: NatsAuth;
 }
 
 /** KV keys allow [-/_=.A-Za-z0-9]: the subject token with '%' as '='. */
@@ -113,7 +115,7 @@ export class StatusAggregator {
   async start(): Promise<void> {
     this.stopped = false;
     await this.objects.start();
-    const nc = await connect({ servers: this.o.servers, name: 'irqtrace-status', maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
+    const nc = await connect({ servers: this.o.servers, name: 'irqtrace-status', maxReconnectAttempts: -1, reconnectTimeWait: 1000, ...this.o.auth });
     this.nc = nc;
     const jsm = await jetstreamManager(nc);
     // Made by the ingest; here too, so the aggregator can start first.

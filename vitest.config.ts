@@ -15,7 +15,7 @@ export default defineConfig({
       {
         test: {
           name: 'cluster',
-          include: ['test/cluster/**/*.test.ts', 'test/nats/**/*.test.ts', 'operator/test/**/*.test.ts'],
+          include: ['test/cluster/**/*.test.ts', 'test/nats/**/*.test.ts', 'operator/test/**/*.test.ts', 'charts/test/**/*.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 180_000,
           fileParallelism: false,

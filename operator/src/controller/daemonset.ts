@@ -127,6 +127,7 @@ export function agentDaemonSet(traces: readonly IrqTrace[], d: AgentDeployment):
                 { name: 'modules', mountPath: '/lib/modules', readOnly: true },
                 { name: 'usr-src', mountPath: '/usr/src', readOnly: true },
                 { name: 'cgroup', mountPath: '/host/sys/fs/cgroup', readOnly: true },
+                { name: 'tracefs', mountPath: '/sys/kernel/tracing', readOnly: true },
                 { name: 'spool', mountPath: '/var/lib/irqtrace' },
                 { name: 'tmp', mountPath: '/tmp' },
                 ...(d.tlsSecret ? [{ name: 'tls', mountPath: '/etc/irqtrace/tls', readOnly: true }] : []),
@@ -138,6 +139,8 @@ export function agentDaemonSet(traces: readonly IrqTrace[], d: AgentDeployment):
             hostPath('modules', '/lib/modules', 'Directory'),
             hostPath('usr-src', '/usr/src', 'Directory'),
             hostPath('cgroup', '/sys/fs/cgroup', 'Directory'),
+            // Tracepoint ids for the eBPF programs (libbpf reads events/*/*/id); a container's /sys has no tracefs.
+            hostPath('tracefs', '/sys/kernel/tracing', 'Directory'),
             // Unacked batches survive agent restarts and upgrades.
             hostPath('spool', '/var/lib/irqtrace', 'DirectoryOrCreate'),
             // The root filesystem is read-only; building the module needs scratch space.

@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+# The irqtrace node agent: the `irqtrace` command (TypeScript on Node.js 20),
+# the eBPF loader, and the kernel module's source with what it takes to build
+# it against the node's headers (mounted from the host at /lib/modules and
+# /usr/src by the DaemonSet). Build from the repository root:
+#   docker build -f images/agent.Dockerfile -t irqtrace/agent:0.1.0 .
+# It runs as root: loading a module or BPF programs needs capabilities that a
+# non-root process can only hold as ambient ones, and the operator grants the
+# container exactly the capabilities (or, for the module, the privilege) it needs.
+ARG NODE_IMAGE=docker.io/library/node:20-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev gcc make libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY package.json package-lock.json tsconfig.base.json ./
+COPY proto/package.json proto/
+COPY agent/package.json agent/
+COPY operator/package.json operator/
+RUN npm ci --no-audit --no-fund --ignore-scripts
+COPY proto/ proto/
+COPY agent/ agent/
+COPY kmod/ kmod/
+RUN npm run build -w @irqtrace/proto && npm run build -w @irqtrace/agent \
+ && make -C kmod/bpf OUT=/out \
+ && npm ci --no-audit --no-fund --ignore-scripts --omit=dev -w @irqtrace/agent -w @irqtrace/proto
+
+FROM ${NODE_IMAGE}
+# kmod: insmod/rmmod; gcc, make, libelf: building irqtrace.ko against the node's headers; libbpf: the loader.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends kmod gcc make libc6-dev libelf1 libelf-dev libbpf1 zlib1g bc \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/irqtrace
+COPY --from=build /src/node_modules node_modules/
+COPY --from=build /src/package.json ./
+COPY --from=build /src/proto/package.json proto/
+COPY --from=build /src/proto/dist proto/dist/
+COPY --from=build /src/agent/package.json agent/
+COPY --from=build /src/agent/dist agent/dist/
+COPY --from=build /out/irqtrace-bpf /usr/lib/irqtrace/irqtrace-bpf
+COPY kmod/ /usr/lib/irqtrace/kmod/
+ENV IRQTRACE_BPF_LOADER=/usr/lib/irqtrace/irqtrace-bpf
+ENTRYPOINT ["node", "--max-semi-space-size=2", "--max-old-space-size=192", "/opt/irqtrace/agent/dist/cli/main.js"]
+CMD ["agent"]

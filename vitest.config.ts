@@ -32,6 +32,14 @@ export default defineConfig({
       },
       {
         test: {
+          name: 'images',
+          include: ['images/test/**/*.test.ts'],
+          testTimeout: 1_200_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
           testTimeout: 900_000,

@@ -23,7 +23,7 @@ COPY proto/ proto/
 COPY agent/ agent/
 COPY kmod/ kmod/
 RUN npm run build -w @irqtrace/proto && npm run build -w @irqtrace/agent \
- && make -C kmod/bpf OUT=/out \
+ && mkdir -p /out && make -C kmod/bpf OUT=/out \
  && npm ci --no-audit --no-fund --ignore-scripts --omit=dev -w @irqtrace/agent -w @irqtrace/proto
 
 FROM ${NODE_IMAGE}

@@ -3,6 +3,11 @@
 // maskings of ttyS0 can be longer; with 30 ms the selftest's section never arrives
 // (only ~1 ms ones from irqburn_enable_line in a kworker) — find out why first
 // (a limit in the module's irq-line path? the record's task?), then make it a test.
+// A lead: the ~1 ms sections named kworker/irqburn_enable_line look like the module
+// missed irqburn's first disable_irq (its per-line depth reset to 0, as after a
+// run-time reconfiguration), so the kworker's warm-up disable_irq_nosync started a
+// section. Check whether the agent reapplies its config (or restarts tracing)
+// while the line is masked.
 //
 // End to end, first case: `kubectl apply` an IrqTrace on one IRQ line, and
 // see the masking a guest node did in the trace's status. All real: the

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { irqtrace, toBigInt } from '@irqtrace/proto';
 import type { CgroupAttribution } from '../attribution/cgroup.js';
 import { procFs } from '../attribution/procfs.js';
-import { isIrqNamePattern, parseInterrupts, resolveIrqNames } from '../config/irq_names.js';
+import { isIrqNamePattern, parseInterrupts, withNamedIrqs } from '../config/irq_names.js';
 import type { InterruptLine } from '../config/irq_names.js';
 import { CgroupIndex } from '../attribution/cgroup_index.js';
 import { startBackend } from '../backend/select.js';
@@ -53,9 +53,9 @@ export function configFromOptions(o: RecordOptions, interrupts: () => InterruptL
   const target = parseTarget(o.target);
   let irqs = target.irqs;
   if (target.irqNames.length && Array.isArray(irqs)) {
-    const named = resolveIrqNames(target.irqNames, interrupts());
+    const named = withNamedIrqs(irqs, target.irqNames, interrupts());
     if (named.unmatched.length) throw new ConfigError(`target: no IRQ line named ${named.unmatched.map((n) => `'${n}'`).join(', ')} in /proc/interrupts`);
-    irqs = [...new Set([...irqs, ...named.irqs])].sort((a, b) => a - b);
+    irqs = named.irqs;
   }
   const method = oneOf<MethodChoice>(o.method, ['auto', 'exact', 'sampled', 'off'], 'method');
   const cfg = validateKernelConfig({

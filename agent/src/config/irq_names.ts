@@ -58,3 +58,9 @@ export function resolveIrqNames(patterns: readonly string[], lines: readonly Int
   }
   return { irqs: [...irqs].sort((a, b) => a - b), unmatched };
 }
+
+/** The IRQ numbers given plus the lines the name patterns match (sorted, once each), and the patterns that matched none. */
+export function withNamedIrqs(irqs: readonly number[], patterns: readonly string[], lines: readonly InterruptLine[]): { irqs: number[]; unmatched: string[] } {
+  const named = resolveIrqNames(patterns, lines);
+  return { irqs: [...new Set([...irqs, ...named.irqs])].sort((a, b) => a - b), unmatched: named.unmatched };
+}

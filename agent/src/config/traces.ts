@@ -4,7 +4,7 @@
 import { irqtrace, toBigInt } from '@irqtrace/proto';
 import { Kind } from '../records/layout.js';
 import { DEFAULT_KERNEL_CONFIG, validateKernelConfig } from './kernel_config.js';
-import { resolveIrqNames } from './irq_names.js';
+import { withNamedIrqs } from './irq_names.js';
 import type { InterruptLine } from './irq_names.js';
 import type { BackendChoice, KernelConfig, MethodChoice } from './kernel_config.js';
 
@@ -61,9 +61,9 @@ export function resolveTraceIrqNames(traces: readonly Trace[], lines: readonly I
   const unmatched = new Set<string>();
   const resolved = traces.map((t) => {
     if (!t.irqNames?.length) return t;
-    const r = resolveIrqNames(t.irqNames, lines);
+    const r = withNamedIrqs(t.irqs, t.irqNames, lines);
     for (const name of r.unmatched) unmatched.add(name);
-    return { ...t, irqs: [...new Set([...t.irqs, ...r.irqs])].sort((a, b) => a - b) };
+    return { ...t, irqs: r.irqs };
   });
   return { traces: resolved, unmatched: [...unmatched] };
 }

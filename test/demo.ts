@@ -1,89 +1,127 @@
-// `npm run demo`: the main job, end to end. Until the end-to-end issue lands
-// (kubectl apply an IrqTrace, see its violations in status), it brings up
-// every real part the demo will use, shows each one working, and says what
-// is not ready yet. It leaves nothing running.
-import { startCluster } from './cluster/cluster.js';
-import { startNats } from './nats/nats.js';
-import { Kind, Method } from '@irqtrace/agent';
-import { Rig, matching } from '../kmod/test/harness.js';
-import { Vm } from './vm/vm.js';
+// `npm run demo`: irqtrace end to end on this machine, as a person would use it.
+// A real control plane and NATS, the operator (every role, as the chart runs
+// it), two QEMU guests as Kubernetes nodes with the agent inside — one on the
+// project's tracing kernel with the kernel module (exact), one on Debian's
+// stock kernel with only the eBPF loader (sampled) — then: kubectl apply two
+// IrqTraces, make the guests keep interrupts off and mask an IRQ line, watch
+// `kubectl get irqtraces` and the status, delete the traces and see the kernel
+// side unloaded. It leaves nothing running.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { IrqTraceStatus, Violation } from '@irqtrace/operator';
+import { repoRoot } from './lib/paths.js';
+import { waitUntil } from './lib/wait.js';
+import { must } from '../kmod/test/harness.js';
+import type { Report } from '../kmod/test/harness.js';
+import { ControlPlane } from './e2e/rig.js';
+import type { GuestNode } from './e2e/rig.js';
 
 const started = Date.now();
 const say = (line: string) => {
   console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s] ${line}`);
 };
+const show = (text: string) => {
+  console.log(text.replace(/\n+$/, '').replace(/^/gm, '    '));
+};
+const ms = (ns: number) => `${(ns / 1e6).toFixed(3)} ms`;
 
-async function step<T>(title: string, body: () => Promise<T>): Promise<T> {
-  say(`${title} ...`);
-  const result = await body();
-  return result;
+function offenderLine(v: Violation): string {
+  const where = v.kind === 'irq_line' ? `irq ${v.irq ?? '?'} masked` : `${v.kind.replace('_', ' ')} on cpu ${v.cpu ?? '?'}`;
+  return `${ms(v.durationNs).padStart(10)}  ${where.padEnd(22)} ${`${v.comm ?? '?'}/${v.pid ?? '?'}`.padEnd(16)} ${v.node ?? ''}\n${''.padEnd(12)}${(v.topFrames ?? []).slice(0, 3).join(' < ')}`;
 }
 
-/** Loads irqtrace.ko, provokes sections of known length, and shows what it recorded. */
-async function showKernelModule(vm: Vm): Promise<void> {
-  const rig = await Rig.create(vm);
-  const line = /^\s*(\d+):.*\bttyS0\b/m.exec(await vm.run('cat /proc/interrupts'))?.[1] ?? '4';
-  await rig.load({ threshold_ns: 1_000_000, irqs: line });
-  say(`irqtrace.ko: ${(await vm.run('dmesg | grep "irqtrace: tracing:" | tail -1')).replace(/^\[[^\]]*\]\s*/, '').trim()}`);
-  await rig.startReader();
-  const reports = await rig.irqburn('irqoff 2000 1', 'bhoff 4000 0', `irqline ${line} 3000 2`);
-  const recs = await rig.stopReader();
-  const syms = await rig.kallsyms();
-  const kinds = [Kind.IrqsOff, Kind.SoftirqsOff, Kind.IrqLine];
-  console.log('\n    what irqburn did                       what irqtrace recorded');
-  reports.forEach((report, i) => {
-    const kind = kinds[i] ?? Kind.IrqsOff;
-    const rec = kind === Kind.IrqLine
-      ? recs.find((r) => r.kind === Kind.IrqLine && r.pid === report.pid && r.startNs >= report.startNs - 1_000_000n)
-      : matching(recs, report, kind)[0];
-    const did = `${report.op.padEnd(8)} cpu ${report.cpu} ${(Number(report.durationNs) / 1e3).toFixed(1).padStart(8)} µs`;
-    if (!rec) {
-      console.log(`    ${did.padEnd(38)} (no record)`);
-      return;
+async function watchTable(plane: ControlPlane, until: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  let last = '';
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const table = await plane.kubectl(['get', 'irqtraces']);
+    // AGE changes every second: print the table when anything else does.
+    const key = table.replace(/\s+\S+$/gm, '');
+    if (key !== last) {
+      say('$ kubectl get irqtraces');
+      show(table);
+      last = key;
     }
-    const method = rec.method === Method.Exact ? 'exact' : `sampled ±${Number(rec.errorNs) / 1e3} µs`;
-    const what = `${Kind[rec.kind]}${rec.kind === Kind.IrqLine ? ` ${rec.irq}` : ''} ${(Number(rec.durationNs) / 1e3).toFixed(1)} µs (${method}) by ${rec.comm}/${rec.pid} on cpu ${rec.cpu}`;
-    console.log(`    ${did.padEnd(38)} ${what}`);
-    const frames = rec.frames.slice(0, 3).map((f) => syms.format(f)).join(' < ');
-    console.log(`    ${''.padEnd(38)} stack: ${frames}`);
-  });
-  console.log(`\n${(await vm.run('cat /sys/class/misc/irqtrace_stats/stats')).replace(/^/gm, '    ')}`);
-  await rig.unload();
+    if (await until()) return;
+    if (Date.now() > deadline) throw new Error('the status did not show the selftest in time');
+    await new Promise((r) => setTimeout(r, 3000));
+  }
 }
 
 async function main(): Promise<void> {
-  const cluster = await step('starting etcd + kube-apiserver + kube-controller-manager on 127.0.0.1', () => startCluster());
+  const plane = await ControlPlane.start({ controllerManager: true, say });
+  const cleanup = async () => {
+    say('stopping the guests, the operator, NATS and the control plane');
+    await plane.stop();
+  };
+  process.once('SIGINT', () => { void cleanup().then(() => process.exit(130)); });
   try {
-    say(`control plane up at ${cluster.server}`);
-    console.log((await cluster.kubectl(['get', 'namespaces'])).stdout);
-    const nats = await step('starting nats-server with JetStream on 127.0.0.1', () => startNats());
-    try {
-      say(`NATS up at ${nats.url}`);
-      for (const flavour of ['tracing', 'debian'] as const) {
-        const vm = await step(`booting the ${flavour} kernel guest under QEMU (TCG)`, () => Vm.boot({ flavour }));
-        try {
-          say(`guest up: ${(await vm.run('uname -r')).trim()}`);
-          const exact = await vm.exec('test -d /sys/kernel/tracing/events/preemptirq/irq_disable');
-          const kprobes = await vm.exec('test -f /sys/kernel/tracing/kprobe_events');
-          console.log(`    exact method (preemptirq tracepoints): ${exact.code === 0 ? 'available' : 'not in this kernel: sampled method'}`);
-          console.log(`    irq-line method (kprobes):             ${kprobes.code === 0 ? 'available' : 'missing'}`);
-          await showKernelModule(vm);
-        } finally {
-          await vm.stop();
-        }
-      }
-    } finally {
-      await nats.stop();
+    const exact = await plane.addNode({ name: 'guest-exact', flavour: 'tracing', backend: 'kmod' });
+    const sampled = await plane.addNode({ name: 'guest-sampled', flavour: 'debian', backend: 'ebpf' });
+    say('starting the agent in each guest (what the DaemonSet pod runs), reaching the ingest over an ssh forward');
+    await Promise.all([exact.startAgent(), sampled.startAgent()]);
+    say('$ kubectl get nodes');
+    show(await plane.kubectl(['get', 'nodes', '-L', 'kubernetes.io/os']));
+
+    for (const file of ['irqtrace-all.yaml', 'irqtrace-line.yaml']) {
+      say(`$ kubectl apply -f examples/${file}`);
+      show(await plane.kubectl(['apply', '-f', '-'], readFileSync(join(repoRoot, 'examples', file), 'utf8')));
     }
+    await waitUntil('the agents DaemonSet', 30_000, async () => (await plane.cluster.kubectl(['get', 'daemonset', '-n', 'irqtrace-system', 'irqtrace-agent'])).code === 0);
+    say('the operator made the agents\' DaemonSet (no kubelet here: the guests run the agent instead)');
+    show(await plane.kubectl(['get', 'daemonset', '-n', 'irqtrace-system', '-o', 'wide']));
+
+    for (const node of [exact, sampled]) {
+      await waitUntil(`${node.name} tracing`, 240_000, async () => (await node.metrics()).backend.endsWith('/running'), 1000);
+      const [backend, method] = (await node.metrics()).backend.split('/');
+      say(`${node.name}: the agent traces with ${backend === 'kmod' ? 'the kernel module' : 'eBPF'}, ${method} (${(await node.vm.run('uname -r')).trim()})`);
+    }
+
+    say('workload in each guest: ordinary load, and the selftest: 40 ms with interrupts off, then the serial line (ttyS0) masked for 10 ms');
+    const reports = new Map<GuestNode, Report[]>();
+    for (const node of [exact, sampled]) {
+      await node.busy(20);
+      const done = await node.rig.irqburn('irqoff 40000 0', `irqline ${node.serialLine} 10000 1`);
+      reports.set(node, done);
+      for (const r of done) {
+        say(`  ${node.name}: selftest ${r.op === 'irqoff' ? 'irqs off' : `irq ${node.serialLine} masked`} ${ms(Number(r.durationNs))} by ${r.comm}/${r.pid} on cpu ${r.cpu}`);
+      }
+    }
+
+    const named = (s: IrqTraceStatus | undefined, r: Report, node: GuestNode) => s?.worstOffenders?.some((v) => v.pid === r.pid && v.node === node.name) ?? false;
+    await watchTable(plane, async () => {
+      const [all, line] = [await plane.status('all-irqs'), await plane.status('serial-line')];
+      return [...reports].every(([node, [off, masked]]) => off && masked && named(all, off, node) && named(line, masked, node));
+    }, 120_000);
+
+    for (const trace of ['all-irqs', 'serial-line']) {
+      const s = must(await plane.status(trace));
+      say(`${trace}: worst offenders (from its status)`);
+      for (const v of s.worstOffenders ?? []) show(offenderLine(v));
+      say(`${trace}: per node`);
+      for (const n of s.nodes ?? []) {
+        show(`${n.name.padEnd(14)} ${`${n.backend ?? '?'}/${n.method ?? '?'}`.padEnd(14)} ${n.phase ?? ''}  ${n.violations} violations, max ${ms(n.maxDurationNs)}, lost ${n.lost ?? 0}`);
+      }
+    }
+    say('$ kubectl get irqtrace serial-line -o yaml   (its status)');
+    const yaml = await plane.kubectl(['get', 'irqtrace', 'serial-line', '-o', 'yaml']);
+    show(yaml.slice(yaml.indexOf('\nstatus:') + 1));
+
+    say('$ kubectl delete irqtrace all-irqs serial-line');
+    show(await plane.kubectl(['delete', 'irqtrace', 'all-irqs', 'serial-line']));
+    await waitUntil('the module unloaded in guest-exact', 120_000, async () => !(await exact.moduleLoaded()));
+    say('guest-exact: the agent was told, and unloaded irqtrace.ko (no /sys/module/irqtrace)');
+    await waitUntil('the eBPF loader gone in guest-sampled', 120_000, async () => !(await sampled.loaderRunning()));
+    say('guest-sampled: the agent was told, and detached its eBPF programs (no irqtrace-bpf running)');
+    await waitUntil('the DaemonSet gone', 30_000, async () => (await plane.cluster.kubectl(['get', 'daemonset', '-n', 'irqtrace-system', 'irqtrace-agent'])).code !== 0);
+    say('$ kubectl get daemonset -n irqtrace-system');
+    show((await plane.cluster.kubectl(['get', 'daemonset', '-n', 'irqtrace-system'])).stderr || 'No resources found');
+    say('the DaemonSet is gone, so its pods would be too: stopping the agents');
+    await Promise.all([exact.stopAgent(), sampled.stopAgent()]);
   } finally {
-    await cluster.stop();
+    await cleanup();
   }
-  say('every part of the demo is ready; stopped them all.');
-  console.log(
-    '\nNot wired together yet: the agent (agent/, `irqtrace record`) and the operator (operator/, `irqtrace-operator`)\n' +
-      'are built and tested on their own; with the end-to-end issue this command runs agents in the guests against the\n' +
-      'operator, applies examples/all-cpus.yaml and shows the violations in `kubectl get irqtraces`.',
-  );
+  say('done: nothing left running.');
 }
 
 main().catch((err: unknown) => {

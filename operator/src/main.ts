@@ -33,6 +33,7 @@ program
     if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
     else kc.loadFromDefault();
     const running = await runOperator(config, kc, log);
+    log.info({ roles: config.roles, ingestPort: running.ingestPort, metricsPort: running.metricsPort }, 'operator running');
     const stop = () => {
       log.info('stopping');
       running.stop().then(() => process.exit(0), (err: unknown) => { log.error({ err: String(err) }, 'stop failed'); process.exit(1); });

@@ -99,7 +99,8 @@ describe('agent to IrqTrace status', () => {
     let ingest = await startIngest(0, publisher, configs, pods);
     const port = ingest.port;
     stops.push(() => ingest.close());
-    let aggregator = new StatusAggregator({ servers: nats.url, kubeConfig: kc, log, statusIntervalMs: 500, checkpointMs: 200 });
+    // The first aggregator never checkpoints: what it is given is lost with it.
+    let aggregator = new StatusAggregator({ servers: nats.url, kubeConfig: kc, log, statusIntervalMs: 500, checkpointMs: 600_000 });
     await aggregator.start();
 
     const outbox = new Outbox();
@@ -138,13 +139,20 @@ describe('agent to IrqTrace status', () => {
     for (let s = 21; s <= 25; s++) send(s);
     ingest = await startIngest(port, publisher, configs, pods);
     await waitUntil('25 acked', 20_000, async () => Promise.resolve(outbox.ackedSeq === 25n));
-    // The aggregator crashes (nothing flushed) while more arrive; a new one takes over.
+    // The aggregator crashes with messages delivered to it and neither checkpointed nor acked, and a
+    // new one takes over while more arrive: JetStream would redeliver the lost ones only after
+    // ack_wait, behind the new ones, so the new aggregator must start from its checkpoint instead.
     await waitUntil('some applied', 15_000, async () => Promise.resolve(aggregator.applied > 0));
     await aggregator.crash();
-    for (let s = 26; s <= BATCHES; s++) send(s);
+    aggregator = new StatusAggregator({ servers: nats.url, kubeConfig: kc, log, statusIntervalMs: 500, checkpointMs: 200 });
+    await aggregator.start();
+    for (let s = 26; s <= 32; s++) send(s);
+    await waitUntil('32 acked', 20_000, async () => Promise.resolve(outbox.ackedSeq === 32n));
+    await waitUntil('the status counting every event so far', 30_000, async () => (await status('latency'))?.violations === 32 * PER_BATCH);
+    await aggregator.crash();
+    for (let s = 33; s <= BATCHES; s++) send(s);
     await waitUntil('all acked', 20_000, async () => Promise.resolve(outbox.ackedSeq === BigInt(BATCHES)));
-    // Worse than a crash between checkpoint and ack: the consumer is gone, so the next aggregator
-    // replays the stream from its first message; its checkpoint must say what it has counted.
+    // Worse: the consumer is gone too; the next aggregator makes it again at its checkpoint.
     const nc = await connect({ servers: nats.url });
     await (await jetstreamManager(nc)).consumers.delete(STREAM, CONSUMER);
     // And a batch re-sent after JetStream's duplicate window (a new message id): counted once.

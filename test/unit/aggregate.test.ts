@@ -1,6 +1,7 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { irqtrace, toLong } from '@irqtrace/proto';
-import { MAX_STATUS_NODES } from '@irqtrace/operator';
+import { MAX_STATUS_NODES, MAX_WORST } from '@irqtrace/operator';
 import { TraceAggregate } from '../../operator/src/status/aggregate.js';
 
 const pb = irqtrace.v1;
@@ -42,6 +43,18 @@ describe('per-trace aggregation of the event stream', () => {
     expect(s.worstOffenders[0]).toMatchObject({ node: 'n1', durationNs: 1_500_000, pod: 'shop/checkout', topFrames: ['irqburn_irqs_off+0x10 [irqtrace_selftest]'] });
     expect(s.nodes[0]).toMatchObject({ name: 'n1', violations: 4, lost: 2, phase: 'Running', lastViolation: { durationNs: 700_000 } });
     expect(s.conditions.find((c) => c.type === 'Violating')).toMatchObject({ status: 'True', reason: 'ThresholdExceeded' });
+  });
+
+  it('lists the longest sections anywhere as worst offenders, several from one node if so', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 3 }), fc.array(fc.integer({ min: 1, max: 5000 }), { minLength: 1, maxLength: 8 })), { minLength: 1, maxLength: 30 }), (batches) => {
+        const a = new TraceAggregate('t');
+        const seqs = [0, 0, 0, 0];
+        batches.forEach(([node, us], i) => a.applyBatch(i + 1, batch(`n${node}`, (seqs[node] = (seqs[node] ?? 0) + 1), us)));
+        const want = batches.flatMap(([, us]) => us).sort((x, y) => y - x).slice(0, MAX_WORST).map((us) => us * 1000);
+        expect(a.status(NOW, 4).worstOffenders.map((v) => v.durationNs)).toEqual(want);
+      }),
+    );
   });
 
   it('says which nodes cannot trace or stopped reporting', () => {

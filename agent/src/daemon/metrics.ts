@@ -31,7 +31,14 @@ export class AgentMetrics {
     this.registry,
   );
   readonly backend = new Gauge({ name: 'irqtrace_backend_info', help: '1 for the backend, method and phase in effect', labelNames: ['backend', 'method', 'phase'], registers: [this.registry] });
-  readonly unacked = new Gauge({ name: 'irqtrace_unacked_batches', help: 'Batches not yet acknowledged by the ingest', registers: [this.registry] });
+  /** Read at scrape time: batches leave the outbox on acks, which the metrics do not see. */
+  unackedBatches: () => number = () => 0;
+  readonly unacked = new Gauge({
+    name: 'irqtrace_unacked_batches',
+    help: 'Batches not yet acknowledged by the ingest',
+    registers: [this.registry],
+    collect: () => { this.unacked.set(this.unackedBatches()); },
+  });
   readonly connected = new Gauge({ name: 'irqtrace_ingest_connected', help: '1 while the ingest stream is up', registers: [this.registry] });
 
   constructor() {

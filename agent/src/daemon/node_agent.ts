@@ -76,7 +76,8 @@ export class NodeAgent {
       onError: (err) => { this.o.log.warn({ err: String(err) }, 'event dropped'); },
     });
     this.outbox = new Outbox({ ...(o.spoolDir ? { dir: o.spoolDir } : {}), ...(o.spoolMaxBytes ? { maxBytes: o.spoolMaxBytes } : {}) });
-    this.batcher = new Batcher(this.outbox, { onBatch: () => { this.client?.pump(); this.o.metrics.unacked.set(this.outbox.size); } });
+    this.batcher = new Batcher(this.outbox, { onBatch: () => { this.client?.pump(); } });
+    this.o.metrics.unackedBatches = () => this.outbox.size;
   }
 
   /** Backend state as the protocol says it. */

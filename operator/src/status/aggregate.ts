@@ -29,7 +29,8 @@ export interface NodeRecord {
   connection?: 'connected' | 'disconnected';
   backend?: { phase: string; backend: string; method: string; reason: string };
   last?: Violation;
-  worst?: Violation;
+  /** The node's longest sections, longest first, at most MAX_WORST: the trace's worst offenders are the longest of these. */
+  worst?: Violation[];
 }
 
 const KINDS: Record<number, string> = {
@@ -53,6 +54,14 @@ function violationOf(node: string, e: irqtrace.v1.IEvent, receivedUnixNs: bigint
     node,
     ...(frames.length ? { topFrames: frames } : {}),
   };
+}
+
+/** worst with v among it, if it is among the MAX_WORST longest; a new array only when it changes. */
+function keepLongest(worst: Violation[], v: Violation): Violation[] {
+  if (worst.length >= MAX_WORST && v.durationNs <= (worst.at(-1)?.durationNs ?? 0)) return worst;
+  const at = worst.findIndex((w) => v.durationNs > w.durationNs);
+  const next = at < 0 ? [...worst, v] : [...worst.slice(0, at), v, ...worst.slice(at)];
+  return next.slice(0, MAX_WORST);
 }
 
 const newRecord = (): NodeRecord => ({ appliedThrough: 0, boots: [], violations: 0, maxDurationNs: 0, lost: 0 });
@@ -88,7 +97,7 @@ export class TraceAggregate {
       const v = violationOf(node, e, received);
       r.violations++;
       if (v.durationNs > r.maxDurationNs) r.maxDurationNs = v.durationNs;
-      if (!r.worst || v.durationNs > r.worst.durationNs) r.worst = v;
+      r.worst = keepLongest(r.worst ?? [], v);
       r.last = v;
     }
     for (const l of b.losses ?? []) r.lost += Number(toBigInt(l.count));
@@ -125,9 +134,9 @@ export class TraceAggregate {
     const silentNames = new Set(silent.map(([name]) => name));
     const violations = all.reduce((n, [, r]) => n + r.violations, 0);
     const maxDurationNs = all.reduce((m, [, r]) => Math.max(m, r.maxDurationNs), 0);
+    // The longest sections anywhere: each node keeps its longest few, so these are exact.
     const worstOffenders = all
-      .map(([, r]) => r.worst)
-      .filter((v): v is Violation => v !== undefined)
+      .flatMap(([, r]) => r.worst ?? [])
       .sort((a, b) => b.durationNs - a.durationNs)
       .slice(0, MAX_WORST);
     // Nodes worth a line: with violations, losses or problems; the worst first, capped.

@@ -2,9 +2,13 @@
 // over the event stream feeds per trace, per node summaries (aggregate.ts),
 // which become each IrqTrace's status, patched at most once per
 // statusIntervalMs per trace. Restart-safe and exact: the node records are
-// checkpointed in a JetStream KV bucket before the consumer is acked (AckAll
-// up to the last message applied); after a kill, the unacked messages come
-// again and each record skips what it had applied (its appliedThrough).
+// checkpointed in a JetStream KV bucket, then the stream position they reach
+// (the cursor), then the consumer is acked (AckAll up to the last message
+// applied). On start the consumer is made again at the cursor: messages come in
+// stream order, and each record skips what it had applied (its appliedThrough).
+// Resuming the old consumer would not do: messages delivered to a killed
+// aggregator come again only after ack_wait, behind newer ones, and a record's
+// high-water mark would then skip them as already applied.
 import * as k8s from '@kubernetes/client-node';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/nats-core';
@@ -22,6 +26,7 @@ import { STREAM, SUBJECT_ROOT, encodeToken, parseSubject } from '../ingest/subje
 import { TraceAggregate } from './aggregate.js';
 import type { NatsAuth } from '../ingest/publisher.js';
 import type { NodeRecord } from './aggregate.js';
+import type { Violation } from '../api/schema.js';
 
 const pb = irqtrace.v1;
 export const CONSUMER = 'irqtrace-status';
@@ -44,6 +49,8 @@ export interface AggregatorOptions {
 /** KV keys allow [-/_=.A-Za-z0-9]: the subject token with '%' as '='. */
 const keyToken = (name: string): string => encodeToken(name).replaceAll('%', '=');
 const recordKey = (trace: string, node: string): string => `${keyToken(trace)}.${keyToken(node)}`;
+/** The stream sequence every record is checkpointed through (record keys always have a dot). */
+const CURSOR_KEY = 'cursor';
 
 
 export class StatusAggregator {
@@ -124,9 +131,16 @@ export class StatusAggregator {
     } catch {
       await jsm.streams.add({ name: STREAM, subjects: [`${SUBJECT_ROOT}.>`] });
     }
-    await jsm.consumers.add(STREAM, { durable_name: CONSUMER, ack_policy: AckPolicy.All, deliver_policy: DeliverPolicy.All, ack_wait: 60_000_000_000, max_ack_pending: 100_000 });
     this.kv = await new Kvm(nc).create(BUCKET, { history: 1 });
-    await this.restore();
+    const cursor = await this.restore();
+    await jsm.consumers.delete(STREAM, CONSUMER).catch(() => false);
+    await jsm.consumers.add(STREAM, {
+      durable_name: CONSUMER,
+      ack_policy: AckPolicy.All,
+      ...(cursor > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: cursor + 1 } : { deliver_policy: DeliverPolicy.All }),
+      ack_wait: 60_000_000_000,
+      max_ack_pending: 100_000,
+    });
     const consumer = await jetstream(nc).consumers.get(STREAM, CONSUMER);
     this.messages = await consumer.consume({ max_messages: 2000 });
     this.consuming = this.consume(this.messages);
@@ -155,20 +169,29 @@ export class StatusAggregator {
     await this.nc?.close();
   }
 
-  /** Every node record of every trace, as last checkpointed. */
-  private async restore(): Promise<void> {
+  /** Every node record of every trace, as last checkpointed; returns the cursor (0: from the start). */
+  private async restore(): Promise<number> {
     const kv = this.kv;
-    if (!kv) return;
+    if (!kv) return 0;
     let n = 0;
+    let cursor = 0;
     for await (const key of await kv.keys()) {
       const entry = await kv.get(key);
       if (!entry || entry.operation !== 'PUT') continue;
+      if (key === CURSOR_KEY) {
+        cursor = Number(entry.string());
+        continue;
+      }
       const { trace, node, record } = entry.json<{ trace: string; node: string; record: NodeRecord }>();
+      // Checkpoints of 0.1.0 before the per-node list kept one worst violation.
+      const worst: unknown = record.worst;
+      if (worst && !Array.isArray(worst)) record.worst = [worst as Violation];
       this.aggregate(trace).nodes.set(node, record);
       this.statusDue.add(trace);
       n++;
     }
-    this.o.log.info({ records: n }, 'restored the status checkpoint');
+    this.o.log.info({ records: n, cursor }, 'restored the status checkpoint');
+    return cursor;
   }
 
   private aggregate(trace: string): TraceAggregate {
@@ -212,6 +235,7 @@ export class StatusAggregator {
     }
     this.flushing = this.flushing
       .then(() => Promise.all(writes))
+      .then(() => this.kv?.put(CURSOR_KEY, String(msg.seq)))
       .then(() => { msg.ack(); })
       .catch((err: unknown) => {
         // Not acked: the messages come again, and are applied once (appliedThrough).

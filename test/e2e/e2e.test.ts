@@ -1,0 +1,210 @@
+// End to end, all real: `kubectl apply` IrqTraces on a kube-apiserver; the
+// built irqtrace-operator (controller + status in one process, the ingest in
+// another) with nats-server; two QEMU guests as nodes, each running the agent:
+// guest-exact on the project's tracing kernel with the kernel module (exact),
+// guest-sampled on Debian's stock kernel with only the eBPF loader (sampled).
+// The selftest provokes sections of known length; the status must name it.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { IrqTraceStatus, Violation } from '@irqtrace/operator';
+import { repoRoot } from '../lib/paths.js';
+import { waitUntil } from '../lib/wait.js';
+import { must } from '../../kmod/test/harness.js';
+import type { Report } from '../../kmod/test/harness.js';
+import { ControlPlane, tallyStream } from './rig.js';
+import type { GuestNode } from './rig.js';
+
+const SAMPLE_PERIOD_NS = 1_000_000;
+const KIND_IRQS_OFF = 1;
+
+let plane: ControlPlane;
+let exact: GuestNode;
+let sampled: GuestNode;
+
+beforeAll(async () => {
+  plane = await ControlPlane.start({ separateIngest: true });
+  // One guest at a time: booting and building modules is what the 2 cores are for.
+  exact = await plane.addNode({ name: 'guest-exact', flavour: 'tracing', backend: 'kmod', labels: { 'irqtrace.io/pool': 'exact' } });
+  sampled = await plane.addNode({ name: 'guest-sampled', flavour: 'debian', backend: 'ebpf', labels: { 'irqtrace.io/pool': 'sampled' } });
+  await Promise.all([exact.startAgent(), sampled.startAgent()]);
+});
+
+afterAll(async () => {
+  await plane.stop();
+});
+
+/** What a failed wait leaves for whoever reads the test's output. */
+async function explain(traces: string[]): Promise<void> {
+  for (const t of traces) console.log(`status of ${t}: ${JSON.stringify(await plane.status(t))}`);
+  for (const node of [exact, sampled]) {
+    console.log(`${node.name} agent metrics: ${JSON.stringify(await node.metrics().catch((e: unknown) => String(e)))}`);
+    console.log(`${node.name} agent log (tail):\n${(await node.agentLog()).split('\n').slice(-15).join('\n')}`);
+  }
+  for (const p of ['ingest', 'operator']) console.log(`${p} log (tail):\n${plane.processLog(p).split('\n').slice(-15).join('\n')}`);
+}
+
+async function waitOrExplain(what: string, timeoutMs: number, check: () => Promise<boolean>, traces: string[], intervalMs?: number): Promise<void> {
+  try {
+    await waitUntil(what, timeoutMs, check, intervalMs);
+  } catch (err) {
+    await explain(traces);
+    throw err;
+  }
+}
+
+const apply = (file: string) => plane.kubectl(['apply', '-f', '-'], readFileSync(join(repoRoot, 'examples', file), 'utf8'));
+
+function offender(s: IrqTraceStatus | undefined, report: Report, kind: string, node: GuestNode): Violation | undefined {
+  return s?.worstOffenders?.find((v) => v.pid === report.pid && v.kind === kind && v.node === node.name);
+}
+
+/** Threshold raised out of reach: the traces stay (and their status) while no new event comes. */
+async function quiesce(traces: string[], nodes: GuestNode[]): Promise<void> {
+  for (const t of traces) await plane.kubectl(['patch', 'irqtrace', t, '--type=merge', '-p', '{"spec":{"threshold":"60s"}}']);
+  for (const node of nodes) {
+    let last = '';
+    await waitOrExplain(`${node.name}: everything sent and acked`, 60_000, async () => {
+      const m = await node.metrics();
+      const now = JSON.stringify(m.batched);
+      const settled = m.unacked === 0 && now === last;
+      last = now;
+      return settled;
+    }, traces, 2000);
+  }
+}
+
+/** Status, stream and agents agree to the event: nothing lost, nothing counted twice. */
+async function expectExactCounts(traces: string[], nodes: GuestNode[], batchedBefore: Map<string, number>): Promise<void> {
+  const tally = await tallyStream(plane.nats.url);
+  expect(tally.duplicates, 'a batch published twice').toBe(0);
+  for (const t of traces) {
+    const want = tally.events.get(t) ?? 0;
+    await waitOrExplain(`${t}: the status counting what the stream holds (${want})`, 30_000, async () => (await plane.status(t))?.violations === want, traces);
+    const s = must(await plane.status(t));
+    expect(s.lost ?? 0).toBe(0);
+    for (const node of nodes) {
+      const perNode = s.nodes?.find((n) => n.name === node.name)?.violations ?? 0;
+      expect(perNode, `${t} on ${node.name}`).toBe(tally.byNode.get(`${t}/${node.name}`) ?? 0);
+    }
+  }
+  // Every event an agent batched reached the stream once: the first trace takes all of them.
+  for (const node of nodes) {
+    const m = await node.metrics();
+    expect(m.dropped, `${node.name} dropped`).toBe(0);
+    const batched = Object.values(m.batched).reduce((a, b) => a + b, 0) - (batchedBefore.get(node.name) ?? 0);
+    expect(batched, `${node.name}: batched by the agent vs in the stream`).toBe(tally.byNode.get(`${must(traces[0])}/${node.name}`) ?? 0);
+  }
+}
+
+async function batchedNow(nodes: GuestNode[]): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const node of nodes) counts.set(node.name, Object.values((await node.metrics()).batched).reduce((a, b) => a + b, 0));
+  return counts;
+}
+
+describe('kubectl apply an IrqTrace, see who kept interrupts off in its status', () => {
+  it('names the selftest in both traces on both nodes, counts exactly, and unloads on delete', async () => {
+    await apply('irqtrace-all.yaml');
+    await apply('irqtrace-line.yaml');
+    for (const node of [exact, sampled]) {
+      await waitUntil(`${node.name}: tracing`, 240_000, async () => (await node.metrics()).backend.endsWith('/running'), 1000);
+    }
+    expect((await exact.metrics()).backend).toBe('kmod/exact/running');
+    expect((await sampled.metrics()).backend).toBe('ebpf/sampled/running');
+    expect(await exact.moduleLoaded()).toBe(true);
+    expect(await sampled.moduleLoaded()).toBe(false);
+
+    // The selftest, with ordinary load around it: 40 ms with interrupts off, then the serial line
+    // masked for 10 ms (longer under TCG: the enabling kworker runs late). Status keeps each node's
+    // worst section per trace, so the irqs-off section is all-irqs' and the masking serial-line's.
+    const reports = new Map<GuestNode, { irqsOff: Report; line: Report }>();
+    for (const node of [exact, sampled]) {
+      await node.busy(20);
+      const [irqsOff, line] = await node.rig.irqburn('irqoff 40000 0', `irqline ${node.serialLine} 10000 1`);
+      reports.set(node, { irqsOff: must(irqsOff), line: must(line) });
+    }
+
+    await waitOrExplain('every selftest section in the status', 60_000, async () => {
+      const [all, line] = [await plane.status('all-irqs'), await plane.status('serial-line')];
+      return [...reports].every(([node, r]) => offender(all, r.irqsOff, 'irqs_off', node) && offender(line, r.line, 'irq_line', node));
+    }, ['all-irqs', 'serial-line']).catch((err: unknown) => {
+      for (const [node, r] of reports) console.log(`${node.name} selftest: ${JSON.stringify(r.irqsOff.fields)} ${JSON.stringify(r.line.fields)}`);
+      throw err;
+    });
+    const all = must(await plane.status('all-irqs'));
+    const line = must(await plane.status('serial-line'));
+    for (const [node, r] of reports) {
+      const off = must(offender(all, r.irqsOff, 'irqs_off', node));
+      expect(off).toMatchObject({ comm: 'irqburn', cpu: r.irqsOff.cpu });
+      expect(off.topFrames?.join(' ')).toMatch(/irqburn_irqs_off/);
+      const truth = Number(r.irqsOff.durationNs);
+      if (node === exact) {
+        expect(Math.abs(off.durationNs - truth)).toBeLessThanOrEqual(Math.max(10_000, truth / 1000));
+      } else {
+        // Sampled: short of the truth by less than a period, late by QEMU's timer delivery at most a few.
+        expect(truth - off.durationNs).toBeLessThan(SAMPLE_PERIOD_NS);
+        expect(truth - off.durationNs).toBeGreaterThan(-3 * SAMPLE_PERIOD_NS);
+      }
+      const masked = must(offender(line, r.line, 'irq_line', node));
+      expect(masked).toMatchObject({ comm: 'irqburn', irq: node.serialLine, cpu: r.line.cpu });
+      expect(masked.topFrames?.[0]).toMatch(/^irqburn_mask_line/);
+      expect(Math.abs(masked.durationNs - Number(r.line.durationNs))).toBeLessThanOrEqual(10_000);
+      expect(line.nodes?.find((n) => n.name === node.name)).toMatchObject({ backend: node.backend, phase: 'Running' });
+    }
+    // The longest sections of all are the selftest's.
+    expect(all.worstOffenders?.[0]?.comm).toBe('irqburn');
+    expect(line.worstOffenders?.[0]?.comm).toBe('irqburn');
+    for (const s of [all, line]) {
+      expect(s.nodesSummary).toBe('2/2');
+      expect(s.conditions?.find((c) => c.type === 'Violating')).toMatchObject({ status: 'True', reason: 'ThresholdExceeded' });
+      expect(s.conditions?.find((c) => c.type === 'Degraded')).toMatchObject({ status: 'False' });
+    }
+    const table = await plane.kubectl(['get', 'irqtraces']);
+    expect(table).toMatch(/\nall-irqs\s+all\s+1ms\s+2\/2\s+\d+\s+\d+\.\d+ms irqburn\/\d+ on guest-\w+\s+True\s+\S+\n/);
+    expect(table).toMatch(/\nserial-line\s+irq ttyS0\s+1ms\s+2\/2\s+\d+\s+\d+\.\d+ms irqburn\/\d+ on guest-\w+\s+True\s+\S+\n/);
+
+    await quiesce(['all-irqs', 'serial-line'], [exact, sampled]);
+    await expectExactCounts(['all-irqs', 'serial-line'], [exact, sampled], new Map());
+
+    // Deleting the traces: the agents drop them and unload the kernel side, still running.
+    await plane.kubectl(['delete', 'irqtrace', 'all-irqs', 'serial-line']);
+    await waitUntil('the module unloaded in guest-exact', 120_000, async () => !(await exact.moduleLoaded()));
+    await waitUntil('the eBPF loader gone from guest-sampled', 120_000, async () => !(await sampled.loaderRunning()));
+    expect((await plane.cluster.kubectl(['get', 'daemonset', '-n', 'irqtrace-system', 'irqtrace-agent'])).code).not.toBe(0);
+    for (const node of [exact, sampled]) expect(await node.agentRunning()).toBe(true);
+  });
+
+  it('ends with exact counts when the ingest and the operator are killed and restarted mid-run', async () => {
+    const before = await batchedNow([exact]);
+    await plane.kubectl(['apply', '-f', '-'], 'apiVersion: irqtrace.io/v1alpha1\nkind: IrqTrace\nmetadata:\n  name: restarts\nspec:\n  nodeSelector: {matchLabels: {irqtrace.io/pool: exact}}\n  target: {all: true}\n  threshold: 1ms\n');
+    await waitUntil('guest-exact tracing', 240_000, async () => (await exact.metrics()).backend === 'kmod/exact/running' && (await exact.moduleLoaded()), 1000);
+
+    const burst = (n: number) => exact.rig.irqburn(...Array.from({ length: n }, (_, i) => `irqoff ${2000 + 100 * i} ${i % 2}`));
+    const reports: Report[] = [];
+    reports.push(...(await burst(10)));
+    await plane.restart('ingest');
+    reports.push(...(await burst(10)));
+    await plane.restart('operator');
+    reports.push(...(await burst(10)));
+    // Both at once, with sections made while neither runs.
+    const down = Promise.all([plane.restart('ingest'), plane.restart('operator')]);
+    reports.push(...(await burst(10)));
+    await down;
+    reports.push(...(await burst(10)));
+
+    await quiesce(['restarts'], [exact]);
+    await expectExactCounts(['restarts'], [exact], before);
+    // Every selftest section is in the stream, once, at its length.
+    const tally = await tallyStream(plane.nats.url);
+    for (const r of reports) {
+      const found = tally.sections.filter((s) => s.trace === 'restarts' && s.kind === KIND_IRQS_OFF && s.pid === r.pid && Math.abs(s.durationNs - Number(r.durationNs)) <= 10_000);
+      expect(found, `section of ${r.durationNs} ns by ${r.pid}`).toHaveLength(1);
+    }
+    const s = must(await plane.status('restarts'));
+    expect(s.violations).toBeGreaterThanOrEqual(reports.length);
+    expect(s.nodesSummary).toBe('1/1');
+    await plane.kubectl(['delete', 'irqtrace', 'restarts']);
+    await waitUntil('the module unloaded in guest-exact', 120_000, async () => !(await exact.moduleLoaded()));
+  });
+});

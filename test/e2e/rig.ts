@@ -1,0 +1,336 @@
+// The whole of irqtrace on this machine, for the end-to-end test and the demo:
+// a real control plane (etcd + kube-apiserver, optionally the controller
+// manager), nats-server with JetStream, the built `irqtrace-operator` as
+// processes (all roles in one, or the ingest apart so each can be restarted),
+// and QEMU guests as nodes: a Node object per guest, the agent running inside
+// it (the host's node and the built agent over 9p) and reaching the ingest
+// through an ssh forward, the way a DaemonSet pod would reach the Service.
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { irqtrace } from '@irqtrace/proto';
+import { irqTraceCrdYaml } from '@irqtrace/operator';
+import type { IrqTraceStatus } from '@irqtrace/operator';
+import { agentCli, repoRoot, scratchDir } from '../lib/paths.js';
+import { freePort } from '../lib/ports.js';
+import { Service } from '../lib/process.js';
+import { waitUntil } from '../lib/wait.js';
+import { startCluster } from '../cluster/cluster.js';
+import type { Cluster } from '../cluster/cluster.js';
+import { startNats } from '../nats/nats.js';
+import type { Nats } from '../nats/nats.js';
+import { Vm } from '../vm/vm.js';
+import type { Flavour } from '../vm/vm.js';
+import { Rig } from '../../kmod/test/harness.js';
+import { buildBpfLoader } from '../../kmod/test/bpf_loader.js';
+import { STREAM } from '../../operator/src/ingest/subjects.js';
+
+export const OPERATOR_MAIN = join(repoRoot, 'operator', 'dist', 'main.js');
+/** Where the agent keeps its spool, log and pid in a guest (writable tmpfs). */
+const AGENT_DIR = '/run/tmp/irqtrace-agent';
+const AGENT_METRICS_PORT = 9400;
+
+export type Say = (line: string) => void;
+
+export interface PlaneOptions {
+  /** kube-controller-manager too (garbage collection); the demo runs it, the test need not. */
+  controllerManager?: boolean;
+  /** The ingest in a process of its own, so that it and the rest can be restarted apart. */
+  separateIngest?: boolean;
+  say?: Say;
+}
+
+type Role = 'controller' | 'ingest' | 'status';
+
+/** One `irqtrace-operator run` process with some roles; restartable on the same ports. */
+class OperatorProcess {
+  private service?: Service;
+
+  constructor(
+    readonly name: string,
+    private readonly configPath: string,
+    private readonly kubeconfigPath: string,
+    private readonly logPath: string,
+    private readonly ready: RegExp,
+  ) {}
+
+  async start(): Promise<void> {
+    this.service = new Service(this.name, process.execPath, [OPERATOR_MAIN, 'run', '--config', this.configPath, '--kubeconfig', this.kubeconfigPath], this.logPath, {
+      env: { ...process.env, LOG_LEVEL: 'info' },
+    });
+    await this.service.waitForOutput(this.ready, 60_000);
+  }
+
+  /** SIGKILL: nothing flushed, the way a crash or an OOM kill ends it. */
+  async kill(): Promise<void> {
+    this.service?.child.kill('SIGKILL');
+    await this.service?.exit();
+  }
+
+  async stop(): Promise<void> {
+    await this.service?.stop();
+  }
+
+  get log(): string {
+    return this.service?.tail ?? '';
+  }
+}
+
+export class ControlPlane {
+  private readonly nodes: GuestNode[] = [];
+
+  private constructor(
+    readonly cluster: Cluster,
+    readonly nats: Nats,
+    readonly ingestPort: number,
+    readonly work: string,
+    /** 'operator' (controller + status, and ingest unless apart) and, apart, 'ingest'. */
+    readonly processes: Map<string, OperatorProcess>,
+    readonly say: Say,
+  ) {}
+
+  static async start(o: PlaneOptions = {}): Promise<ControlPlane> {
+    if (!existsSync(agentCli) || !existsSync(OPERATOR_MAIN)) throw new Error('the agent and the operator are not built: run npm run build');
+    const say = o.say ?? (() => {});
+    say('starting etcd + kube-apiserver' + (o.controllerManager ? ' + kube-controller-manager' : '') + ' and nats-server (JetStream) on 127.0.0.1');
+    const [cluster, nats] = await Promise.all([startCluster({ controllerManager: o.controllerManager ?? false }), startNats()]);
+    const work = scratchDir('e2e');
+    const processes = new Map<string, OperatorProcess>();
+    const plane = new ControlPlane(cluster, nats, await freePort(), work, processes, say);
+    try {
+      say('installing the IrqTrace CRD (generated from the operator\'s schema)');
+      await cluster.kubectl(['create', '-f', '-'], irqTraceCrdYaml());
+      await waitUntil('irqtraces served', 30_000, async () => (await cluster.kubectl(['get', 'irqtraces'])).code === 0);
+      await cluster.kubectl(['create', 'namespace', 'irqtrace-system']);
+      const groups: [string, Role[]][] = o.separateIngest
+        ? [['ingest', ['ingest']], ['operator', ['controller', 'status']]]
+        : [['operator', ['controller', 'ingest', 'status']]];
+      for (const [name, roles] of groups) {
+        const config = join(work, `${name}.yaml`);
+        writeFileSync(
+          config,
+          [
+            `roles: [${roles.join(', ')}]`,
+            'leaderElection: {enabled: false}',
+            `nats: {servers: ["${nats.url}"], maxAgeHours: 1, maxBytes: 268435456}`,
+            `ingest: {listen: "127.0.0.1:${plane.ingestPort}"}`,
+            `metrics: {listen: "127.0.0.1:${await freePort()}"}`,
+            'statusIntervalMs: 500',
+            '',
+          ].join('\n'),
+        );
+        const p = new OperatorProcess(`irqtrace-operator ${name}`, config, cluster.kubeconfigPath, join(work, `${name}.log`), /operator running/);
+        say(`starting irqtrace-operator (${roles.join(' + ')})`);
+        await p.start();
+        processes.set(name, p);
+      }
+    } catch (err) {
+      await plane.stop();
+      throw err;
+    }
+    return plane;
+  }
+
+  /** Kills a process (SIGKILL) and starts it again with the same config and ports. */
+  async restart(name: 'ingest' | 'operator'): Promise<void> {
+    const p = this.processes.get(name);
+    if (!p) throw new Error(`no operator process ${name}`);
+    await p.kill();
+    await p.start();
+  }
+
+  processLog(name: string): string {
+    return this.processes.get(name)?.log ?? '';
+  }
+
+  async kubectl(args: readonly string[], input?: string): Promise<string> {
+    const r = await this.cluster.kubectl(args, input);
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  async status(trace: string): Promise<IrqTraceStatus | undefined> {
+    const r = await this.cluster.kubectl(['get', 'irqtrace', trace, '-o', 'jsonpath={.status}']);
+    return r.code === 0 && r.stdout ? (JSON.parse(r.stdout) as IrqTraceStatus) : undefined;
+  }
+
+  /** Boots a guest as node `name`, with its Node object, the selftest loaded and the agent ready to start. */
+  async addNode(options: NodeOptions): Promise<GuestNode> {
+    this.say(`booting ${options.name}: the ${options.flavour === 'tracing' ? "project's tracing" : "Debian's stock"} kernel under QEMU (TCG), agent backend ${options.backend}`);
+    const node = await GuestNode.boot(this, options);
+    this.nodes.push(node);
+    return node;
+  }
+
+  /** Stops guests (and their agents), the operator processes, NATS and the cluster: nothing is left running. */
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.splice(0).map((n) => n.vm.stop().catch(() => {})));
+    for (const p of [...this.processes.values()].reverse()) await p.stop();
+    await Promise.all([this.cluster.stop(), this.nats.stop()]);
+  }
+}
+
+export interface NodeOptions {
+  name: string;
+  flavour: Flavour;
+  /** What the agent is given: the module (kmod, it may still choose eBPF) or only the eBPF loader. */
+  backend: 'kmod' | 'ebpf';
+  labels?: Record<string, string>;
+}
+
+export interface AgentMetrics {
+  /** Events the agent put into batches for the ingest, by kind. */
+  batched: Record<string, number>;
+  dropped: number;
+  unacked: number;
+  connected: boolean;
+  /** backend/method/phase in effect, e.g. kmod/exact/running. */
+  backend: string;
+}
+
+/** A QEMU guest playing a Kubernetes node, with the agent (as its DaemonSet pod would run it). */
+export class GuestNode {
+  private constructor(
+    readonly plane: ControlPlane,
+    readonly name: string,
+    readonly vm: Vm,
+    readonly rig: Rig,
+    readonly backend: 'kmod' | 'ebpf',
+    /** The IRQ line of the guest's serial port (ttyS0), which the selftest masks. */
+    readonly serialLine: number,
+    private readonly agentArgs: string,
+  ) {}
+
+  static async boot(plane: ControlPlane, o: NodeOptions): Promise<GuestNode> {
+    const vm = await Vm.boot({ flavour: o.flavour, memoryMb: 2048 });
+    try {
+      const rig = await Rig.create(vm);
+      const line = Number(/^\s*(\d+):.*\bttyS0\b/m.exec(await vm.run('cat /proc/interrupts'))?.[1]);
+      if (!line) throw new Error(`${o.name}: no ttyS0 line in /proc/interrupts`);
+      const labels = Object.entries({ 'kubernetes.io/os': 'linux', 'kubernetes.io/hostname': o.name, ...o.labels }).map(([k, v]) => `    ${k}: "${v}"`);
+      await plane.kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Node\nmetadata:\n  name: ${o.name}\n  labels:\n${labels.join('\n')}\n`);
+      const port = await vm.forwardToHost(plane.ingestPort);
+      const kernelSide = o.backend === 'kmod' ? `--module ${rig.modules.irqtrace}` : `--loader ${await buildBpfLoader()}`;
+      const args = `agent --ingest 127.0.0.1:${port} --node ${o.name} ${kernelSide} --spool ${AGENT_DIR}/spool --metrics-port ${AGENT_METRICS_PORT}`;
+      return new GuestNode(plane, o.name, vm, rig, o.backend, line, args);
+    } catch (err) {
+      await vm.stop();
+      throw err;
+    }
+  }
+
+  /** Starts the agent in the background of the guest; its log goes to AGENT_DIR/log. */
+  async startAgent(): Promise<void> {
+    await this.vm.execHost(
+      `mkdir -p ${AGENT_DIR}; (NODE_NAME=${this.name} node ${agentCli} ${this.agentArgs} >> ${AGENT_DIR}/log 2>&1 & echo $! > ${AGENT_DIR}/pid; wait $!) > /dev/null 2>&1 &`,
+    );
+    await waitUntil(`${this.name}: the agent serving metrics`, 180_000, async () => (await this.metricsText()) !== undefined, 1000);
+  }
+
+  /** SIGTERM, as the kubelet stops a pod: the agent unloads what it loaded and exits. */
+  async stopAgent(): Promise<void> {
+    await this.vm.execHost(`pid=$(cat ${AGENT_DIR}/pid); kill -TERM $pid; while kill -0 $pid 2>/dev/null; do sleep 0.2; done`, { timeoutMs: 180_000 });
+  }
+
+  async agentRunning(): Promise<boolean> {
+    return (await this.vm.execHost(`kill -0 $(cat ${AGENT_DIR}/pid)`)).code === 0;
+  }
+
+  async agentLog(): Promise<string> {
+    return (await this.vm.execHost(`cat ${AGENT_DIR}/log`)).stdout;
+  }
+
+  async moduleLoaded(): Promise<boolean> {
+    return (await this.vm.exec('test -d /sys/module/irqtrace')).code === 0;
+  }
+
+  /**
+   * Ordinary load next to the selftest, in the background for about `seconds`:
+   * file reads over 9p (virtio interrupts), compression, forks.
+   */
+  async busy(seconds: number): Promise<void> {
+    await this.vm.exec(
+      `(end=$(($(date +%s) + ${seconds})); while [ $(date +%s) -lt $end ]; do find /hostroot/usr/share/doc -type f 2>/dev/null | head -n 300 | xargs cat 2>/dev/null | gzip > /dev/null; done) > /dev/null 2>&1 &`,
+    );
+  }
+
+  /** The eBPF loader's process, if one runs. */
+  async loaderRunning(): Promise<boolean> {
+    return (await this.vm.exec('pidof irqtrace-bpf')).code === 0;
+  }
+
+  private async metricsText(): Promise<string | undefined> {
+    const r = await this.vm.exec(`wget -qO- http://127.0.0.1:${AGENT_METRICS_PORT}/metrics`, { timeoutMs: 30_000 });
+    return r.code === 0 ? r.stdout : undefined;
+  }
+
+  async metrics(): Promise<AgentMetrics> {
+    const text = await this.metricsText();
+    if (text === undefined) throw new Error(`${this.name}: the agent's /metrics does not answer`);
+    const batched: Record<string, number> = {};
+    for (const m of text.matchAll(/^irqtrace_sections_total\{kind="([\w-]+)",stage="batched"\} (\d+)/gm)) batched[m[1] ?? ''] = Number(m[2]);
+    let dropped = 0;
+    for (const m of text.matchAll(/^irqtrace_dropped_total\{[^}]*\} (\d+)/gm)) dropped += Number(m[1]);
+    const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? 'NaN');
+    const info = /^irqtrace_backend_info\{backend="([\w-]+)",method="([\w-]+)",phase="([\w-]+)"\} 1$/m.exec(text);
+    return {
+      batched,
+      dropped,
+      unacked: gauge('irqtrace_unacked_batches'),
+      connected: gauge('irqtrace_ingest_connected') === 1,
+      backend: info ? `${info[1]}/${info[2]}/${info[3]}` : 'none',
+    };
+  }
+}
+
+export interface StreamSection {
+  trace: string;
+  node: string;
+  kind: number;
+  pid: number;
+  durationNs: number;
+}
+
+export interface StreamTally {
+  sections: StreamSection[];
+  /** Events per trace, and per trace and node, as published to JetStream. */
+  events: Map<string, number>;
+  byNode: Map<string, number>;
+  /** Messages whose node/boot/seq/trace was already seen: a batch published twice. */
+  duplicates: number;
+  messages: number;
+}
+
+/** Reads every events message in the IRQTRACE stream: what the ingest published, batch by batch. */
+export async function tallyStream(natsUrl: string): Promise<StreamTally> {
+  const nc = await connect({ servers: natsUrl });
+  try {
+    const js = jetstream(nc);
+    await (await jetstreamManager(nc)).streams.info(STREAM);
+    const tally: StreamTally = { sections: [], events: new Map(), byNode: new Map(), duplicates: 0, messages: 0 };
+    const seen = new Set<string>();
+    // An ordered consumer from the first message; stops when it has caught up.
+    const consumer = await js.consumers.get(STREAM, { filter_subjects: ['irqtrace.*.*.events'] });
+    if ((await consumer.info()).num_pending === 0) return tally;
+    const messages = await consumer.consume();
+    for await (const m of messages) {
+      const batch = irqtrace.v1.NodeBatch.decode(m.data);
+      const key = `${batch.node}/${batch.bootId}/${String(batch.seq)}/${batch.trace}`;
+      tally.messages++;
+      if (seen.has(key)) tally.duplicates++;
+      seen.add(key);
+      const n = batch.events.length;
+      for (const e of batch.events) {
+        tally.sections.push({ trace: batch.trace, node: batch.node, kind: e.kind ?? 0, pid: e.task?.pid ?? 0, durationNs: Number(e.durationNs) });
+      }
+      tally.events.set(batch.trace, (tally.events.get(batch.trace) ?? 0) + n);
+      tally.byNode.set(`${batch.trace}/${batch.node}`, (tally.byNode.get(`${batch.trace}/${batch.node}`) ?? 0) + n);
+      if (m.info.pending === 0) break;
+    }
+    await messages.close();
+    return tally;
+  } finally {
+    await nc.close();
+  }
+}

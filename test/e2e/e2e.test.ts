@@ -82,6 +82,7 @@ async function expectExactCounts(traces: string[], nodes: GuestNode[], batchedBe
     const want = tally.events.get(t) ?? 0;
     await waitOrExplain(`${t}: the status counting what the stream holds (${want})`, 30_000, async () => (await plane.status(t))?.violations === want, traces);
     const s = must(await plane.status(t));
+    console.log(`${t}: status violations=${s.violations ?? 0} stream events=${want} in ${tally.messages} messages, duplicates=${tally.duplicates}, lost=${s.lost ?? 0}`);
     expect(s.lost ?? 0).toBe(0);
     for (const node of nodes) {
       const perNode = s.nodes?.find((n) => n.name === node.name)?.violations ?? 0;
@@ -93,6 +94,7 @@ async function expectExactCounts(traces: string[], nodes: GuestNode[], batchedBe
     const m = await node.metrics();
     expect(m.dropped, `${node.name} dropped`).toBe(0);
     const batched = Object.values(m.batched).reduce((a, b) => a + b, 0) - (batchedBefore.get(node.name) ?? 0);
+    console.log(`${node.name}: batched by the agent=${batched}, dropped=${m.dropped}`);
     expect(batched, `${node.name}: batched by the agent vs in the stream`).toBe(tally.byNode.get(`${must(traces[0])}/${node.name}`) ?? 0);
   }
 }
@@ -139,6 +141,7 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
       expect(off).toMatchObject({ comm: 'irqburn', cpu: r.irqsOff.cpu });
       expect(off.topFrames?.join(' ')).toMatch(/irqburn_irqs_off/);
       const truth = Number(r.irqsOff.durationNs);
+      console.log(`${node.name}: irqs-off truth=${truth} status=${off.durationNs} (${node.backend}); line truth=${r.line.durationNs} status=${must(offender(line, r.line, 'irq_line', node)).durationNs}`);
       if (node === exact) {
         expect(Math.abs(off.durationNs - truth)).toBeLessThanOrEqual(Math.max(10_000, truth / 1000));
       } else {

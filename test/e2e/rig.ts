@@ -157,7 +157,7 @@ export class ControlPlane {
 
   /** Boots a guest as node `name`, with its Node object, the selftest loaded and the agent ready to start. */
   async addNode(options: NodeOptions): Promise<GuestNode> {
-    this.say(`booting ${options.name}: the ${options.flavour === 'tracing' ? "project's tracing" : "Debian's stock"} kernel under QEMU (TCG), agent backend ${options.backend}`);
+    this.say(`booting ${options.name}: ${options.flavour === 'tracing' ? "the project's tracing kernel" : "Debian's stock kernel"} under QEMU (TCG), agent backend ${options.backend}`);
     const node = await GuestNode.boot(this, options);
     this.nodes.push(node);
     return node;

@@ -77,11 +77,11 @@ async function main(): Promise<void> {
       say(`${node.name}: the agent traces with ${backend === 'kmod' ? 'the kernel module' : 'eBPF'}, ${method} (${(await node.vm.run('uname -r')).trim()})`);
     }
 
-    say('workload in each guest: ordinary load, and the selftest: 40 ms with interrupts off, then the serial line (ttyS0) masked for 10 ms');
+    say('workload in each guest: ordinary load, and the selftest: 80 ms with interrupts off, then the serial line (ttyS0) masked for 30 ms');
     const reports = new Map<GuestNode, Report[]>();
     for (const node of [exact, sampled]) {
       await node.busy(20);
-      const done = await node.rig.irqburn('irqoff 40000 0', `irqline ${node.serialLine} 10000 1`);
+      const done = await node.rig.irqburn('irqoff 80000 0', `irqline ${node.serialLine} 30000 1`);
       reports.set(node, done);
       for (const r of done) {
         say(`  ${node.name}: selftest ${r.op === 'irqoff' ? 'irqs off' : `irq ${node.serialLine} masked`} ${ms(Number(r.durationNs))} by ${r.comm}/${r.pid} on cpu ${r.cpu}`);

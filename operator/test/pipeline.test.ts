@@ -183,5 +183,19 @@ describe('agent to IrqTrace status', () => {
     // The Node leaves the trace's selector: its agent is told at once, on the open stream.
     await cluster.kubectl(['label', 'node', 'worker-1', 'pool=batch', '--overwrite']);
     await waitUntil('the trace taken from the agent', 15_000, async () => Promise.resolve(configsSeen.at(-1)?.traces?.length === 0));
+
+    // Deleted and made again under the same name, a trace starts from nothing, after a restart too.
+    await cluster.kubectl(['delete', 'irqtrace', 'latency']);
+    await waitUntil('the trace gone', 15_000, async () => (await cluster.kubectl(['get', 'irqtrace', 'latency'])).code !== 0);
+    await cluster.kubectl(['label', 'node', 'worker-1', 'pool=latency', '--overwrite']);
+    await cluster.kubectl(['apply', '-f', '-'], 'apiVersion: irqtrace.io/v1alpha1\nkind: IrqTrace\nmetadata:\n  name: latency\nspec:\n  nodeSelector: {matchLabels: {pool: latency}}\n  target: {all: true}\n  threshold: 500us\n');
+    await waitUntil('the new trace pushed to the agent', 15_000, async () => Promise.resolve(configsSeen.at(-1)?.traces?.[0]?.name === 'latency'));
+    send(BATCHES + 1);
+    await waitUntil('the new trace counting only its own events', 30_000, async () => (await status('latency'))?.violations === PER_BATCH);
+    await aggregator.crash();
+    aggregator = new StatusAggregator({ servers: nats.url, kubeConfig: kc, log, statusIntervalMs: 500, checkpointMs: 200 });
+    await aggregator.start();
+    send(BATCHES + 2);
+    await waitUntil('still only its own events', 30_000, async () => (await status('latency'))?.violations === 2 * PER_BATCH);
   });
 });

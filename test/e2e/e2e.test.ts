@@ -34,6 +34,13 @@ afterAll(async () => {
   await plane.stop();
 });
 
+/**
+ * The selftest times its section from inside (duration_ns) and around it (outer_ns): an exact
+ * method's measure lies between, give or take the probes' own cost; under TCG the two can be
+ * milliseconds apart when the host preempts the guest.
+ */
+const outerNs = (r: Report): number => Number(r.fields.outer_ns ?? r.durationNs);
+
 /** What a failed wait leaves for whoever reads the test's output. */
 async function explain(traces: string[]): Promise<void> {
   for (const t of traces) console.log(`status of ${t}: ${JSON.stringify(await plane.status(t))}`);
@@ -117,13 +124,13 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
     expect(await exact.moduleLoaded()).toBe(true);
     expect(await sampled.moduleLoaded()).toBe(false);
 
-    // The selftest, with ordinary load around it: 40 ms with interrupts off, then the serial line
-    // masked for 10 ms (longer under TCG: the enabling kworker runs late). Status keeps each node's
-    // worst section per trace, so the irqs-off section is all-irqs' and the masking serial-line's.
+    // The selftest, with ordinary load around it: 80 ms with interrupts off, then the serial line
+    // masked for 30 ms (longer under TCG: the enabling kworker runs late), each longer than what the
+    // guests do by themselves, so that they are among the worst offenders.
     const reports = new Map<GuestNode, { irqsOff: Report; line: Report }>();
     for (const node of [exact, sampled]) {
       await node.busy(20);
-      const [irqsOff, line] = await node.rig.irqburn('irqoff 40000 0', `irqline ${node.serialLine} 10000 1`);
+      const [irqsOff, line] = await node.rig.irqburn('irqoff 80000 0', `irqline ${node.serialLine} 30000 1`);
       reports.set(node, { irqsOff: must(irqsOff), line: must(line) });
     }
 
@@ -143,7 +150,8 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
       const truth = Number(r.irqsOff.durationNs);
       console.log(`${node.name}: irqs-off truth=${truth} status=${off.durationNs} (${node.backend}); line truth=${r.line.durationNs} status=${must(offender(line, r.line, 'irq_line', node)).durationNs}`);
       if (node === exact) {
-        expect(Math.abs(off.durationNs - truth)).toBeLessThanOrEqual(Math.max(10_000, truth / 1000));
+        expect(off.durationNs).toBeGreaterThanOrEqual(truth - 10_000);
+        expect(off.durationNs).toBeLessThanOrEqual(outerNs(r.irqsOff) + 10_000);
       } else {
         // Sampled: short of the truth by less than a period, late by QEMU's timer delivery at most a few.
         expect(truth - off.durationNs).toBeLessThan(SAMPLE_PERIOD_NS);
@@ -155,16 +163,16 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
       expect(Math.abs(masked.durationNs - Number(r.line.durationNs))).toBeLessThanOrEqual(10_000);
       expect(line.nodes?.find((n) => n.name === node.name)).toMatchObject({ backend: node.backend, phase: 'Running' });
     }
-    // The longest sections of all are the selftest's.
-    expect(all.worstOffenders?.[0]?.comm).toBe('irqburn');
-    expect(line.worstOffenders?.[0]?.comm).toBe('irqburn');
+    // On the exact node the selftest's is the longest section; a sampled node can show a second
+    // one as long at the same time (QEMU delays the other vCPU's timer too), so not there.
+    expect(all.nodes?.find((n) => n.name === exact.name)?.maxDurationNs).toBe(must(offender(all, must(reports.get(exact)).irqsOff, 'irqs_off', exact)).durationNs);
     for (const s of [all, line]) {
       expect(s.nodesSummary).toBe('2/2');
       expect(s.conditions?.find((c) => c.type === 'Violating')).toMatchObject({ status: 'True', reason: 'ThresholdExceeded' });
       expect(s.conditions?.find((c) => c.type === 'Degraded')).toMatchObject({ status: 'False' });
     }
     const table = await plane.kubectl(['get', 'irqtraces']);
-    expect(table).toMatch(/\nall-irqs\s+all\s+1ms\s+2\/2\s+\d+\s+\d+\.\d+ms irqburn\/\d+ on guest-\w+\s+True\s+\S+\n/);
+    expect(table).toMatch(/\nall-irqs\s+all\s+1ms\s+2\/2\s+\d+\s+\d+\.\d+ms \S+\/\d+ on guest-\w+\s+True\s+\S+\n/);
     expect(table).toMatch(/\nserial-line\s+irq ttyS0\s+1ms\s+2\/2\s+\d+\s+\d+\.\d+ms irqburn\/\d+ on guest-\w+\s+True\s+\S+\n/);
 
     await quiesce(['all-irqs', 'serial-line'], [exact, sampled]);
@@ -179,6 +187,9 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
   });
 
   it('ends with exact counts when the ingest and the operator are killed and restarted mid-run', async () => {
+    // On its own feet even if the first case failed half-way.
+    await plane.kubectl(['delete', 'irqtraces', '--all']);
+    await waitUntil('the kernel side unloaded', 120_000, async () => !(await exact.moduleLoaded()) && !(await sampled.loaderRunning()));
     const before = await batchedNow([exact]);
     await plane.kubectl(['apply', '-f', '-'], 'apiVersion: irqtrace.io/v1alpha1\nkind: IrqTrace\nmetadata:\n  name: restarts\nspec:\n  nodeSelector: {matchLabels: {irqtrace.io/pool: exact}}\n  target: {all: true}\n  threshold: 1ms\n');
     await waitUntil('guest-exact tracing', 240_000, async () => (await exact.metrics()).backend === 'kmod/exact/running' && (await exact.moduleLoaded()), 1000);
@@ -201,8 +212,11 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
     // Every selftest section is in the stream, once, at its length.
     const tally = await tallyStream(plane.nats.url);
     for (const r of reports) {
-      const found = tally.sections.filter((s) => s.trace === 'restarts' && s.kind === KIND_IRQS_OFF && s.pid === r.pid && Math.abs(s.durationNs - Number(r.durationNs)) <= 10_000);
-      expect(found, `section of ${r.durationNs} ns by ${r.pid}`).toHaveLength(1);
+      const end = r.startNs + r.durationNs;
+      const found = tally.sections.filter((s) => s.trace === 'restarts' && s.kind === KIND_IRQS_OFF && s.pid === r.pid && s.startNs < end && s.startNs + BigInt(s.durationNs) > r.startNs);
+      expect(found, `one section for ${JSON.stringify(r.fields)}`).toHaveLength(1);
+      expect(must(found[0]).durationNs).toBeGreaterThanOrEqual(Number(r.durationNs) - 10_000);
+      expect(must(found[0]).durationNs).toBeLessThanOrEqual(outerNs(r) + 10_000);
     }
     const s = must(await plane.status('restarts'));
     expect(s.violations).toBeGreaterThanOrEqual(reports.length);

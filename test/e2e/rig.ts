@@ -9,7 +9,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { irqtrace } from '@irqtrace/proto';
+import { irqtrace, toBigInt } from '@irqtrace/proto';
 import { irqTraceCrdYaml } from '@irqtrace/operator';
 import type { IrqTraceStatus } from '@irqtrace/operator';
 import { agentCli, repoRoot, scratchDir } from '../lib/paths.js';
@@ -289,6 +289,7 @@ export interface StreamSection {
   node: string;
   kind: number;
   pid: number;
+  startNs: bigint;
   durationNs: number;
 }
 
@@ -322,7 +323,7 @@ export async function tallyStream(natsUrl: string): Promise<StreamTally> {
       seen.add(key);
       const n = batch.events.length;
       for (const e of batch.events) {
-        tally.sections.push({ trace: batch.trace, node: batch.node, kind: e.kind ?? 0, pid: e.task?.pid ?? 0, durationNs: Number(e.durationNs) });
+        tally.sections.push({ trace: batch.trace, node: batch.node, kind: e.kind ?? 0, pid: e.task?.pid ?? 0, startNs: toBigInt(e.startNs), durationNs: Number(e.durationNs) });
       }
       tally.events.set(batch.trace, (tally.events.get(batch.trace) ?? 0) + n);
       tally.byNode.set(`${batch.trace}/${batch.node}`, (tally.byNode.get(`${batch.trace}/${batch.node}`) ?? 0) + n);

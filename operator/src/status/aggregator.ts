@@ -16,7 +16,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { KV } from '@nats-io/kv';
-import { irqtrace } from '@irqtrace/proto';
+import { irqtrace, toBigInt } from '@irqtrace/proto';
 import type { Logger } from 'pino';
 import { Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
@@ -67,6 +67,8 @@ export class StatusAggregator {
   private flushing: Promise<void> = Promise.resolve();
   private consuming: Promise<void> | undefined;
   private stopped = false;
+  /** Unix ms at which each deleted trace was forgotten: what its agents sent before then was the old trace's. */
+  private readonly forgotten = new Map<string, number>();
   /** Messages applied, and the stream sequence of the last one (for lag and tests). */
   applied = 0;
   lastStreamSeq = 0;
@@ -77,6 +79,7 @@ export class StatusAggregator {
     restartOnError(this.objects, o.log, () => this.stopped);
     // A new or changed trace (e.g. the controller's nodesTargeted) gets its status written.
     this.objects.on('change', (t) => { this.statusDue.add(t.metadata.name); });
+    this.objects.on('delete', (t) => { void this.forget(t.metadata.name); });
     if (o.registry) this.registerMetrics(o.registry);
   }
 
@@ -133,6 +136,8 @@ export class StatusAggregator {
     }
     this.kv = await new Kvm(nc).create(BUCKET, { history: 1 });
     const cursor = await this.restore();
+    // Traces deleted while no aggregator ran.
+    for (const trace of [...this.traces.keys()]) if (!this.objects.get(trace)) await this.forget(trace);
     await jsm.consumers.delete(STREAM, CONSUMER).catch(() => false);
     await jsm.consumers.add(STREAM, {
       durable_name: CONSUMER,
@@ -200,14 +205,42 @@ export class StatusAggregator {
     return a;
   }
 
+  /**
+   * A deleted trace: its counts, its checkpoint and its messages in the stream go, so that a new
+   * trace of the same name starts from nothing. Batches still in flight (sent before the agents
+   * heard of the deletion) are told apart by the time the ingest received them.
+   */
+  private async forget(trace: string): Promise<void> {
+    this.forgotten.set(trace, Date.now());
+    this.traces.delete(trace);
+    this.statusDue.delete(trace);
+    try {
+      const kv = this.kv;
+      if (kv) for await (const key of await kv.keys(`${keyToken(trace)}.>`)) await kv.purge(key);
+      if (this.nc && !this.nc.isClosed()) await (await jetstreamManager(this.nc)).streams.purge(STREAM, { filter: `${SUBJECT_ROOT}.${encodeToken(trace)}.>` });
+      this.o.log.info({ trace }, 'trace deleted: its counts, checkpoint and events dropped');
+    } catch (err) {
+      this.o.log.warn({ trace, err: String(err) }, 'dropping a deleted trace\'s checkpoint or events failed');
+    }
+  }
+
+  private isForgotten(trace: string, receivedUnixNs: bigint): boolean {
+    const at = this.forgotten.get(trace);
+    return at !== undefined && receivedUnixNs <= BigInt(at) * 1_000_000n;
+  }
+
   private async consume(messages: ConsumerMessages): Promise<void> {
     for await (const m of messages) {
       const where = parseSubject(m.subject);
       if (where) {
         try {
-          const a = this.aggregate(where.trace);
-          if (where.kind === 'events') a.applyBatch(m.seq, pb.NodeBatch.decode(m.data));
-          else if (where.kind === 'state') a.applyState(m.seq, pb.NodeState.decode(m.data));
+          if (where.kind === 'events') {
+            const b = pb.NodeBatch.decode(m.data);
+            if (!this.isForgotten(where.trace, toBigInt(b.receivedUnixNs))) this.aggregate(where.trace).applyBatch(m.seq, b);
+          } else if (where.kind === 'state') {
+            const st = pb.NodeState.decode(m.data);
+            if (!this.isForgotten(where.trace, toBigInt(st.unixNs))) this.aggregate(where.trace).applyState(m.seq, st);
+          }
           this.statusDue.add(where.trace);
         } catch (err) {
           // A message no reader can decode is skipped (and acked with the rest), loudly.

@@ -89,7 +89,7 @@ async function expectExactCounts(traces: string[], nodes: GuestNode[], batchedBe
     const want = tally.events.get(t) ?? 0;
     await waitOrExplain(`${t}: the status counting what the stream holds (${want})`, 30_000, async () => (await plane.status(t))?.violations === want, traces);
     const s = must(await plane.status(t));
-    console.log(`${t}: status violations=${s.violations ?? 0} stream events=${want} in ${tally.messages} messages, duplicates=${tally.duplicates}, lost=${s.lost ?? 0}`);
+    console.log(`${t}: status violations=${s.violations ?? 0} stream events=${want} (${tally.messages} event messages in the stream, all traces), duplicates=${tally.duplicates}, lost=${s.lost ?? 0}`);
     expect(s.lost ?? 0).toBe(0);
     for (const node of nodes) {
       const perNode = s.nodes?.find((n) => n.name === node.name)?.violations ?? 0;

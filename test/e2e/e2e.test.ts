@@ -153,14 +153,17 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
         expect(off.durationNs).toBeGreaterThanOrEqual(truth - 10_000);
         expect(off.durationNs).toBeLessThanOrEqual(outerNs(r.irqsOff) + 10_000);
       } else {
-        // Sampled: short of the truth by less than a period, late by QEMU's timer delivery at most a few.
+        // Sampled: short of the truth by less than a period; over it by how late the timer interrupt
+        // comes once interrupts are back on, which under TCG with two guests on 2 cores has been up to
+        // 4.8 ms (the demo, with the controller manager too), so 10 periods.
         expect(truth - off.durationNs).toBeLessThan(SAMPLE_PERIOD_NS);
-        expect(truth - off.durationNs).toBeGreaterThan(-3 * SAMPLE_PERIOD_NS);
+        expect(truth - off.durationNs).toBeGreaterThan(-10 * SAMPLE_PERIOD_NS);
       }
       const masked = must(offender(line, r.line, 'irq_line', node));
       expect(masked).toMatchObject({ comm: 'irqburn', irq: node.serialLine, cpu: r.line.cpu });
       expect(masked.topFrames?.[0]).toMatch(/^irqburn_mask_line/);
-      expect(Math.abs(masked.durationNs - Number(r.line.durationNs))).toBeLessThanOrEqual(10_000);
+      expect(masked.durationNs).toBeGreaterThanOrEqual(Number(r.line.fields.inner_ns ?? r.line.durationNs) - 10_000);
+      expect(masked.durationNs).toBeLessThanOrEqual(outerNs(r.line) + 10_000);
       expect(line.nodes?.find((n) => n.name === node.name)).toMatchObject({ backend: node.backend, phase: 'Running' });
     }
     // On the exact node the selftest's is the longest section; a sampled node can show a second

@@ -72,18 +72,17 @@ async function main(): Promise<void> {
     show(await plane.kubectl(['get', 'daemonset', '-n', 'irqtrace-system', '-o', 'wide']));
 
     for (const node of [exact, sampled]) {
-      await waitUntil(`${node.name} tracing`, 240_000, async () => (await node.metrics()).backend.endsWith('/running'), 1000);
+      await node.waitTracing();
       const [backend, method] = (await node.metrics()).backend.split('/');
       say(`${node.name}: the agent traces with ${backend === 'kmod' ? 'the kernel module' : 'eBPF'}, ${method} (${(await node.vm.run('uname -r')).trim()})`);
     }
 
     say('workload in each guest: ordinary load, and the selftest: 80 ms with interrupts off, then the serial line (ttyS0) masked for 30 ms');
-    const reports = new Map<GuestNode, Report[]>();
+    const reports = new Map<GuestNode, { irqsOff: Report; line: Report }>();
     for (const node of [exact, sampled]) {
-      await node.busy(20);
-      const done = await node.rig.irqburn('irqoff 80000 0', `irqline ${node.serialLine} 30000 1`);
+      const done = await node.provoke();
       reports.set(node, done);
-      for (const r of done) {
+      for (const r of [done.irqsOff, done.line]) {
         say(`  ${node.name}: selftest ${r.op === 'irqoff' ? 'irqs off' : `irq ${node.serialLine} masked`} ${ms(Number(r.durationNs))} by ${r.comm}/${r.pid} on cpu ${r.cpu}`);
       }
     }
@@ -91,7 +90,7 @@ async function main(): Promise<void> {
     const named = (s: IrqTraceStatus | undefined, r: Report, node: GuestNode) => s?.worstOffenders?.some((v) => v.pid === r.pid && v.node === node.name) ?? false;
     await watchTable(plane, async () => {
       const [all, line] = [await plane.status('all-irqs'), await plane.status('serial-line')];
-      return [...reports].every(([node, [off, masked]]) => off && masked && named(all, off, node) && named(line, masked, node));
+      return [...reports].every(([node, r]) => named(all, r.irqsOff, node) && named(line, r.line, node));
     }, 120_000);
 
     for (const trace of ['all-irqs', 'serial-line']) {

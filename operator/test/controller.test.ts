@@ -6,11 +6,11 @@
 import * as k8s from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { irqTraceCrdYaml } from '@irqtrace/operator';
 import { AGENT_NAME, EBPF_CAPABILITIES } from '../src/controller/daemonset.js';
 import { FINALIZER, TraceController } from '../src/controller/controller.js';
 import { LeaderElector } from '../src/leader/lease.js';
 import { waitUntil } from '../../test/lib/wait.js';
+import { installIrqTraceApi } from '../../test/lib/irqtrace_api.js';
 import { startCluster } from '../../test/cluster/cluster.js';
 import type { Cluster } from '../../test/cluster/cluster.js';
 
@@ -57,9 +57,7 @@ beforeAll(async () => {
   kc = new k8s.KubeConfig();
   kc.loadFromString(cluster.kubeconfig);
   apps = kc.makeApiClient(k8s.AppsV1Api);
-  await kubectl(['create', '-f', '-'], irqTraceCrdYaml());
-  await waitUntil('irqtraces served', 30_000, async () => (await cluster.kubectl(['get', 'irqtraces'])).code === 0);
-  await kubectl(['create', 'namespace', NS]);
+  await installIrqTraceApi(cluster, NS);
   await kubectl(['apply', '-f', '-'], node('n1', 'a') + '---\n' + node('n2', 'b'));
 });
 

@@ -8,18 +8,17 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { irqtrace, toLong } from '@irqtrace/proto';
 import { IngestClient, Outbox } from '@irqtrace/agent';
-import { irqTraceCrdYaml } from '@irqtrace/operator';
-import { repoRoot, scratchDir } from '../../test/lib/paths.js';
+import { operatorMain, scratchDir } from '../../test/lib/paths.js';
 import { freePort } from '../../test/lib/ports.js';
 import { Service, run } from '../../test/lib/process.js';
 import { waitUntil } from '../../test/lib/wait.js';
+import { installIrqTraceApi } from '../../test/lib/irqtrace_api.js';
 import { startCluster } from '../../test/cluster/cluster.js';
 import type { Cluster } from '../../test/cluster/cluster.js';
 import { startNats } from '../../test/nats/nats.js';
 import type { Nats } from '../../test/nats/nats.js';
 
 const v1 = irqtrace.v1;
-const OPERATOR = join(repoRoot, 'operator', 'dist', 'main.js');
 const log = pino({ level: 'silent' });
 
 let cluster: Cluster;
@@ -43,7 +42,7 @@ async function startReplica(name: string): Promise<Replica> {
     'statusIntervalMs: 300',
     '',
   ].join('\n'));
-  const service = new Service(`operator-${name}`, process.execPath, [OPERATOR, 'run', '--config', config, '--kubeconfig', cluster.kubeconfigPath], join(work, `${name}.log`), { env: { ...process.env, POD_NAME: name, LOG_LEVEL: 'info' } });
+  const service = new Service(`operator-${name}`, process.execPath, [operatorMain, 'run', '--config', config, '--kubeconfig', cluster.kubeconfigPath], join(work, `${name}.log`), { env: { ...process.env, POD_NAME: name, LOG_LEVEL: 'info' } });
   await service.waitForOutput(/ingest listening/, 30_000);
   return { service, ingestPort, metricsPort };
 }
@@ -53,9 +52,7 @@ const leads = async (r: Replica) => /^irqtrace_operator_leader 1$/m.test(await m
 
 beforeAll(async () => {
   [cluster, nats] = await Promise.all([startCluster({ controllerManager: false }), startNats()]);
-  await cluster.kubectl(['create', '-f', '-'], irqTraceCrdYaml());
-  await waitUntil('irqtraces served', 30_000, async () => (await cluster.kubectl(['get', 'irqtraces'])).code === 0);
-  await cluster.kubectl(['create', 'namespace', 'irqtrace-system']);
+  await installIrqTraceApi(cluster);
 });
 
 afterAll(async () => {
@@ -66,7 +63,7 @@ describe('irqtrace-operator', () => {
   it('refuses a bad config, naming the field', async () => {
     const bad = join(work, 'bad.yaml');
     writeFileSync(bad, 'roles: [controller, dance]\n');
-    const r = await run(process.execPath, [OPERATOR, 'run', '--config', bad, '--kubeconfig', cluster.kubeconfigPath]);
+    const r = await run(process.execPath, [operatorMain, 'run', '--config', bad, '--kubeconfig', cluster.kubeconfigPath]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('roles[1]: Expected union value');
   });

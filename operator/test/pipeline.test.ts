@@ -8,7 +8,6 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { irqtrace, toLong } from '@irqtrace/proto';
 import { IngestClient, Outbox } from '@irqtrace/agent';
-import { irqTraceCrdYaml } from '@irqtrace/operator';
 import { TraceController } from '../src/controller/controller.js';
 import { ClusterNodeConfigs } from '../src/ingest/node_configs.js';
 import { IngestMetrics } from '../src/ingest/metrics.js';
@@ -20,6 +19,7 @@ import { STREAM, subject } from '../src/ingest/subjects.js';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { waitUntil } from '../../test/lib/wait.js';
+import { installIrqTraceApi } from '../../test/lib/irqtrace_api.js';
 import { startCluster } from '../../test/cluster/cluster.js';
 import type { Cluster } from '../../test/cluster/cluster.js';
 import { startNats } from '../../test/nats/nats.js';
@@ -40,9 +40,7 @@ beforeAll(async () => {
   [cluster, nats] = await Promise.all([startCluster({ controllerManager: false }), startNats()]);
   kc = new k8s.KubeConfig();
   kc.loadFromString(cluster.kubeconfig);
-  await cluster.kubectl(['create', '-f', '-'], irqTraceCrdYaml());
-  await waitUntil('irqtraces served', 30_000, async () => (await cluster.kubectl(['get', 'irqtraces'])).code === 0);
-  await cluster.kubectl(['create', 'namespace', 'irqtrace-system']);
+  await installIrqTraceApi(cluster);
   await cluster.kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Node\nmetadata:\n  name: worker-1\n  labels: {pool: latency}\n');
   // A pod (no kubelet: it stays Pending) whose tasks the events name by UID.
   await cluster.kubectl(['create', 'namespace', 'shop']);

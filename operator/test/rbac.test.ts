@@ -6,7 +6,6 @@ import * as k8s from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { irqTraceCrdYaml } from '@irqtrace/operator';
 import { rbacObjects } from '../src/deploy/rbac.js';
 import { AGENT_NAME } from '../src/controller/daemonset.js';
 import { TraceController } from '../src/controller/controller.js';
@@ -14,6 +13,7 @@ import { ClusterNodeConfigs } from '../src/ingest/node_configs.js';
 import { PodMetadataDirectory } from '../src/ingest/pod_directory.js';
 import { LeaderElector } from '../src/leader/lease.js';
 import { waitUntil } from '../../test/lib/wait.js';
+import { installIrqTraceApi } from '../../test/lib/irqtrace_api.js';
 import { startCluster } from '../../test/cluster/cluster.js';
 import type { Cluster } from '../../test/cluster/cluster.js';
 
@@ -27,9 +27,7 @@ let operatorConfig: k8s.KubeConfig;
 
 beforeAll(async () => {
   cluster = await startCluster({ controllerManager: false });
-  await cluster.kubectl(['create', '-f', '-'], irqTraceCrdYaml());
-  await waitUntil('irqtraces served', 30_000, async () => (await cluster.kubectl(['get', 'irqtraces'])).code === 0);
-  await cluster.kubectl(['create', 'namespace', NS]);
+  await installIrqTraceApi(cluster, NS);
   const applied = await cluster.kubectl(['apply', '-f', '-'], rbacObjects({ namespace: NS, serviceAccount: SA }).map((o) => stringify(o)).join('---\n'));
   expect(applied.stderr).toBe('');
   // The operator's own credentials: a token of its ServiceAccount.

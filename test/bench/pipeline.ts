@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { irqtrace, toLong } from '@irqtrace/proto';
 import { IngestClient, Outbox } from '@irqtrace/agent';
-import { irqTraceCrdYaml } from '@irqtrace/operator';
-import { repoRoot, scratchDir } from '../lib/paths.js';
+import { operatorMain, scratchDir } from '../lib/paths.js';
 import { freePort } from '../lib/ports.js';
 import { Service } from '../lib/process.js';
 import { waitUntil } from '../lib/wait.js';
+import { installIrqTraceApi } from '../lib/irqtrace_api.js';
 import { startCluster } from '../cluster/cluster.js';
 import { startNats } from '../nats/nats.js';
 
@@ -23,7 +23,6 @@ const AGENTS = Number(process.env.BENCH_AGENTS ?? 200);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const PER_BATCH = 100;
 const IN_FLIGHT = 4;
-const OPERATOR = join(repoRoot, 'operator', 'dist', 'main.js');
 
 function eventsBytes(node: number): Uint8Array {
   const stack = Array.from({ length: 8 }, (_, k) => ({ address: toLong(0xffffffff81000000n + BigInt(k * 0x1234)), symbol: `func_${k}`, offset: toLong(BigInt(k * 16)) }));
@@ -56,9 +55,7 @@ async function main(): Promise<void> {
   const services: Service[] = [];
   const clients: IngestClient[] = [];
   try {
-    await cluster.kubectl(['create', '-f', '-'], irqTraceCrdYaml());
-    await waitUntil('irqtraces served', 30_000, async () => (await cluster.kubectl(['get', 'irqtraces'])).code === 0);
-    await cluster.kubectl(['create', 'namespace', 'irqtrace-system']);
+    await installIrqTraceApi(cluster);
     await cluster.kubectl(['apply', '-f', '-'], 'apiVersion: irqtrace.io/v1alpha1\nkind: IrqTrace\nmetadata:\n  name: bench\nspec:\n  target: {all: true}\n  threshold: 500us\n');
 
     const ingestPort = await freePort();
@@ -67,7 +64,7 @@ async function main(): Promise<void> {
       writeFileSync(config, `roles: [${roles}]\nleaderElection: {enabled: false}\nnats: {servers: ["${nats.url}"], maxAgeHours: 1, maxBytes: 4294967296}\ningest: {listen: "127.0.0.1:${ingestPort}", maxPendingPerAgent: 64}\nmetrics: {listen: "127.0.0.1:${await freePort()}"}\nstatusIntervalMs: 1000\n`);
       // BENCH_OPERATOR_FLAGS: node flags for the operator processes (e.g. --cpu-prof).
       const flags = (process.env.BENCH_OPERATOR_FLAGS ?? '').split(' ').filter(Boolean);
-      const s = new Service(name, process.execPath, [...flags, '--max-old-space-size=2048', OPERATOR, 'run', '--config', config, '--kubeconfig', cluster.kubeconfigPath], join(work, `${name}.log`), { env: { ...process.env, LOG_LEVEL: 'warn' } });
+      const s = new Service(name, process.execPath, [...flags, '--max-old-space-size=2048', operatorMain, 'run', '--config', config, '--kubeconfig', cluster.kubeconfigPath], join(work, `${name}.log`), { env: { ...process.env, LOG_LEVEL: 'warn' } });
       services.push(s);
       return s;
     };

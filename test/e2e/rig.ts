@@ -10,23 +10,23 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { irqtrace, toBigInt } from '@irqtrace/proto';
-import { irqTraceCrdYaml } from '@irqtrace/operator';
 import type { IrqTraceStatus } from '@irqtrace/operator';
-import { agentCli, repoRoot, scratchDir } from '../lib/paths.js';
+import { agentCli, operatorMain, scratchDir } from '../lib/paths.js';
 import { freePort } from '../lib/ports.js';
 import { Service } from '../lib/process.js';
 import { waitUntil } from '../lib/wait.js';
+import { installIrqTraceApi } from '../lib/irqtrace_api.js';
 import { startCluster } from '../cluster/cluster.js';
 import type { Cluster } from '../cluster/cluster.js';
 import { startNats } from '../nats/nats.js';
 import type { Nats } from '../nats/nats.js';
 import { Vm } from '../vm/vm.js';
 import type { Flavour } from '../vm/vm.js';
-import { Rig } from '../../kmod/test/harness.js';
+import { Rig, must } from '../../kmod/test/harness.js';
+import type { Report } from '../../kmod/test/harness.js';
 import { buildBpfLoader } from '../../kmod/test/bpf_loader.js';
 import { STREAM } from '../../operator/src/ingest/subjects.js';
 
-export const OPERATOR_MAIN = join(repoRoot, 'operator', 'dist', 'main.js');
 /** Where the agent keeps its spool, log and pid in a guest (writable tmpfs). */
 const AGENT_DIR = '/run/tmp/irqtrace-agent';
 const AGENT_METRICS_PORT = 9400;
@@ -56,7 +56,7 @@ class OperatorProcess {
   ) {}
 
   async start(): Promise<void> {
-    this.service = new Service(this.name, process.execPath, [OPERATOR_MAIN, 'run', '--config', this.configPath, '--kubeconfig', this.kubeconfigPath], this.logPath, {
+    this.service = new Service(this.name, process.execPath, [operatorMain, 'run', '--config', this.configPath, '--kubeconfig', this.kubeconfigPath], this.logPath, {
       env: { ...process.env, LOG_LEVEL: 'info' },
     });
     await this.service.waitForOutput(this.ready, 60_000);
@@ -91,7 +91,7 @@ export class ControlPlane {
   ) {}
 
   static async start(o: PlaneOptions = {}): Promise<ControlPlane> {
-    if (!existsSync(agentCli) || !existsSync(OPERATOR_MAIN)) throw new Error('the agent and the operator are not built: run npm run build');
+    if (!existsSync(agentCli) || !existsSync(operatorMain)) throw new Error('the agent and the operator are not built: run npm run build');
     const say = o.say ?? (() => {});
     say('starting etcd + kube-apiserver' + (o.controllerManager ? ' + kube-controller-manager' : '') + ' and nats-server (JetStream) on 127.0.0.1');
     const [cluster, nats] = await Promise.all([startCluster({ controllerManager: o.controllerManager ?? false }), startNats()]);
@@ -100,9 +100,7 @@ export class ControlPlane {
     const plane = new ControlPlane(cluster, nats, await freePort(), work, processes, say);
     try {
       say('installing the IrqTrace CRD (generated from the operator\'s schema)');
-      await cluster.kubectl(['create', '-f', '-'], irqTraceCrdYaml());
-      await waitUntil('irqtraces served', 30_000, async () => (await cluster.kubectl(['get', 'irqtraces'])).code === 0);
-      await cluster.kubectl(['create', 'namespace', 'irqtrace-system']);
+      await installIrqTraceApi(cluster);
       const groups: [string, Role[]][] = o.separateIngest
         ? [['ingest', ['ingest']], ['operator', ['controller', 'status']]]
         : [['operator', ['controller', 'ingest', 'status']]];
@@ -180,8 +178,9 @@ export interface NodeOptions {
 }
 
 export interface AgentMetrics {
-  /** Events the agent put into batches for the ingest, by kind. */
+  /** Events the agent put into batches for the ingest, by kind, and in all. */
   batched: Record<string, number>;
+  batchedTotal: number;
   dropped: number;
   unacked: number;
   connected: boolean;
@@ -248,11 +247,27 @@ export class GuestNode {
     return (await this.vm.exec('test -d /sys/module/irqtrace')).code === 0;
   }
 
+  /** Until the agent's backend runs, i.e. a trace has reached it. */
+  async waitTracing(): Promise<void> {
+    await waitUntil(`${this.name}: tracing`, 240_000, async () => (await this.metrics()).backend.endsWith('/running'), 1000);
+  }
+
+  /**
+   * The workload of the demo and the end-to-end test: ordinary load, and the selftest holding
+   * interrupts off on CPU 0 for 80 ms, then masking the serial line for 30 ms (longer under TCG: the
+   * enabling kworker runs late) — each longer than what the guests do by themselves.
+   */
+  async provoke(): Promise<{ irqsOff: Report; line: Report }> {
+    await this.busy(20);
+    const [irqsOff, line] = await this.rig.irqburn('irqoff 80000 0', `irqline ${this.serialLine} 30000 1`);
+    return { irqsOff: must(irqsOff), line: must(line) };
+  }
+
   /**
    * Ordinary load next to the selftest, in the background for about `seconds`:
    * file reads over 9p (virtio interrupts), compression, forks.
    */
-  async busy(seconds: number): Promise<void> {
+  private async busy(seconds: number): Promise<void> {
     await this.vm.exec(
       `(end=$(($(date +%s) + ${seconds})); while [ $(date +%s) -lt $end ]; do find /hostroot/usr/share/doc -type f 2>/dev/null | head -n 300 | xargs cat 2>/dev/null | gzip > /dev/null; done) > /dev/null 2>&1 &`,
     );
@@ -279,6 +294,7 @@ export class GuestNode {
     const info = /^irqtrace_backend_info\{backend="([\w-]+)",method="([\w-]+)",phase="([\w-]+)"\} 1$/m.exec(text);
     return {
       batched,
+      batchedTotal: Object.values(batched).reduce((a, b) => a + b, 0),
       dropped,
       unacked: gauge('irqtrace_unacked_batches'),
       connected: gauge('irqtrace_ingest_connected') === 1,

@@ -9,6 +9,9 @@ export const repoRoot = resolve(import.meta.dirname, '../..');
 /** The built `irqtrace` command (npm run build). */
 export const agentCli = join(repoRoot, 'agent', 'dist', 'cli', 'main.js');
 
+/** The built `irqtrace-operator` program (npm run build). */
+export const operatorMain = join(repoRoot, 'operator', 'dist', 'main.js');
+
 /** Heavy builds (kernels, control-plane binaries) are cached here, keyed by version. */
 export const cacheDir = process.env.IRQTRACE_CACHE ?? join(homedir(), '.cache', 'irqtrace');
 

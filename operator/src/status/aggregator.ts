@@ -26,7 +26,6 @@ import { STREAM, SUBJECT_ROOT, encodeToken, parseSubject } from '../ingest/subje
 import { TraceAggregate } from './aggregate.js';
 import type { NatsAuth } from '../ingest/publisher.js';
 import type { NodeRecord } from './aggregate.js';
-import type { Violation } from '../api/schema.js';
 
 const pb = irqtrace.v1;
 export const CONSUMER = 'irqtrace-status';
@@ -188,9 +187,6 @@ export class StatusAggregator {
         continue;
       }
       const { trace, node, record } = entry.json<{ trace: string; node: string; record: NodeRecord }>();
-      // Checkpoints of 0.1.0 before the per-node list kept one worst violation.
-      const worst: unknown = record.worst;
-      if (worst && !Array.isArray(worst)) record.worst = [worst as Violation];
       this.aggregate(trace).nodes.set(node, record);
       this.statusDue.add(trace);
       n++;

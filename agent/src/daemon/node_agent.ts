@@ -164,7 +164,7 @@ export class NodeAgent {
     clearTimeout(this.retry);
     const traces = await this.resolveIrqNames(wanted);
     this.traces = traces;
-    this.pipeline.traces = traces;
+    this.pipeline.setTraces(traces);
     const merged = mergeTraces(traces);
     if (!merged) {
       // No trace for this node: nothing stays loaded.

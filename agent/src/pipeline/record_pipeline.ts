@@ -10,7 +10,7 @@ import type { CgroupAttribution } from '../attribution/cgroup.js';
 import type { CgroupIndex } from '../attribution/cgroup_index.js';
 import type { ProcFs } from '../attribution/procfs.js';
 import { TaskAttributor } from '../attribution/tasks.js';
-import { TraceMatcher } from '../config/traces.js';
+import { TraceTimeline } from '../config/trace_timeline.js';
 import type { Trace } from '../config/traces.js';
 import type { SectionRecord } from '../records/decode.js';
 import { Kind } from '../records/layout.js';
@@ -51,7 +51,7 @@ export class RecordPipeline {
   readonly tasks: TaskAttributor;
   private readonly offenders: OffenderEnricher;
   private readonly queue: SerialQueue<SectionRecord>;
-  private matcher = new TraceMatcher([]);
+  private readonly timeline = new TraceTimeline();
   /** Records lost because the queue was full. */
   dropped = 0;
 
@@ -75,13 +75,17 @@ export class RecordPipeline {
     return false;
   }
 
-  /** The traces events are for; replaced as the node's configuration changes. */
+  /** The traces events are for now. */
   get traces(): readonly Trace[] {
-    return this.matcher.traces;
+    return this.timeline.current;
   }
 
-  set traces(traces: readonly Trace[]) {
-    this.matcher = new TraceMatcher(traces);
+  /**
+   * The traces events are for from now on (CLOCK_MONOTONIC, the records' clock): records of
+   * sections that ended before are still judged by the traces then, among those that remain.
+   */
+  setTraces(traces: readonly Trace[], sinceNs = process.hrtime.bigint()): void {
+    this.timeline.set(traces, sinceNs);
   }
 
   get queued(): number {
@@ -94,7 +98,7 @@ export class RecordPipeline {
   }
 
   private process(rec: SectionRecord): Promise<void> | void {
-    const traces = this.o.allRecords ? NO_TRACES : this.matcher.match(rec);
+    const traces = this.o.allRecords ? NO_TRACES : this.timeline.match(rec);
     if (!this.o.allRecords && !traces.length) {
       this.o.counters?.filtered(rec.kind);
       return;

@@ -83,7 +83,9 @@ describe('irqtrace agent with an ingest', () => {
     expect(e.disableSite?.ip?.symbol).toMatch(/^irqburn_mask_line/);
     expect(e.stack?.[0]?.symbol).toMatch(/^irqburn_mask_line/);
     expect(e.task?.cgroupPath).toMatch(/^\//);
-    expect(Math.abs(Number(toBigInt(e.durationNs) - report.durationNs))).toBeLessThanOrEqual(5_000);
+    // Between the selftest's inner and outer clocks (kmod/test checks the offset on many maskings).
+    expect(toBigInt(e.durationNs)).toBeGreaterThanOrEqual(BigInt(report.fields.inner_ns ?? '0') - 1_000n);
+    expect(toBigInt(e.durationNs)).toBeLessThanOrEqual(BigInt(report.fields.outer_ns ?? '0') + 1_000n);
 
     const ready = await vm.execHost('curl -s -o /dev/null -w "%{http_code}" 127.0.0.1:9101/readyz');
     expect(ready.stdout).toBe('200');

@@ -188,6 +188,8 @@ describe('irqtrace record on a stock kernel', () => {
     const e = must(found[0]);
     expect(e.enablingTask).toMatchObject({ pid: Number(r.fields.enable_pid), comm: r.fields.enable_comm });
     expect(e.disableSite?.ip.symbol).toMatch(/^irqburn_mask_line/);
-    expect(Math.abs(Number(BigInt(e.durationNs) - r.durationNs))).toBeLessThanOrEqual(5_000);
+    // Between the selftest's inner and outer clocks (kmod/test checks the offset on many maskings).
+    expect(BigInt(e.durationNs)).toBeGreaterThanOrEqual(BigInt(r.fields.inner_ns ?? '0') - 1_000n);
+    expect(BigInt(e.durationNs)).toBeLessThanOrEqual(BigInt(r.fields.outer_ns ?? '0') + 1_000n);
   });
 });

@@ -174,6 +174,12 @@ export function distribution(values: number[]): string {
   return `n=${sorted.length} min=${at(0)} p50=${at(0.5)} p90=${at(0.9)} max=${at(1)}`;
 }
 
+/** The middle value (the upper of the two middle ones for an even count). */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
+}
+
 /** The value, or a failed test saying what was missing. */
 export function must<T>(value: T | undefined, what = 'value'): T {
   if (value === undefined) throw new Error(`no ${what}`);

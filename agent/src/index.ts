@@ -42,3 +42,4 @@ export type { BatcherOptions } from './pipeline/batcher.js';
 export { TraceMatcher, mergeTraces, resolveTraceIrqNames, traceFromProto, tracesOf } from './config/traces.js';
 export type { Trace, Merged } from './config/traces.js';
 export { TraceTimeline } from './config/trace_timeline.js';
+export { AgentMetrics } from './daemon/metrics.js';

@@ -13,7 +13,7 @@ import { waitUntil } from '../lib/wait.js';
 import { must } from '../../kmod/test/harness.js';
 import type { Report } from '../../kmod/test/harness.js';
 import { ControlPlane, tallyStream } from './rig.js';
-import type { GuestNode, StreamSection, StreamTally } from './rig.js';
+import type { AgentMetrics, GuestNode, StreamSection, StreamTally } from './rig.js';
 
 const SAMPLE_PERIOD_NS = 1_000_000;
 const KIND_IRQS_OFF = 1;
@@ -103,8 +103,13 @@ async function quiesce(traces: string[], nodes: GuestNode[]): Promise<void> {
   }
 }
 
-/** Status, stream and agents agree to the event: nothing lost, nothing counted twice. */
-async function expectExactCounts(traces: string[], nodes: GuestNode[], batchedBefore: Map<string, number>): Promise<void> {
+/**
+ * Status, stream and agents agree to the event: nothing counted twice, nothing lost silently. A
+ * section the kernel ring or an agent queue had no room for is a loss, not an event: under TCG on a
+ * loaded host the guests can make more than the agent keeps up with, so losses are allowed, but the
+ * status of each trace must say exactly what its agents counted.
+ */
+async function expectExactCounts(traces: string[], nodes: GuestNode[], before: Map<string, AgentMetrics>): Promise<void> {
   const tally = await tallyStream(plane.nats.url);
   expect(tally.duplicates, 'a batch published twice').toBe(0);
   for (const t of traces) {
@@ -112,26 +117,33 @@ async function expectExactCounts(traces: string[], nodes: GuestNode[], batchedBe
     await waitOrExplain(`${t}: the status counting what the stream holds (${want})`, 30_000, async () => (await plane.status(t))?.violations === want, traces);
     const s = must(await plane.status(t));
     console.log(`${t}: status violations=${s.violations ?? 0} stream events=${want} (${tally.messages} event messages in the stream, all traces), duplicates=${tally.duplicates}, lost=${s.lost ?? 0}`);
-    expect(s.lost ?? 0).toBe(0);
     for (const node of nodes) {
       const perNode = s.nodes?.find((n) => n.name === node.name)?.violations ?? 0;
       expect(perNode, `${t} on ${node.name}`).toBe(tally.byNode.get(`${t}/${node.name}`) ?? 0);
     }
   }
-  // Every event an agent batched reached the stream once: the first trace takes all of them.
   for (const node of nodes) {
+    const was = before.get(node.name);
+    const lostByAgent = async () => (await node.metrics()).dropped - (was?.dropped ?? 0);
+    // Kernel drop counters are read every 10 s: wait for the last reading to reach every status.
+    for (const t of traces) {
+      await waitOrExplain(`${t} on ${node.name}: the status's lost equal to the agent's`, 30_000, async () => {
+        const lost = (await plane.status(t))?.nodes?.find((n) => n.name === node.name)?.lost ?? 0;
+        return lost === (await lostByAgent());
+      }, traces, 2000);
+    }
+    // Every event an agent batched reached the stream once: the first trace takes all of them.
     const m = await node.metrics();
-    expect(m.dropped, `${node.name} dropped`).toBe(0);
-    const batched = m.batchedTotal - (batchedBefore.get(node.name) ?? 0);
-    console.log(`${node.name}: batched by the agent=${batched}, dropped=${m.dropped}`);
+    const batched = m.batchedTotal - (was?.batchedTotal ?? 0);
+    console.log(`${node.name}: batched by the agent=${batched}, lost=${await lostByAgent()} ${JSON.stringify(m.droppedByStage)}`);
     expect(batched, `${node.name}: batched by the agent vs in the stream`).toBe(tally.byNode.get(`${must(traces[0])}/${node.name}`) ?? 0);
   }
 }
 
-async function batchedNow(nodes: GuestNode[]): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  for (const node of nodes) counts.set(node.name, (await node.metrics()).batchedTotal);
-  return counts;
+async function metricsNow(nodes: GuestNode[]): Promise<Map<string, AgentMetrics>> {
+  const now = new Map<string, AgentMetrics>();
+  for (const node of nodes) now.set(node.name, await node.metrics());
+  return now;
 }
 
 describe('kubectl apply an IrqTrace, see who kept interrupts off in its status', () => {
@@ -228,7 +240,7 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
     // On its own feet even if the first case failed half-way.
     await plane.kubectl(['delete', 'irqtraces', '--all']);
     await waitUntil('the kernel side unloaded', 120_000, async () => !(await exact.moduleLoaded()) && !(await sampled.loaderRunning()));
-    const before = await batchedNow([exact]);
+    const before = await metricsNow([exact]);
     await plane.kubectl(['apply', '-f', '-'], 'apiVersion: irqtrace.io/v1alpha1\nkind: IrqTrace\nmetadata:\n  name: restarts\nspec:\n  nodeSelector: {matchLabels: {irqtrace.io/pool: exact}}\n  target: {all: true}\n  threshold: 1ms\n');
     await waitUntil('guest-exact tracing', 240_000, async () => (await exact.metrics()).backend === 'kmod/exact/running' && (await exact.moduleLoaded()), 1000);
 

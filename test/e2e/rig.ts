@@ -181,7 +181,9 @@ export interface AgentMetrics {
   /** Events the agent put into batches for the ingest, by kind, and in all. */
   batched: Record<string, number>;
   batchedTotal: number;
+  /** Sections or events lost, in all and by stage (kernel_ring, agent_attribution, ...). */
   dropped: number;
+  droppedByStage: Record<string, number>;
   unacked: number;
   connected: boolean;
   /** backend/method/phase in effect, e.g. kmod/exact/running. */
@@ -288,14 +290,15 @@ export class GuestNode {
     if (text === undefined) throw new Error(`${this.name}: the agent's /metrics does not answer`);
     const batched: Record<string, number> = {};
     for (const m of text.matchAll(/^irqtrace_sections_total\{kind="([\w-]+)",stage="batched"\} (\d+)/gm)) batched[m[1] ?? ''] = Number(m[2]);
-    let dropped = 0;
-    for (const m of text.matchAll(/^irqtrace_dropped_total\{[^}]*\} (\d+)/gm)) dropped += Number(m[1]);
+    const droppedByStage: Record<string, number> = {};
+    for (const m of text.matchAll(/^irqtrace_dropped_total\{stage="([\w-]+)"\} (\d+)/gm)) droppedByStage[m[1] ?? ''] = Number(m[2]);
     const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? 'NaN');
     const info = /^irqtrace_backend_info\{backend="([\w-]+)",method="([\w-]+)",phase="([\w-]+)"\} 1$/m.exec(text);
     return {
       batched,
       batchedTotal: Object.values(batched).reduce((a, b) => a + b, 0),
-      dropped,
+      dropped: Object.values(droppedByStage).reduce((a, b) => a + b, 0),
+      droppedByStage,
       unacked: gauge('irqtrace_unacked_batches'),
       connected: gauge('irqtrace_ingest_connected') === 1,
       backend: info ? `${info[1]}/${info[2]}/${info[3]}` : 'none',

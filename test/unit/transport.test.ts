@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { irqtrace, toBigInt, toLong } from '@irqtrace/proto';
-import { Batcher, IngestClient, Outbox } from '@irqtrace/agent';
+import { AgentMetrics, Batcher, IngestClient, Outbox } from '@irqtrace/agent';
 import type { TlsOptions } from '@irqtrace/agent';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
@@ -82,6 +82,27 @@ describe('batching', () => {
     for (let i = 0; i < 8; i++) batcher.add({ cpu: i });
     expect(batcher.dropped).toBe(3);
     batcher.stop();
+  });
+
+  it('counts every loss a batch carries in the agent metric: the kernel ones, its own and the spool ones', async () => {
+    const outbox = new Outbox({ maxBytes: 600 });
+    const metrics = new AgentMetrics();
+    const batcher = new Batcher(outbox, { maxEvents: 5, maxPending: 5, onLoss: (stage, count, reason) => { metrics.countLoss(stage, count, reason); } });
+    batcher.loss(v1.LossStage.LOSS_STAGE_KERNEL_RING, 4n, 'kernel ring full', 0);
+    batcher.loss(v1.LossStage.LOSS_STAGE_KERNEL_GUARD, 1n, 'probe re-entered', 1);
+    batcher.loss(v1.LossStage.LOSS_STAGE_AGENT_QUEUE, 2, 'agent attribution queue full');
+    // Batches of 5 events of ~60 bytes each: the 600-byte spool holds a few, the oldest go.
+    for (let i = 0; i < 40; i++) batcher.add({ cpu: i, task: { comm: 'x'.repeat(50) } });
+    batcher.flush();
+    expect(outbox.droppedEvents).toBeGreaterThan(0);
+    const text = await metrics.registry.metrics();
+    const metric = (stage: string) => Number(new RegExp(`^irqtrace_dropped_total\\{stage="${stage}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+    expect(metric('kernel_ring')).toBe(4);
+    expect(metric('kernel_guard')).toBe(1);
+    expect(metric('agent_attribution')).toBe(2);
+    // Counted as each loss went into a batch; what the last batch pushed out is for the next one.
+    expect(metric('agent_spool') + outbox.takeLoss()).toBe(outbox.droppedEvents);
+    expect(metric('agent_spool')).toBeGreaterThan(0);
   });
 });
 

@@ -3,6 +3,7 @@
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { irqtrace } from '@irqtrace/proto';
 import { CountedHistogram } from './counted_histogram.js';
 import type { PipelineCounters } from '../pipeline/record_pipeline.js';
 import { KIND_NAMES } from '../cli/format.js';
@@ -56,7 +57,6 @@ export class AgentMetrics {
   pipelineCounters(): PipelineCounters {
     // Indexed by Kind, as the counts are.
     const durations = [undefined, ...KINDS.map((kind) => this.duration.observer(KIND_NAMES[kind]))];
-    const dropped = this.dropped.labels({ stage: 'agent_attribution' });
     const { received, filtered, batched } = this.sectionCounts;
     return {
       received: (kind) => { received[kind] = (received[kind] ?? 0) + 1; },
@@ -65,14 +65,33 @@ export class AgentMetrics {
         batched[kind] = (batched[kind] ?? 0) + 1;
         durations[kind]?.(Number(durationNs) / 1e9);
       },
-      dropped: () => { dropped.inc(); },
+      // Counted where the loss goes into a batch (countLoss), as every other loss is.
+      dropped: () => {},
     };
+  }
+
+  /** A loss as a batch carries it (so the metric and the status's lost add up the same). */
+  countLoss(stage: irqtrace.v1.LossStage, count: bigint, reason: string): void {
+    this.dropped.inc({ stage: lossLabel(stage, reason) }, Number(count));
   }
 
   setBackend(backend: string, method: string, phase: string): void {
     this.backend.reset();
     this.backend.set({ backend, method, phase }, 1);
   }
+}
+
+const LOSS_STAGES: Partial<Record<irqtrace.v1.LossStage, string>> = {
+  [irqtrace.v1.LossStage.LOSS_STAGE_KERNEL_RING]: 'kernel_ring',
+  [irqtrace.v1.LossStage.LOSS_STAGE_KERNEL_GUARD]: 'kernel_guard',
+};
+
+/** The metric's stage label: the kernel's stages by name, the agent's queues by which one filled. */
+function lossLabel(stage: irqtrace.v1.LossStage, reason: string): string {
+  const known = LOSS_STAGES[stage];
+  if (known) return known;
+  if (stage !== irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE) return 'other';
+  return reason.startsWith('spool') ? 'agent_spool' : reason.includes('batcher') ? 'agent_batcher' : 'agent_attribution';
 }
 
 /** /metrics always; /healthz while the process runs; /readyz when ready() says so. */

@@ -76,7 +76,7 @@ export class NodeAgent {
       onError: (err) => { this.o.log.warn({ err: String(err) }, 'event dropped'); },
     });
     this.outbox = new Outbox({ ...(o.spoolDir ? { dir: o.spoolDir } : {}), ...(o.spoolMaxBytes ? { maxBytes: o.spoolMaxBytes } : {}) });
-    this.batcher = new Batcher(this.outbox, { onBatch: () => { this.client?.pump(); } });
+    this.batcher = new Batcher(this.outbox, { onBatch: () => { this.client?.pump(); }, onLoss: (stage, count, reason) => { o.metrics.countLoss(stage, count, reason); } });
     this.o.metrics.unackedBatches = () => this.outbox.size;
   }
 
@@ -234,11 +234,9 @@ export class NodeAgent {
         const guard = c.droppedGuard - (last?.droppedGuard ?? 0n);
         if (ring > 0n) {
           this.batcher.loss(pb.LossStage.LOSS_STAGE_KERNEL_RING, ring, 'kernel ring full', c.cpu);
-          this.o.metrics.dropped.inc({ stage: 'kernel_ring' }, Number(ring));
         }
         if (guard > 0n) {
           this.batcher.loss(pb.LossStage.LOSS_STAGE_KERNEL_GUARD, guard, 'probe re-entered', c.cpu);
-          this.o.metrics.dropped.inc({ stage: 'kernel_guard' }, Number(guard));
         }
         this.lastCounters.set(c.cpu, c);
         this.o.metrics.kernelSeen.set({ cpu: String(c.cpu) }, Number(c.seen));

@@ -14,6 +14,8 @@ export interface BatcherOptions {
   maxPending?: number;
   /** Called after each batch is in the outbox (the client sends it). */
   onBatch?: (seq: bigint) => void;
+  /** Called for every loss a batch will carry, as it is counted (the agent's metrics). */
+  onLoss?: (stage: irqtrace.v1.LossStage, count: bigint, reason: string) => void;
 }
 
 export class Batcher {
@@ -55,6 +57,7 @@ export class Batcher {
   /** Counts a loss; the same stage, CPU and reason add up within a batch. */
   loss(stage: irqtrace.v1.LossStage, count: number | bigint, reason: string, cpu?: number): void {
     if (count === 0 || count === 0n) return;
+    this.options.onLoss?.(stage, BigInt(count), reason);
     const same = this.losses.find((l) => l.stage === stage && l.reason === reason && l.cpu === cpu);
     if (same) same.count = toLong(BigInt(same.count?.toString() ?? '0') + BigInt(count));
     else this.losses.push({ stage, count: toLong(BigInt(count)), reason, ...(cpu === undefined ? {} : { cpu }) });
@@ -72,7 +75,12 @@ export class Batcher {
     clearTimeout(this.timer);
     this.timer = undefined;
     const outboxLoss = this.outbox.takeLoss();
-    if (outboxLoss) this.losses.push({ stage: irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE, count: toLong(outboxLoss), reason: 'spool full: oldest batches dropped' });
+    if (outboxLoss) {
+      const stage = irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE;
+      const reason = 'spool full: oldest batches dropped';
+      this.options.onLoss?.(stage, BigInt(outboxLoss), reason);
+      this.losses.push({ stage, count: toLong(outboxLoss), reason });
+    }
     if (!this.count && !this.losses.length && !this.histograms && !this.state) return;
     const seq = this.outbox.nextSeq();
     // EventBatch: seq = 1, sent_unix_ns = 2, events = 3, losses = 4, histograms = 5, state = 6.

@@ -159,7 +159,10 @@ export class EbpfBackend implements KernelBackend {
     if (!child) return;
     this.child = undefined;
     child.kill('SIGTERM');
-    const code = await Promise.race([this.exited, new Promise<'late'>((r) => setTimeout(() => { r('late'); }, 15_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([this.exited, new Promise<'late'>((r) => (timer = setTimeout(() => { r('late'); }, 15_000)))]);
+    // A pending timer would keep an agent that is exiting alive for the rest of the 15 s.
+    clearTimeout(timer);
     if (code === 'late') {
       child.kill('SIGKILL');
       throw new BackendError('the eBPF loader did not stop within 15 s of SIGTERM; killed', 'ebpf');

@@ -171,12 +171,14 @@ export class IngestClient {
     this.stream = undefined;
     this.connected = false;
     if (stream) {
+      let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
         stream.once('error', () => { resolve(); });
         stream.once('end', () => { resolve(); });
         stream.end();
-        setTimeout(resolve, 2000);
+        timer = setTimeout(resolve, 2000);
       });
+      clearTimeout(timer);
     }
     this.client?.close();
   }

@@ -168,6 +168,20 @@ describe('leader election on a Lease', () => {
     expect(events).toEqual(['a leads', 'a stops', 'b leads', 'b stops']);
   });
 
+  it('stopped while an attempt is under way, leads no more and leaves the lease free', async () => {
+    const coordination = kc.makeApiClient(k8s.CoordinationV1Api);
+    const events: string[] = [];
+    const d = new LeaderElector(kc, { namespace: NS, name: 'irqtrace-stopped-leader', identity: 'd', retryPeriodMs: 300, log, onStartedLeading: () => events.push('d leads'), onStoppedLeading: () => events.push('d stops') });
+    // The first attempt (read, then create the lease) is under way when stop() comes.
+    d.start();
+    await d.stop();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(d.isLeader).toBe(false);
+    expect(events).toEqual(['d leads', 'd stops']);
+    const lease = await coordination.readNamespacedLease({ name: 'irqtrace-stopped-leader', namespace: NS });
+    expect(lease.spec?.holderIdentity ?? '').toBe('');
+  });
+
   it('takes a lease its holder stopped renewing, after a whole lease duration of its own clock', async () => {
     const coordination = kc.makeApiClient(k8s.CoordinationV1Api);
     const now = new k8s.V1MicroTime();

@@ -30,6 +30,8 @@ export class LeaderElector {
   /** The other holder's record as last seen, and when we first saw it so. */
   private observed: { key: string; at: number } | undefined;
   private stopped = false;
+  /** The attempt under way: stop() waits for it, or its write could make a stopped elector lead again. */
+  private attempt: Promise<void> | undefined;
   /** Leadership changes, for metrics and tests. */
   transitions = 0;
 
@@ -46,7 +48,9 @@ export class LeaderElector {
 
   start(): void {
     const tick = async (): Promise<void> => {
-      await this.tryAcquireOrRenew();
+      // Set before any await: a stop() from here on waits for this attempt.
+      this.attempt = this.tryAcquireOrRenew();
+      await this.attempt;
       if (!this.stopped) this.timer = setTimeout(() => { void tick(); }, this.o.retryPeriodMs ?? 2000);
     };
     void tick();
@@ -56,6 +60,8 @@ export class LeaderElector {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    // An attempt that wins after this point still holds the lease: it is released below like any.
+    await this.attempt;
     if (!this.leading) return;
     this.setLeading(false);
     try {

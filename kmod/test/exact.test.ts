@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kind, Method, RecordFlag } from '@irqtrace/agent';
 import type { Kallsyms, SectionRecord } from '@irqtrace/agent';
 import { Vm } from '../../test/vm/vm.js';
-import { Rig, distribution, matching } from './harness.js';
+import { Rig, distribution, matching, median } from './harness.js';
 import type { Report } from './harness.js';
 
 const THRESHOLD_NS = 100_000;
@@ -69,16 +69,21 @@ describe('the exact method, on a kernel with the preemptirq tracepoints', () => 
       const those = errors.filter((_, i) => nominalUs(reports[i]) === us);
       console.log(`exact: ${us} µs sections: ${distribution(those)}`);
     }
-    // The probes sit outside the selftest's clocks (irq_disable fires before
-    // its first read, irq_enable after its last), so irqtrace can only
-    // measure longer, by the cost of the tracepoint path: under TCG ~1.5 µs
-    // a side. That must stay within 5 µs, or 1 % of the section.
+    // The probes sit outside the selftest's inner clocks (irq_disable fires
+    // before its first read, irq_enable after its last) and inside its outer
+    // ones, so each measure lies between the two.
     reports.forEach((report, i) => {
       const error = errors[i] ?? NaN;
-      const allowed = Math.max(5_000, Number(report.durationNs) / 100);
       expect(error, `section ${report.durationNs} ns measured ${error} ns off`).toBeGreaterThanOrEqual(0);
-      expect(error, `section ${report.durationNs} ns measured ${error} ns off`).toBeLessThanOrEqual(allowed);
+      expect(Number(report.durationNs) + error, `section ${report.durationNs} ns measured ${error} ns off`).toBeLessThanOrEqual(Number(report.fields.outer_ns) + 1_000);
     });
+    // Longer only by the cost of the tracepoint path (under TCG ~1.5 µs a side): within 5 µs, or 1 %
+    // of the section, for the median of each length. Not for every one: the host can stall the guest
+    // between a clock and a probe (7.2 µs seen once on a 155 µs section).
+    for (const us of LENGTHS_US) {
+      const those = errors.filter((_, i) => nominalUs(reports[i]) === us);
+      expect(median(those), `median error of the ${us} µs sections`).toBeLessThanOrEqual(Math.max(5_000, us * 1_000 / 100));
+    }
   });
 
   it('names the selftest function in the disable and enable sites and in the stack', () => {

@@ -9,6 +9,8 @@ import type { Trace } from './traces.js';
 
 /** Configurations kept for records still on their way; older records are judged by the oldest kept. */
 const KEPT = 16;
+const NO_TRACES: readonly Trace[] = [];
+const NO_MATCH: string[] = [];
 
 interface Epoch {
   /** CLOCK_MONOTONIC ns from which this configuration applies (records carry the same clock). */
@@ -25,12 +27,12 @@ export interface TimedSection {
 }
 
 export class TraceTimeline {
-  private epochs: Epoch[] = [{ sinceNs: 0n, matcher: new TraceMatcher([]) }];
-  private configured = false;
+  /** Oldest first; none until the first configuration. */
+  private epochs: Epoch[] = [];
 
   /** The traces in force now. */
   get current(): readonly Trace[] {
-    return this.latest.matcher.traces;
+    return this.latest?.matcher.traces ?? NO_TRACES;
   }
 
   /**
@@ -39,8 +41,8 @@ export class TraceTimeline {
    * that end at or after sinceNs.
    */
   set(traces: readonly Trace[], sinceNs: bigint): void {
-    if (!this.configured) {
-      this.configured = true;
+    const latest = this.latest;
+    if (!latest) {
       this.epochs = [{ sinceNs: 0n, matcher: new TraceMatcher(traces) }];
       return;
     }
@@ -49,7 +51,7 @@ export class TraceTimeline {
       const still = e.matcher.traces.filter((t) => names.has(t.name));
       return still.length === e.matcher.traces.length ? e : { sinceNs: e.sinceNs, matcher: new TraceMatcher(still) };
     });
-    this.epochs = [...kept, { sinceNs: sinceNs > this.latest.sinceNs ? sinceNs : this.latest.sinceNs, matcher: new TraceMatcher(traces) }];
+    this.epochs = [...kept, { sinceNs: sinceNs > latest.sinceNs ? sinceNs : latest.sinceNs, matcher: new TraceMatcher(traces) }];
   }
 
   /** The names of the traces the section belongs to (shared: do not change the array). */
@@ -57,10 +59,10 @@ export class TraceTimeline {
     const endNs = section.startNs + section.durationNs;
     let i = this.epochs.length - 1;
     while (i > 0 && (this.epochs[i]?.sinceNs ?? 0n) > endNs) i--;
-    return (this.epochs[i] ?? this.latest).matcher.match(section);
+    return this.epochs[i]?.matcher.match(section) ?? NO_MATCH;
   }
 
-  private get latest(): Epoch {
-    return this.epochs[this.epochs.length - 1] as Epoch;
+  private get latest(): Epoch | undefined {
+    return this.epochs.at(-1);
   }
 }

@@ -6,6 +6,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { irqtrace } from '@irqtrace/proto';
 import { CountedHistogram } from './counted_histogram.js';
 import type { PipelineCounters } from '../pipeline/record_pipeline.js';
+import { AGENT_LOSSES } from '../pipeline/batcher.js';
 import { KIND_NAMES } from '../cli/format.js';
 import { Kind } from '../records/layout.js';
 
@@ -65,8 +66,6 @@ export class AgentMetrics {
         batched[kind] = (batched[kind] ?? 0) + 1;
         durations[kind]?.(Number(durationNs) / 1e9);
       },
-      // Counted where the loss goes into a batch (countLoss), as every other loss is.
-      dropped: () => {},
     };
   }
 
@@ -91,7 +90,7 @@ function lossLabel(stage: irqtrace.v1.LossStage, reason: string): string {
   const known = LOSS_STAGES[stage];
   if (known) return known;
   if (stage !== irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE) return 'other';
-  return reason.startsWith('spool') ? 'agent_spool' : reason.includes('batcher') ? 'agent_batcher' : 'agent_attribution';
+  return Object.values(AGENT_LOSSES).find((l) => l.reason === reason)?.label ?? 'agent_queue';
 }
 
 /** /metrics always; /healthz while the process runs; /readyz when ready() says so. */

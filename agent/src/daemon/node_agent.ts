@@ -13,7 +13,7 @@ import type { KernelBackend } from '../backend/types.js';
 import { mergeTraces, resolveTraceIrqNames, traceFromProto } from '../config/traces.js';
 import { parseInterrupts } from '../config/irq_names.js';
 import type { Merged, Trace } from '../config/traces.js';
-import { Batcher } from '../pipeline/batcher.js';
+import { AGENT_LOSSES, Batcher } from '../pipeline/batcher.js';
 import { SECTION_KINDS } from '../pipeline/event.js';
 import { RecordPipeline } from '../pipeline/record_pipeline.js';
 import type { CountersItem, SectionRecord } from '../records/decode.js';
@@ -220,7 +220,7 @@ export class NodeAgent {
   }
 
   private onRecord(rec: SectionRecord): void {
-    if (!this.pipeline.push(rec)) this.batcher.loss(pb.LossStage.LOSS_STAGE_AGENT_QUEUE, 1, 'agent attribution queue full', rec.cpu);
+    if (!this.pipeline.push(rec)) this.batcher.loss(pb.LossStage.LOSS_STAGE_AGENT_QUEUE, 1, AGENT_LOSSES.attribution.reason, rec.cpu);
   }
 
   /** Histograms and the kernel's drop counters, into the next batch and the metrics. */

@@ -18,6 +18,13 @@ export interface BatcherOptions {
   onLoss?: (stage: irqtrace.v1.LossStage, count: bigint, reason: string) => void;
 }
 
+/** The agent's own losses, by the queue that was full: the Loss's reason and the metric's stage label. */
+export const AGENT_LOSSES = {
+  attribution: { reason: 'agent attribution queue full', label: 'agent_attribution' },
+  batcher: { reason: 'agent batcher full', label: 'agent_batcher' },
+  spool: { reason: 'spool full: oldest batches dropped', label: 'agent_spool' },
+} as const;
+
 export class Batcher {
   /** The batch's events, encoded as they come (EventBatch field 3 each). */
   private readonly events = new WireWriter(256 * 1024);
@@ -45,7 +52,7 @@ export class Batcher {
   add(event: irqtrace.v1.IEvent): void {
     if (this.count >= this.maxPending) {
       this.dropped++;
-      this.loss(irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE, 1, 'agent batcher full');
+      this.loss(irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE, 1, AGENT_LOSSES.batcher.reason);
       return;
     }
     writeEventField(this.events, 3, event);
@@ -77,7 +84,7 @@ export class Batcher {
     const outboxLoss = this.outbox.takeLoss();
     if (outboxLoss) {
       const stage = irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE;
-      const reason = 'spool full: oldest batches dropped';
+      const { reason } = AGENT_LOSSES.spool;
       this.options.onLoss?.(stage, BigInt(outboxLoss), reason);
       this.losses.push({ stage, count: toLong(outboxLoss), reason });
     }

@@ -26,8 +26,6 @@ export interface PipelineCounters {
   filtered(kind: Kind): void;
   /** It became an event. */
   emitted(kind: Kind, durationNs: bigint): void;
-  /** The queue was full: lost. */
-  dropped(kind: Kind): void;
 }
 
 export interface RecordPipelineOptions {
@@ -66,12 +64,11 @@ export class RecordPipeline {
     this.queue = new SerialQueue((rec) => this.process(rec), o.onError, o.maxQueued);
   }
 
-  /** Takes a record; false when it was dropped (queue full), counted. */
+  /** Takes a record; false when it was dropped (queue full), counted in `dropped` (the caller reports the loss). */
   push(rec: SectionRecord): boolean {
     this.o.counters?.received(rec.kind);
     if (this.queue.push(rec)) return true;
     this.dropped++;
-    this.o.counters?.dropped(rec.kind);
     return false;
   }
 

@@ -4,11 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kind, Method, RecordFlag } from '@irqtrace/agent';
 import type { Kallsyms, SectionRecord } from '@irqtrace/agent';
 import { Vm } from '../../test/vm/vm.js';
-import { Rig, distribution, matching, median } from './harness.js';
+import { Rig, distribution, errorsByLength, exactOverheadToleranceNs, exactWorkload, matching, median } from './harness.js';
 import type { Report } from './harness.js';
 
 const THRESHOLD_NS = 100_000;
-const LENGTHS_US = [150, 1000, 5000];
 const ROUNDS = Number(process.env.IRQTRACE_EXACT_ROUNDS ?? 3);
 
 let vm: Vm;
@@ -18,11 +17,6 @@ let reports: Report[] = [];
 let recs: SectionRecord[] = [];
 
 /** The length a burn was asked for: it holds a little longer. */
-function nominalUs(report: Report | undefined): number | undefined {
-  const held = Number(report?.durationNs ?? 0) / 1000;
-  return LENGTHS_US.filter((us) => held >= us).at(-1);
-}
-
 beforeAll(async () => {
   // Multi-threaded TCG: with one host thread for both vCPUs, a section on one
   // vCPU is stretched by whatever the other runs meanwhile (a 20 µs burn took
@@ -36,11 +30,7 @@ beforeAll(async () => {
   // TCG translates code on its first run, slowly, inside whatever section runs it: warm the paths up.
   await rig.irqburn('irqoff 150 0', 'irqoff 150 1', 'irqoff 20 0', 'irqoff 20 1');
   await rig.startReader();
-  const commands: string[] = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const us of LENGTHS_US) commands.push(`irqoff ${us} ${(round + us) % 2}`);
-  }
-  reports = await rig.irqburn(...commands);
+  reports = await rig.irqburn(...exactWorkload(ROUNDS));
   recs = await rig.stopReader();
   syms = await rig.kallsyms();
 });
@@ -65,7 +55,7 @@ describe('the exact method, on a kernel with the preemptirq tracepoints', () => 
       errors.push(Number(rec.durationNs - report.durationNs));
     }
     console.log(`exact: irqtrace - selftest duration (ns): ${distribution(errors)}`);
-    const errorsOfLength = new Map(LENGTHS_US.map((us) => [us, errors.filter((_, i) => nominalUs(reports[i]) === us)]));
+    const errorsOfLength = errorsByLength(reports, errors);
     for (const [us, those] of errorsOfLength) console.log(`exact: ${us} µs sections: ${distribution(those)}`);
     // The probes sit outside the selftest's inner clocks (irq_disable fires
     // before its first read, irq_enable after its last) and inside its outer
@@ -79,7 +69,7 @@ describe('the exact method, on a kernel with the preemptirq tracepoints', () => 
     // of the section, for the median of each length. Not for every one: the host can stall the guest
     // between a clock and a probe (7.2 µs seen once on a 155 µs section).
     for (const [us, those] of errorsOfLength) {
-      expect(median(those), `median error of the ${us} µs sections`).toBeLessThanOrEqual(Math.max(5_000, us * 1_000 / 100));
+      expect(median(those), `median error of the ${us} µs sections`).toBeLessThanOrEqual(exactOverheadToleranceNs(us));
     }
   });
 

@@ -7,8 +7,8 @@
  * the writer's pid and comm), and the next read() of the same open file
  * returns one line saying exactly what was done:
  *
- *   irqoff <usec> [cpu]          local_irq_save, busy-wait, local_irq_restore
- *   bhoff <usec> [cpu]           local_bh_disable, busy-wait, local_bh_enable
+ *   irqoff <usec> [cpu [witness]]  local_irq_save, busy-wait, local_irq_restore
+ *   bhoff <usec> [cpu [witness]]   local_bh_disable, busy-wait, local_bh_enable
  *   irqline <irq> <usec> [nest]  disable_irq, then disable_irq_nosync nest-1
  *                                more times, wait, then enable_irq nest times
  *                                from a work item on another CPU
@@ -21,6 +21,12 @@
  *
  * The functions that hold a section are noinline and named irqburn_* so that
  * tests can look for them in recorded stacks and disable/enable sites.
+ *
+ * With witness=1, irqoff and bhoff also arm a hard hrtimer on the CPU due
+ * halfway through the section and report timer_late_ns: how long after the
+ * guest owed it the timer interrupt came (after its expiry for bhoff, after
+ * interrupts came back on for irqoff). A sampling tracer is only as good as
+ * the timer interrupts it gets; under emulation they can be milliseconds late.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -28,6 +34,7 @@
 #include <linux/cpumask.h>
 #include <linux/delay.h>
 #include <linux/fs.h>
+#include <linux/hrtimer.h>
 #include <linux/interrupt.h>
 #include <linux/irq.h>
 #include <linux/irqdesc.h>
@@ -113,6 +120,51 @@ static noinline u64 irqburn_bh_off(u64 ns, u64 *start_ns, u64 *outer_ns)
 	local_bh_enable();
 	*outer_ns = local_clock() - before;
 	return held;
+}
+
+struct irqburn_witness {
+	struct hrtimer timer;
+	u64 fired;		/* local_clock() in the callback; 0 until then */
+};
+
+static enum hrtimer_restart irqburn_witness_fn(struct hrtimer *t)
+{
+	struct irqburn_witness *w = container_of(t, struct irqburn_witness, timer);
+
+	WRITE_ONCE(w->fired, local_clock());
+	return HRTIMER_NORESTART;
+}
+
+/*
+ * Holds the section, with the witness timer if asked; returns how late the
+ * witness came (-1 without one, or if it had not come 100 ms after it was due).
+ */
+static s64 irqburn_section(bool irqs, bool witness, u64 ns, u64 *held, u64 *start_ns,
+			   u64 *outer_ns)
+{
+	struct irqburn_witness w = { .fired = 0 };
+	u64 due, before, owed;
+	s64 late = -1;
+
+	hrtimer_init_on_stack(&w.timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_PINNED_HARD);
+	w.timer.function = irqburn_witness_fn;
+	due = local_clock() + ns / 2;
+	if (witness)
+		hrtimer_start(&w.timer, ns_to_ktime(ns / 2), HRTIMER_MODE_REL_PINNED_HARD);
+	before = local_clock();
+	*held = irqs ? irqburn_irqs_off(ns, start_ns, outer_ns)
+		     : irqburn_bh_off(ns, start_ns, outer_ns);
+	if (witness) {
+		/* irqoff: owed once interrupts were back on; bhoff: when due. */
+		owed = irqs ? before + *outer_ns : due;
+		while (!READ_ONCE(w.fired) && local_clock() - owed < 100 * NSEC_PER_MSEC)
+			usleep_range(100, 200);
+		hrtimer_cancel(&w.timer);
+		if (READ_ONCE(w.fired))
+			late = max_t(s64, 0, (s64)(READ_ONCE(w.fired) - owed));
+	}
+	destroy_hrtimer_on_stack(&w.timer);
+	return late;
 }
 
 static void irqburn_enable_line(struct work_struct *work)
@@ -218,6 +270,7 @@ static int run_command(struct selftest_file *f, const char *cmd)
 	cpumask_var_t saved;
 	int n, ret = 0, cpu = -1;
 	u64 start = 0, outer = 0, held;
+	s64 late;
 
 	n = sscanf(cmd, "%15s %llu %llu %llu", op, &a, &b, &c);
 	if (n < 2)
@@ -247,13 +300,13 @@ static int run_command(struct selftest_file *f, const char *cmd)
 		/* No migration between the report's cpu and the section's. */
 		migrate_disable();
 		cpu = raw_smp_processor_id();
-		held = irqs ? irqburn_irqs_off(a * NSEC_PER_USEC, &start, &outer)
-			    : irqburn_bh_off(a * NSEC_PER_USEC, &start, &outer);
+		late = irqburn_section(irqs, n >= 4 && c, a * NSEC_PER_USEC, &held, &start,
+				       &outer);
 		migrate_enable();
 		f->report_len = scnprintf(f->report, REPORT_LEN,
-					  "op=%s cpu=%d pid=%d tgid=%d comm=%s start_ns=%llu duration_ns=%llu outer_ns=%llu\n",
+					  "op=%s cpu=%d pid=%d tgid=%d comm=%s start_ns=%llu duration_ns=%llu outer_ns=%llu timer_late_ns=%lld\n",
 					  op, cpu, task_pid_nr(current), task_tgid_nr(current),
-					  current->comm, start, held, outer);
+					  current->comm, start, held, outer, late);
 		if (n >= 3)
 			set_cpus_allowed_ptr(current, saved);
 	} else if (!strcmp(op, "irqline")) {

@@ -210,6 +210,15 @@ export function exactOverheadToleranceNs(us: number): number {
   return Math.max(5_000, (us * 1_000) / 100);
 }
 
+/**
+ * How late the guest's timer interrupt came in a selftest section run with a
+ * witness (its timer_late_ns): Infinity if it never came, NaN without one.
+ */
+export function timerLateNs(report: Report): number {
+  const late = Number(report.fields.timer_late_ns ?? NaN);
+  return late < 0 ? Infinity : late;
+}
+
 /** The value, or a failed test saying what was missing. */
 export function must<T>(value: T | undefined, what = 'value'): T {
   if (value === undefined) throw new Error(`no ${what}`);

@@ -7,17 +7,15 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { IrqTraceStatus, Violation } from '@irqtrace/operator';
+import { irqtrace } from '@irqtrace/proto';
 import { repoRoot } from '../lib/paths.js';
 import { waitUntil } from '../lib/wait.js';
 import { must } from '../../kmod/test/harness.js';
 import type { Report } from '../../kmod/test/harness.js';
-import { ControlPlane, tallyStream } from './rig.js';
-import type { AgentMetrics, GuestNode, StreamSection, StreamTally } from './rig.js';
+import { ControlPlane, offender, sectionsOf, selftestInStatus, tallyStream, waitForSelftestInStream } from './rig.js';
+import type { AgentMetrics, GuestNode, Selftest } from './rig.js';
 
 const SAMPLE_PERIOD_NS = 1_000_000;
-const KIND_IRQS_OFF = 1;
-const KIND_IRQ_LINE = 3;
 
 let plane: ControlPlane;
 let exact: GuestNode;
@@ -73,20 +71,6 @@ async function explainSelftestMiss(node: GuestNode, r: Report): Promise<void> {
 }
 
 const apply = (file: string) => plane.kubectl(['apply', '-f', '-'], readFileSync(join(repoRoot, 'examples', file), 'utf8'));
-
-/** The trace's sections in the stream from the selftest's task that overlap its report in time. */
-function sectionsOf(tally: StreamTally, trace: string, node: GuestNode, kind: number, r: Report): StreamSection[] {
-  const end = r.startNs + r.durationNs;
-  return tally.sections.filter((s) => s.trace === trace && s.node === node.name && s.kind === kind && s.pid === r.pid && s.startNs < end && s.startNs + BigInt(s.durationNs) > r.startNs);
-}
-
-/**
- * The status's offender for that section: same task, kind, node and length to the nanosecond.
- * (The task makes other sections too, e.g. the masking's warm-up: the pid alone is not enough.)
- */
-function offender(s: IrqTraceStatus | undefined, section: StreamSection, kind: string): Violation | undefined {
-  return s?.worstOffenders?.find((v) => v.pid === section.pid && v.kind === kind && v.node === section.node && v.durationNs === section.durationNs);
-}
 
 /** Threshold raised out of reach: the traces stay (and their status) while no new event comes. */
 async function quiesce(traces: string[], nodes: GuestNode[]): Promise<void> {
@@ -160,32 +144,19 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
 
     // The selftest, with ordinary load around it, longer than what the guests do by themselves,
     // so that its sections are among the worst offenders.
-    const reports = new Map<GuestNode, { irqsOff: Report; line: Report }>();
+    const reports = new Map<GuestNode, Selftest<Report>>();
     for (const node of [exact, sampled]) reports.set(node, await node.provoke());
 
     // Each selftest section is in the stream (found by time: the task makes others too), then
     // among its trace's worst offenders.
-    const found = new Map<GuestNode, { irqsOff: StreamSection; line: StreamSection }>();
-    await waitUntil('every selftest section in the stream', 60_000, async () => {
-      const tally = await tallyStream(plane.nats.url);
+    const found = await waitForSelftestInStream(plane.nats.url, reports, 60_000).catch(async (err: unknown) => {
       for (const [node, r] of reports) {
-        const [irqsOff] = sectionsOf(tally, 'all-irqs', node, KIND_IRQS_OFF, r.irqsOff);
-        const [line] = sectionsOf(tally, 'serial-line', node, KIND_IRQ_LINE, r.line);
-        if (irqsOff && line) found.set(node, { irqsOff, line });
-      }
-      return found.size === reports.size;
-    }).catch(async (err: unknown) => {
-      for (const [node, r] of reports) {
-        if (found.has(node)) continue;
         await explainSelftestMiss(node, r.irqsOff);
         await explainSelftestMiss(node, r.line);
       }
       throw err;
     });
-    await waitOrExplain('every selftest section among the worst offenders', 60_000, async () => {
-      const [all, line] = [await plane.status('all-irqs'), await plane.status('serial-line')];
-      return [...found.values()].every((f) => offender(all, f.irqsOff, 'irqs_off') && offender(line, f.line, 'irq_line'));
-    }, ['all-irqs', 'serial-line']);
+    await waitOrExplain('every selftest section among the worst offenders', 60_000, () => selftestInStatus(plane, found), ['all-irqs', 'serial-line']);
     const all = must(await plane.status('all-irqs'));
     const line = must(await plane.status('serial-line'));
     for (const [node, r] of reports) {
@@ -262,8 +233,7 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
     // Every selftest section is in the stream, once, at its length.
     const tally = await tallyStream(plane.nats.url);
     for (const r of reports) {
-      const end = r.startNs + r.durationNs;
-      const found = tally.sections.filter((s) => s.trace === 'restarts' && s.kind === KIND_IRQS_OFF && s.pid === r.pid && s.startNs < end && s.startNs + BigInt(s.durationNs) > r.startNs);
+      const found = sectionsOf(tally, 'restarts', exact, irqtrace.v1.SectionKind.SECTION_KIND_IRQS_OFF, r);
       if (found.length !== 1) await explainSelftestMiss(exact, r);
       expect(found, `one section for ${JSON.stringify(r.fields)}`).toHaveLength(1);
       expect(must(found[0]).durationNs).toBeGreaterThanOrEqual(Number(r.durationNs) - 10_000);

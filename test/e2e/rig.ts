@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { irqtrace, toBigInt } from '@irqtrace/proto';
-import type { IrqTraceStatus } from '@irqtrace/operator';
+import type { IrqTraceStatus, Violation } from '@irqtrace/operator';
 import { agentCli, operatorMain, scratchDir } from '../lib/paths.js';
 import { freePort } from '../lib/ports.js';
 import { Service } from '../lib/process.js';
@@ -356,4 +356,56 @@ export async function tallyStream(natsUrl: string): Promise<StreamTally> {
   } finally {
     await nc.close();
   }
+}
+
+/** What the selftest did on a node (GuestNode.provoke), and those sections as the stream has them. */
+export interface Selftest<T> {
+  irqsOff: T;
+  line: T;
+}
+
+/** The examples' two traces: irqs off on every CPU, and the serial line's masking. */
+const SELFTEST_TRACES = { irqsOff: 'all-irqs', line: 'serial-line' } as const;
+
+/** The trace's sections in the stream from the selftest's task that overlap its report in time. */
+export function sectionsOf(tally: StreamTally, trace: string, node: GuestNode, kind: number, r: Report): StreamSection[] {
+  const end = r.startNs + r.durationNs;
+  return tally.sections.filter((s) => s.trace === trace && s.node === node.name && s.kind === kind && s.pid === r.pid && s.startNs < end && s.startNs + BigInt(s.durationNs) > r.startNs);
+}
+
+/**
+ * Each node's selftest sections, if the stream has all of them yet; found by time, since the
+ * selftest's task makes other sections too (the masking's warm-up, just before it).
+ */
+export async function selftestInStream(natsUrl: string, reports: Map<GuestNode, Selftest<Report>>): Promise<Map<GuestNode, Selftest<StreamSection>> | undefined> {
+  const { SECTION_KIND_IRQS_OFF, SECTION_KIND_IRQ_LINE } = irqtrace.v1.SectionKind;
+  const tally = await tallyStream(natsUrl);
+  const found = new Map<GuestNode, Selftest<StreamSection>>();
+  for (const [node, r] of reports) {
+    const [irqsOff] = sectionsOf(tally, SELFTEST_TRACES.irqsOff, node, SECTION_KIND_IRQS_OFF, r.irqsOff);
+    const [line] = sectionsOf(tally, SELFTEST_TRACES.line, node, SECTION_KIND_IRQ_LINE, r.line);
+    if (irqsOff && line) found.set(node, { irqsOff, line });
+  }
+  return found.size === reports.size ? found : undefined;
+}
+
+/** selftestInStream, waited for. */
+export async function waitForSelftestInStream(natsUrl: string, reports: Map<GuestNode, Selftest<Report>>, timeoutMs: number): Promise<Map<GuestNode, Selftest<StreamSection>>> {
+  let found: Map<GuestNode, Selftest<StreamSection>> | undefined;
+  await waitUntil('every selftest section in the stream', timeoutMs, async () => (found = await selftestInStream(natsUrl, reports)) !== undefined);
+  return must(found);
+}
+
+/**
+ * The status's offender for that section: same task, kind, node and length to the nanosecond
+ * (the pid alone could name the masking's warm-up).
+ */
+export function offender(s: IrqTraceStatus | undefined, section: StreamSection, kind: 'irqs_off' | 'irq_line'): Violation | undefined {
+  return s?.worstOffenders?.find((v) => v.pid === section.pid && v.kind === kind && v.node === section.node && v.durationNs === section.durationNs);
+}
+
+/** Whether both traces' statuses name every node's selftest sections among their worst offenders. */
+export async function selftestInStatus(plane: ControlPlane, found: Map<GuestNode, Selftest<StreamSection>>): Promise<boolean> {
+  const [all, line] = [await plane.status(SELFTEST_TRACES.irqsOff), await plane.status(SELFTEST_TRACES.line)];
+  return [...found.values()].every((f) => offender(all, f.irqsOff, 'irqs_off') && offender(line, f.line, 'irq_line'));
 }

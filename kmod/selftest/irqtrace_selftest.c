@@ -138,9 +138,10 @@ static enum hrtimer_restart irqburn_witness_fn(struct hrtimer *t)
 /*
  * Holds the section, with the witness timer if asked; returns how late the
  * witness came (-1 without one, or if it had not come 100 ms after it was due).
+ * Inlined: the stacks recorded in sections stay irqburn_* < run_command.
  */
-static s64 irqburn_section(bool irqs, bool witness, u64 ns, u64 *held, u64 *start_ns,
-			   u64 *outer_ns)
+static __always_inline s64 irqburn_section(bool irqs, bool witness, u64 ns, u64 *held,
+					    u64 *start_ns, u64 *outer_ns)
 {
 	struct irqburn_witness w = { .fired = 0 };
 	u64 due, before, owed;

@@ -70,6 +70,19 @@ describe('per-trace aggregation of the event stream', () => {
     expect(s.nodesReporting).toBe(1);
   });
 
+  it('gives each node the method its sections for this trace are measured with', () => {
+    const a = new TraceAggregate('t');
+    a.applyBatch(1, batch('n1', 1, [600]));
+    // A node whose only trace is of IRQ lines: no irqs-off method, the lines hooked.
+    a.applyState(2, { node: 'n1', connection: pb.NodeState.Connection.CONNECTION_HEARTBEAT, unixNs: ns(NOW - 1000), backend: { phase: pb.BackendState.Phase.PHASE_RUNNING, backend: pb.Backend.BACKEND_EBPF, irqLines: true } });
+    expect(a.status(NOW, 1, 'irq_lines').nodes[0]).toMatchObject({ backend: 'ebpf', method: 'exact' });
+    a.applyState(3, { node: 'n1', connection: pb.NodeState.Connection.CONNECTION_HEARTBEAT, unixNs: ns(NOW - 500), backend: { phase: pb.BackendState.Phase.PHASE_RUNNING, backend: pb.Backend.BACKEND_EBPF, irqsOffMethod: pb.Method.METHOD_SAMPLED, irqLines: true } });
+    expect(a.status(NOW, 1, 'all').nodes[0]).toMatchObject({ method: 'sampled' });
+    expect(a.status(NOW, 1, 'irq_lines').nodes[0]).toMatchObject({ method: 'exact' });
+    a.applyState(4, { node: 'n1', connection: pb.NodeState.Connection.CONNECTION_HEARTBEAT, unixNs: ns(NOW - 100), backend: { phase: pb.BackendState.Phase.PHASE_RUNNING, backend: pb.Backend.BACKEND_EBPF, irqsOffMethod: pb.Method.METHOD_SAMPLED } });
+    expect(a.status(NOW, 1, 'irq_lines').nodes[0]).toMatchObject({ method: 'unspecified' });
+  });
+
   it('keeps the status far below the object size limit with 5,000 nodes in violation', () => {
     const a = new TraceAggregate('t');
     for (let i = 0; i < 5000; i++) a.applyBatch(i + 1, batch(`node-${String(i).padStart(4, '0')}.rack-${i % 40}.dc1.example.com`, 1, [500 + i, 600 + i, 700 + i], { lost: i % 3 }));

@@ -27,7 +27,8 @@ export interface NodeRecord {
   /** Unix ms of the last message from the node. */
   lastSeen?: number;
   connection?: 'connected' | 'disconnected';
-  backend?: { phase: string; backend: string; method: string; reason: string };
+  /** method: the irqs-off method; irqLines: whether IRQ lines are hooked (always exactly). */
+  backend?: { phase: string; backend: string; method: string; irqLines?: boolean; reason: string };
   last?: Violation;
   /** The node's longest sections, longest first, at most MAX_WORST: the trace's worst offenders are the longest of these. */
   worst?: Violation[];
@@ -119,13 +120,18 @@ export class TraceAggregate {
         phase: (pb.BackendState.Phase[b.phase ?? 0] ?? 'PHASE_UNSPECIFIED').replace('PHASE_', '').toLowerCase(),
         backend: (pb.Backend[b.backend ?? 0] ?? '').replace('BACKEND_', '').toLowerCase(),
         method: (pb.Method[b.irqsOffMethod ?? 0] ?? '').replace('METHOD_', '').toLowerCase(),
+        irqLines: b.irqLines ?? false,
         reason: b.reason ?? '',
       };
     }
   }
 
-  /** The aggregator's part of the status, at `now`; `targeted` is the controller's count. */
-  status(now: number, targeted: number): AggregateStatus {
+  /**
+   * The aggregator's part of the status, at `now`; `targeted` is the controller's count. A node's
+   * method is the one this trace's sections are measured with: the irqs-off method for a trace of
+   * all interrupts, exact for one of IRQ lines (hooks on disable_irq/enable_irq).
+   */
+  status(now: number, targeted: number, watches: 'all' | 'irq_lines' = 'all'): AggregateStatus {
     const all = [...this.nodes.entries()];
     // Sets, not lookups in arrays: thousands of nodes are looked up in each.
     const reporting = new Set(all.filter(([, r]) => r.connection !== 'disconnected' && (r.lastSeen ?? 0) > now - REPORTING_WINDOW_MS).map(([name]) => name));
@@ -144,7 +150,7 @@ export class TraceAggregate {
     notable.sort(([, a], [, b]) => b.maxDurationNs - a.maxDurationNs || b.violations - a.violations);
     const nodes: NodeStatus[] = notable.slice(0, MAX_STATUS_NODES).map(([name, r]) => ({
       name,
-      ...(r.backend ? { backend: r.backend.backend, method: r.backend.method } : {}),
+      ...(r.backend ? { backend: r.backend.backend, method: watches === 'all' ? r.backend.method : r.backend.irqLines ? 'exact' : 'unspecified' } : {}),
       phase: r.backend?.phase === 'failed' ? 'Failed' : reporting.has(name) ? 'Running' : 'NotReporting',
       ...(r.backend?.reason ? { message: r.backend.reason.slice(0, 512) } : {}),
       violations: r.violations,

@@ -289,7 +289,7 @@ export class StatusAggregator {
 
   private async writeStatus(t: TraceObject, a: TraceAggregate): Promise<void> {
     const now = new Date();
-    const s = a.status(now.getTime(), t.status?.nodesTargeted ?? 0);
+    const s = a.status(now.getTime(), t.status?.nodesTargeted ?? 0, t.spec.target.all ? 'all' : 'irq_lines');
     const conditions = s.conditions.map((c) => {
       const previous = t.status?.conditions?.find((p) => p.type === c.type);
       return { ...c, lastTransitionTime: previous?.status === c.status ? previous.lastTransitionTime : now.toISOString(), observedGeneration: t.metadata.generation ?? 0 };

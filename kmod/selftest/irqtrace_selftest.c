@@ -97,7 +97,7 @@ static __always_inline u64 irqburn_hold(u64 ns, u64 *start_ns)
  * opens it to after the call that closes it. The true section lies between
  * the two measurements, and so does any tracer's.
  */
-static noinline u64 irqburn_irqs_off(u64 ns, u64 *start_ns, u64 *outer_ns)
+static noinline u64 irqburn_irqs_off(u64 ns, u64 *start_ns, u64 *outer_ns, u64 *after)
 {
 	unsigned long flags;
 	u64 before, held;
@@ -106,11 +106,12 @@ static noinline u64 irqburn_irqs_off(u64 ns, u64 *start_ns, u64 *outer_ns)
 	local_irq_save(flags);
 	held = irqburn_hold(ns, start_ns);
 	local_irq_restore(flags);
-	*outer_ns = local_clock() - before;
+	*after = local_clock();
+	*outer_ns = *after - before;
 	return held;
 }
 
-static noinline u64 irqburn_bh_off(u64 ns, u64 *start_ns, u64 *outer_ns)
+static noinline u64 irqburn_bh_off(u64 ns, u64 *start_ns, u64 *outer_ns, u64 *after)
 {
 	u64 before, held;
 
@@ -118,7 +119,8 @@ static noinline u64 irqburn_bh_off(u64 ns, u64 *start_ns, u64 *outer_ns)
 	local_bh_disable();
 	held = irqburn_hold(ns, start_ns);
 	local_bh_enable();
-	*outer_ns = local_clock() - before;
+	*after = local_clock();
+	*outer_ns = *after - before;
 	return held;
 }
 
@@ -137,14 +139,16 @@ static enum hrtimer_restart irqburn_witness_fn(struct hrtimer *t)
 
 /*
  * Holds the section, with the witness timer if asked; returns how late the
- * witness came (-1 without one, or if it had not come 100 ms after it was due).
- * Inlined: the stacks recorded in sections stay irqburn_* < run_command.
+ * witness came (-1 if it had not come 100 ms after it was owed). It is waited
+ * for busy, not asleep: a late sample then still lands in this task, as it
+ * would without the witness. Inlined: the stacks recorded in sections stay
+ * irqburn_* < run_command.
  */
 static __always_inline s64 irqburn_section(bool irqs, bool witness, u64 ns, u64 *held,
 					    u64 *start_ns, u64 *outer_ns)
 {
 	struct irqburn_witness w = { .fired = 0 };
-	u64 due, before, owed;
+	u64 due, after, owed;
 	s64 late = -1;
 
 	hrtimer_init_on_stack(&w.timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_PINNED_HARD);
@@ -152,14 +156,16 @@ static __always_inline s64 irqburn_section(bool irqs, bool witness, u64 ns, u64 
 	due = local_clock() + ns / 2;
 	if (witness)
 		hrtimer_start(&w.timer, ns_to_ktime(ns / 2), HRTIMER_MODE_REL_PINNED_HARD);
-	before = local_clock();
-	*held = irqs ? irqburn_irqs_off(ns, start_ns, outer_ns)
-		     : irqburn_bh_off(ns, start_ns, outer_ns);
+	*held = irqs ? irqburn_irqs_off(ns, start_ns, outer_ns, &after)
+		     : irqburn_bh_off(ns, start_ns, outer_ns, &after);
 	if (witness) {
-		/* irqoff: owed once interrupts were back on; bhoff: when due. */
-		owed = irqs ? before + *outer_ns : due;
+		/*
+		 * irqoff: owed once interrupts were back on (0 when it came
+		 * right then, before the closing clock read); bhoff: when due.
+		 */
+		owed = irqs ? after : due;
 		while (!READ_ONCE(w.fired) && local_clock() - owed < 100 * NSEC_PER_MSEC)
-			usleep_range(100, 200);
+			cpu_relax();
 		hrtimer_cancel(&w.timer);
 		if (READ_ONCE(w.fired))
 			late = max_t(s64, 0, (s64)(READ_ONCE(w.fired) - owed));
@@ -271,6 +277,8 @@ static int run_command(struct selftest_file *f, const char *cmd)
 	cpumask_var_t saved;
 	int n, ret = 0, cpu = -1;
 	u64 start = 0, outer = 0, held;
+	bool witness;
+	size_t len;
 	s64 late;
 
 	n = sscanf(cmd, "%15s %llu %llu %llu", op, &a, &b, &c);
@@ -301,13 +309,18 @@ static int run_command(struct selftest_file *f, const char *cmd)
 		/* No migration between the report's cpu and the section's. */
 		migrate_disable();
 		cpu = raw_smp_processor_id();
-		late = irqburn_section(irqs, n >= 4 && c, a * NSEC_PER_USEC, &held, &start,
-				       &outer);
+		witness = n >= 4 && c;
+		late = irqburn_section(irqs, witness, a * NSEC_PER_USEC, &held, &start, &outer);
 		migrate_enable();
-		f->report_len = scnprintf(f->report, REPORT_LEN,
-					  "op=%s cpu=%d pid=%d tgid=%d comm=%s start_ns=%llu duration_ns=%llu outer_ns=%llu timer_late_ns=%lld\n",
-					  op, cpu, task_pid_nr(current), task_tgid_nr(current),
-					  current->comm, start, held, outer, late);
+		len = scnprintf(f->report, REPORT_LEN,
+				"op=%s cpu=%d pid=%d tgid=%d comm=%s start_ns=%llu duration_ns=%llu outer_ns=%llu",
+				op, cpu, task_pid_nr(current), task_tgid_nr(current),
+				current->comm, start, held, outer);
+		if (witness)
+			len += scnprintf(f->report + len, REPORT_LEN - len, " timer_late_ns=%lld",
+					 late);
+		len += scnprintf(f->report + len, REPORT_LEN - len, "\n");
+		f->report_len = len;
 		if (n >= 3)
 			set_cpus_allowed_ptr(current, saved);
 	} else if (!strcmp(op, "irqline")) {

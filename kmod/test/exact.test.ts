@@ -16,7 +16,6 @@ let syms: Kallsyms;
 let reports: Report[] = [];
 let recs: SectionRecord[] = [];
 
-/** The length a burn was asked for: it holds a little longer. */
 beforeAll(async () => {
   // Multi-threaded TCG: with one host thread for both vCPUs, a section on one
   // vCPU is stretched by whatever the other runs meanwhile (a 20 µs burn took

@@ -187,7 +187,7 @@ export const EXACT_LENGTHS_US = [150, 1000, 5000];
 export function exactWorkload(rounds: number): string[] {
   const commands: string[] = [];
   for (let round = 0; round < rounds; round++) {
-    for (const us of EXACT_LENGTHS_US) commands.push(`irqoff ${us} ${(round + us) % 2}`);
+    for (const us of EXACT_LENGTHS_US) commands.push(`irqoff ${us} ${commands.length % 2}`);
   }
   return commands;
 }
@@ -212,11 +212,12 @@ export function exactOverheadToleranceNs(us: number): number {
 
 /**
  * How late the guest's timer interrupt came in a selftest section run with a
- * witness (its timer_late_ns): Infinity if it never came, NaN without one.
+ * witness (its timer_late_ns): Infinity if it never came, NaN without a witness.
  */
 export function timerLateNs(report: Report): number {
-  const late = Number(report.fields.timer_late_ns ?? NaN);
-  return late < 0 ? Infinity : late;
+  const late = report.fields.timer_late_ns;
+  if (late === undefined) return NaN;
+  return Number(late) < 0 ? Infinity : Number(late);
 }
 
 /** The value, or a failed test saying what was missing. */

@@ -7,9 +7,6 @@ import type { Kallsyms, SectionRecord } from '@irqtrace/agent';
 import { distribution, matching, timerLateNs } from './harness.js';
 import type { Report } from './harness.js';
 
-/** A timer interrupt this close to when it was owed comes at the instruction that re-enabled interrupts. */
-const ON_TIME_NS = 100_000;
-
 /**
  * Sections a sampler cannot be held to: the selftest's witness timer came late (200 µs and more,
  * where 0 for irqs off and 30-75 µs for softirqs off is usual under TCG). The sampler's interrupts
@@ -65,9 +62,10 @@ export function checkSampled({ recs, reports, kind, label, periodNs, like }: Sam
     const sampledAt = rec.startNs + rec.durationNs;
     const end = report.startNs + report.durationNs;
     const outerEnd = end + BigInt(Number(report.fields.outer_ns) - Number(report.durationNs));
-    const slack = BigInt(Math.round(Number.isFinite(late) ? late : 0)) + 100_000n;
     expect(sampledAt, `sample of ${JSON.stringify(report.fields)} at ${sampledAt}`).toBeGreaterThanOrEqual(end);
-    expect(sampledAt, `sample of ${JSON.stringify(report.fields)} at ${sampledAt}`).toBeLessThanOrEqual(outerEnd + slack);
+    if (Number.isFinite(late)) {
+      expect(sampledAt, `sample of ${JSON.stringify(report.fields)} at ${sampledAt}`).toBeLessThanOrEqual(outerEnd + BigInt(late) + 100_000n);
+    }
     // It starts at the sample's expiry: within a period before the section, or earlier when the
     // guest's timer interrupts came late before it (on a busy host under TCG: 4-5 ms seen), and
     // the record then claims that wait too. Only a gross error is caught here.
@@ -80,21 +78,24 @@ export function checkSampled({ recs, reports, kind, label, periodNs, like }: Sam
 
 /**
  * The timer interrupts the instruction that re-enabled interrupts if its interrupt is pending
- * then; under TCG it can come later (the witness timer says how much), at a later irqs-on point
- * or in user mode, and the record then names that or no site. Those that came on time must name
- * the selftest's function, in the site and the stack.
+ * then: the witness's came before the section's closing clock read (0 late). Under TCG it can
+ * come later (the witness says how much), at a later irqs-on point or in user mode, and the
+ * record then names that or no site. Those that came on time must name the selftest's function,
+ * in the site and the stack; and some must have come on time.
  */
 export function checkEnableSites(recs: SectionRecord[], irqsOff: Report[], syms: Kallsyms, label: string): void {
   const seen: string[] = [];
+  let checked = 0;
   for (const report of irqsOff) {
     const rec = matching(recs, report, Kind.IrqsOff)[0];
     if (!rec) continue; // excused by checkSampled, or failed there
     const site = rec.flags & RecordFlag.SitesValid ? (syms.lookup(rec.enableIp)?.name ?? '?') : 'none';
     seen.push(`${site} (timer ${timerLateNs(report)} ns late)`);
-    if (timerLateNs(report) > ON_TIME_NS) continue;
+    if (timerLateNs(report) !== 0) continue;
+    checked++;
     expect(site, `enable site of ${JSON.stringify(report.fields)}`).toMatch(/^irqburn_irqs_off/);
     expect(rec.frames.map((f) => syms.lookup(f)?.name).join(' ')).toMatch(/irqburn_irqs_off\S* .*selftest_write/);
   }
   console.log(`${label}: enable sites named: ${seen.join(', ')}`);
-  expect(seen.length).toBeGreaterThan(0);
+  expect(checked, `${label}: no section's timer interrupt came on time: the host was too busy to test enable sites`).toBeGreaterThan(0);
 }

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { irqtrace, toLong } from '@irqtrace/proto';
 import { MAX_STATUS_NODES, MAX_WORST } from '@irqtrace/operator';
 import { TraceAggregate } from '../../operator/src/status/aggregate.js';
+import type { NodeRecord } from '../../operator/src/status/aggregate.js';
 
 const pb = irqtrace.v1;
 const NOW = Date.parse('2026-11-30T12:00:00Z');
@@ -81,6 +82,11 @@ describe('per-trace aggregation of the event stream', () => {
     expect(a.status(NOW, 1, 'irq_lines').nodes[0]).toMatchObject({ method: 'exact' });
     a.applyState(4, { node: 'n1', connection: pb.NodeState.Connection.CONNECTION_HEARTBEAT, unixNs: ns(NOW - 100), backend: { phase: pb.BackendState.Phase.PHASE_RUNNING, backend: pb.Backend.BACKEND_EBPF, irqsOffMethod: pb.Method.METHOD_SAMPLED } });
     expect(a.status(NOW, 1, 'irq_lines').nodes[0]).toMatchObject({ method: 'unspecified' });
+    // A record from an older operator's checkpoint, restored as the aggregator does: lines unknown.
+    const restored = new TraceAggregate('t');
+    restored.nodes.set('n1', { ...(JSON.parse(JSON.stringify(a.nodes.get('n1'))) as NodeRecord), backend: { phase: 'running', backend: 'ebpf', method: 'sampled', reason: '' } });
+    expect(restored.status(NOW, 1, 'irq_lines').nodes[0]).not.toHaveProperty('method');
+    expect(restored.status(NOW, 1, 'all').nodes[0]).toMatchObject({ method: 'sampled' });
   });
 
   it('keeps the status far below the object size limit with 5,000 nodes in violation', () => {

@@ -67,6 +67,17 @@ function keepLongest(worst: Violation[], v: Violation): Violation[] {
 
 const newRecord = (): NodeRecord => ({ appliedThrough: 0, boots: [], violations: 0, maxDurationNs: 0, lost: 0 });
 
+/**
+ * The method a trace's sections are measured with on a node. A record restored from a checkpoint
+ * written before irqLines was kept does not know about IRQ lines: no method until the node's next
+ * heartbeat says.
+ */
+function methodFor(b: NonNullable<NodeRecord['backend']>, watches: 'all' | 'irq_lines'): { method?: string } {
+  if (watches === 'all') return { method: b.method };
+  if (b.irqLines === undefined) return {};
+  return { method: b.irqLines ? 'exact' : 'unspecified' };
+}
+
 export class TraceAggregate {
   readonly nodes = new Map<string, NodeRecord>();
   /** Nodes changed since the last checkpoint. */
@@ -150,7 +161,7 @@ export class TraceAggregate {
     notable.sort(([, a], [, b]) => b.maxDurationNs - a.maxDurationNs || b.violations - a.violations);
     const nodes: NodeStatus[] = notable.slice(0, MAX_STATUS_NODES).map(([name, r]) => ({
       name,
-      ...(r.backend ? { backend: r.backend.backend, method: watches === 'all' ? r.backend.method : r.backend.irqLines ? 'exact' : 'unspecified' } : {}),
+      ...(r.backend ? { backend: r.backend.backend, ...methodFor(r.backend, watches) } : {}),
       phase: r.backend?.phase === 'failed' ? 'Failed' : reporting.has(name) ? 'Running' : 'NotReporting',
       ...(r.backend?.reason ? { message: r.backend.reason.slice(0, 512) } : {}),
       violations: r.violations,

@@ -64,11 +64,16 @@ export class Batcher {
   /** Counts a loss; the same stage, CPU and reason add up within a batch. */
   loss(stage: irqtrace.v1.LossStage, count: number | bigint, reason: string, cpu?: number): void {
     if (count === 0 || count === 0n) return;
-    this.options.onLoss?.(stage, BigInt(count), reason);
-    const same = this.losses.find((l) => l.stage === stage && l.reason === reason && l.cpu === cpu);
-    if (same) same.count = toLong(BigInt(same.count?.toString() ?? '0') + BigInt(count));
-    else this.losses.push({ stage, count: toLong(BigInt(count)), reason, ...(cpu === undefined ? {} : { cpu }) });
+    this.addLoss(stage, BigInt(count), reason, cpu);
     this.timer ??= setTimeout(() => { this.flush(); }, this.maxDelayMs);
+  }
+
+  /** Into the current batch, and to onLoss: the one place a loss is recorded. */
+  private addLoss(stage: irqtrace.v1.LossStage, count: bigint, reason: string, cpu?: number): void {
+    this.options.onLoss?.(stage, count, reason);
+    const same = this.losses.find((l) => l.stage === stage && l.reason === reason && l.cpu === cpu);
+    if (same) same.count = toLong(BigInt(same.count?.toString() ?? '0') + count);
+    else this.losses.push({ stage, count: toLong(count), reason, ...(cpu === undefined ? {} : { cpu }) });
   }
 
   snapshot(histograms: irqtrace.v1.IHistogramSnapshot, state?: irqtrace.v1.IBackendState): void {
@@ -82,12 +87,7 @@ export class Batcher {
     clearTimeout(this.timer);
     this.timer = undefined;
     const outboxLoss = this.outbox.takeLoss();
-    if (outboxLoss) {
-      const stage = irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE;
-      const { reason } = AGENT_LOSSES.spool;
-      this.options.onLoss?.(stage, BigInt(outboxLoss), reason);
-      this.losses.push({ stage, count: toLong(outboxLoss), reason });
-    }
+    if (outboxLoss) this.addLoss(irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE, BigInt(outboxLoss), AGENT_LOSSES.spool.reason);
     if (!this.count && !this.losses.length && !this.histograms && !this.state) return;
     const seq = this.outbox.nextSeq();
     // EventBatch: seq = 1, sent_unix_ns = 2, events = 3, losses = 4, histograms = 5, state = 6.

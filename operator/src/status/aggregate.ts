@@ -67,12 +67,15 @@ function keepLongest(worst: Violation[], v: Violation): Violation[] {
 
 const newRecord = (): NodeRecord => ({ appliedThrough: 0, boots: [], violations: 0, maxDurationNs: 0, lost: 0 });
 
+/** What a trace watches: interrupts off on every CPU (and every line), or chosen IRQ lines. */
+export type TraceWatches = 'all' | 'irq_lines';
+
 /**
  * The method a trace's sections are measured with on a node. A record restored from a checkpoint
  * written before irqLines was kept does not know about IRQ lines: no method until the node's next
  * heartbeat says.
  */
-function methodFor(b: NonNullable<NodeRecord['backend']>, watches: 'all' | 'irq_lines'): { method?: string } {
+function methodFor(b: NonNullable<NodeRecord['backend']>, watches: TraceWatches): { method?: string } {
   if (watches === 'all') return { method: b.method };
   if (b.irqLines === undefined) return {};
   return { method: b.irqLines ? 'exact' : 'unspecified' };
@@ -142,7 +145,7 @@ export class TraceAggregate {
    * method is the one this trace's sections are measured with: the irqs-off method for a trace of
    * all interrupts, exact for one of IRQ lines (hooks on disable_irq/enable_irq).
    */
-  status(now: number, targeted: number, watches: 'all' | 'irq_lines' = 'all'): AggregateStatus {
+  status(now: number, targeted: number, watches: TraceWatches = 'all'): AggregateStatus {
     const all = [...this.nodes.entries()];
     // Sets, not lookups in arrays: thousands of nodes are looked up in each.
     const reporting = new Set(all.filter(([, r]) => r.connection !== 'disconnected' && (r.lastSeen ?? 0) > now - REPORTING_WINDOW_MS).map(([name]) => name));

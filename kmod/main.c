@@ -32,12 +32,6 @@
 
 #include "internal.h"
 
-#define DEFAULT_THRESHOLD_NS	(1 * NSEC_PER_MSEC)
-#define MIN_THRESHOLD_NS	(1 * NSEC_PER_USEC)
-#define MAX_THRESHOLD_NS	(60ULL * NSEC_PER_SEC)
-#define DEFAULT_PERIOD_NS	(1 * NSEC_PER_MSEC)
-#define MIN_PERIOD_NS		(100 * NSEC_PER_USEC)
-#define MAX_PERIOD_NS		(1 * NSEC_PER_SEC)
 #define DEFAULT_RING_RECORDS	1024
 #define MIN_RING_RECORDS	16
 #define MAX_RING_RECORDS	65536
@@ -58,8 +52,8 @@ static const char * const method_names[] = {
 };
 
 struct irqtrace_cpu __percpu *irqtrace_pcpu;
-u64 irqtrace_threshold_ns __read_mostly = DEFAULT_THRESHOLD_NS;
-u64 irqtrace_period_ns __read_mostly = DEFAULT_PERIOD_NS;
+u64 irqtrace_threshold_ns __read_mostly = IRQTRACE_THRESHOLD_NS_DEFAULT;
+u64 irqtrace_period_ns __read_mostly = IRQTRACE_PERIOD_NS_DEFAULT;
 bool irqtrace_stacks __read_mostly = true;
 bool irqtrace_count_idle __read_mostly;
 struct cpumask irqtrace_cpus __read_mostly;
@@ -236,16 +230,20 @@ static const struct kernel_param_ops ranged_u64_ops = {
 };
 
 static struct ranged_u64 threshold_param = {
-	.value = &irqtrace_threshold_ns, .min = MIN_THRESHOLD_NS, .max = MAX_THRESHOLD_NS,
+	.value = &irqtrace_threshold_ns, .min = IRQTRACE_THRESHOLD_NS_MIN, .max = IRQTRACE_THRESHOLD_NS_MAX,
 };
 module_param_cb(threshold_ns, &ranged_u64_ops, &threshold_param, 0644);
-MODULE_PARM_DESC(threshold_ns, "Sections this long or longer become records, in ns, 1000..60000000000 (default: 1000000)");
+MODULE_PARM_DESC(threshold_ns, "Sections this long or longer become records, in ns, "
+		 __stringify(IRQTRACE_THRESHOLD_NS_MIN) ".." __stringify(IRQTRACE_THRESHOLD_NS_MAX)
+		 " (default: " __stringify(IRQTRACE_THRESHOLD_NS_DEFAULT) ")");
 
 static struct ranged_u64 period_param = {
-	.value = &irqtrace_period_ns, .min = MIN_PERIOD_NS, .max = MAX_PERIOD_NS, .restart = true,
+	.value = &irqtrace_period_ns, .min = IRQTRACE_PERIOD_NS_MIN, .max = IRQTRACE_PERIOD_NS_MAX, .restart = true,
 };
 module_param_cb(period_ns, &ranged_u64_ops, &period_param, 0644);
-MODULE_PARM_DESC(period_ns, "Sampling period of the sampled method, in ns, 100000..1000000000 (default: 1000000)");
+MODULE_PARM_DESC(period_ns, "Sampling period of the sampled method, in ns, "
+		 __stringify(IRQTRACE_PERIOD_NS_MIN) ".." __stringify(IRQTRACE_PERIOD_NS_MAX)
+		 " (default: " __stringify(IRQTRACE_PERIOD_NS_DEFAULT) ")");
 
 /* A bool parameter; restart says whether the methods must restart to take it. */
 static int flag_set(const char *val, const struct kernel_param *kp, bool restart)

@@ -140,7 +140,7 @@ describe('irqtrace record on the tracing kernel', () => {
     expect(r.stderr.trim()).toBe('irqtrace: cannot trace: kmod: no module at /nonexistent.ko');
     const bad = await vm.execHost(`node ${CLI} record --threshold 10ns`, { timeoutMs: 300_000 });
     expect(bad.code).toBe(2);
-    expect(bad.stderr.trim()).toBe('irqtrace: threshold: 10 ns is outside 1µs..60s');
+    expect(bad.stderr.trim()).toBe('irqtrace: threshold: 10 ns is outside 1us..60s');
   });
 });
 

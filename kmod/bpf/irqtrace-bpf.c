@@ -33,6 +33,8 @@
 #include "irqtrace.skel.h"
 
 #define NAME "irqtrace-bpf"
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 /* Exit codes: what failed. */
 enum {
@@ -52,8 +54,10 @@ static const char usage[] =
 "  method=auto|exact|sampled|off   irqs-off method (auto: exact if the kernel\n"
 "                                  has the preemptirq tracepoints, else sampled)\n"
 "  threshold_ns=N                  sections this long or longer become records\n"
-"                                  (1000..60000000000, default 100000)\n"
-"  period_ns=N                     sampled: timer period (100000..1000000000)\n"
+"                                  (" STR(IRQTRACE_THRESHOLD_NS_MIN) ".." STR(IRQTRACE_THRESHOLD_NS_MAX)
+", default " STR(IRQTRACE_THRESHOLD_NS_DEFAULT) ")\n"
+"  period_ns=N                     sampled: timer period (" STR(IRQTRACE_PERIOD_NS_MIN) ".."
+STR(IRQTRACE_PERIOD_NS_MAX) ", default " STR(IRQTRACE_PERIOD_NS_DEFAULT) ")\n"
 "  stacks=0|1                      kernel stacks in records (default 1)\n"
 "  idle=0|1                        also measure the idle task (default 0)\n"
 "  cpus=all|LIST                   CPUs measured, e.g. 0-3,6 (default all)\n"
@@ -226,14 +230,18 @@ static bool parse_setting(struct settings *s, const char *line, bool at_start, c
 		}
 		snprintf(s->method, sizeof(s->method), "%s", value);
 	} else if (!strcmp(key, "threshold_ns")) {
-		if (!parse_u64(value, &v) || v < 1000 || v > 60000000000ULL) {
-			snprintf(why, len, "threshold_ns: '%s' is outside 1000..60000000000", value);
+		if (!parse_u64(value, &v) || v < IRQTRACE_THRESHOLD_NS_MIN || v > IRQTRACE_THRESHOLD_NS_MAX) {
+			snprintf(why, len, "threshold_ns: '%s' is outside %llu..%llu", value,
+				 (unsigned long long)IRQTRACE_THRESHOLD_NS_MIN,
+				 (unsigned long long)IRQTRACE_THRESHOLD_NS_MAX);
 			return false;
 		}
 		s->threshold_ns = v;
 	} else if (!strcmp(key, "period_ns")) {
-		if (!parse_u64(value, &v) || v < 100000 || v > 1000000000) {
-			snprintf(why, len, "period_ns: '%s' is outside 100000..1000000000", value);
+		if (!parse_u64(value, &v) || v < IRQTRACE_PERIOD_NS_MIN || v > IRQTRACE_PERIOD_NS_MAX) {
+			snprintf(why, len, "period_ns: '%s' is outside %llu..%llu", value,
+				 (unsigned long long)IRQTRACE_PERIOD_NS_MIN,
+				 (unsigned long long)IRQTRACE_PERIOD_NS_MAX);
 			return false;
 		}
 		s->period_ns = v;
@@ -728,8 +736,8 @@ static void settings_default(struct settings *s)
 {
 	memset(s, 0, sizeof(*s));
 	snprintf(s->method, sizeof(s->method), "auto");
-	s->threshold_ns = 100000;
-	s->period_ns = 1000000;
+	s->threshold_ns = IRQTRACE_THRESHOLD_NS_DEFAULT;
+	s->period_ns = IRQTRACE_PERIOD_NS_DEFAULT;
 	s->stacks = true;
 	memset(s->cpus, 0xff, sizeof(s->cpus));
 	snprintf(s->cpus_text, sizeof(s->cpus_text), "all");

@@ -32,8 +32,8 @@
 char LICENSE[] SEC("license") = "GPL";
 
 struct irqtrace_bpf_config cfg = {
-	.threshold_ns = 100000,
-	.period_ns = 1000000,
+	.threshold_ns = IRQTRACE_THRESHOLD_NS_DEFAULT,
+	.period_ns = IRQTRACE_PERIOD_NS_DEFAULT,
 	.stacks = 1,
 	.all_cpus = 1,
 };

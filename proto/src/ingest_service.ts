@@ -62,3 +62,27 @@ export const rawRequestIngestServiceDefinition = {
 
 /** Server side of one Connect stream whose requests are bytes. */
 export type RawConnectCall = grpc.ServerDuplexStream<Buffer, IngestMessage>;
+
+/**
+ * The same service with requests sent as bytes, for a client that keeps them
+ * encoded (the agent's batches wait in its outbox as bytes).
+ */
+export const rawRequestIngestClientDefinition = {
+  connect: { ...ingestServiceDefinition.connect, requestSerialize: (bytes: Buffer): Buffer => bytes, requestDeserialize: (bytes: Buffer): Buffer => bytes },
+} satisfies grpc.ServiceDefinition;
+
+/** Client side of one Connect stream whose requests are bytes. */
+export type RawConnectStream = grpc.ClientDuplexStream<Buffer, IngestMessage>;
+
+interface RawIngestServiceClientShape extends grpc.Client {
+  connect(metadata?: grpc.Metadata, options?: Partial<grpc.CallOptions>): RawConnectStream;
+}
+
+export const RawIngestServiceClient = grpc.makeGenericClientConstructor(
+  rawRequestIngestClientDefinition,
+  'irqtrace.v1.IngestService',
+) as unknown as new (
+  address: string,
+  credentials: grpc.ChannelCredentials,
+  options?: Partial<grpc.ChannelOptions>,
+) => RawIngestServiceClientShape;

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { LIMITS } from '@irqtrace/proto';
 import { parseAgentConfig } from '../../agent/src/config/file.js';
 import { repoRoot } from '../lib/paths.js';
 
@@ -13,7 +14,7 @@ describe('the agent config file', () => {
     expect(c.traces).toEqual([
       { name: 'latency', all: true, irqs: [], irqNames: [], thresholdNs: 500_000n, method: 'auto', backend: 'auto', periodNs: 1_000_000n, softirqs: false, stacks: true, endUnixNs: 0n },
     ]);
-    expect(parseAgentConfig('traces:\n  - name: nic\n    target: [24, 25]\n').traces[0]).toMatchObject({ all: false, irqs: [24, 25], thresholdNs: 100_000n });
+    expect(parseAgentConfig('traces:\n  - name: nic\n    target: [24, 25]\n').traces[0]).toMatchObject({ all: false, irqs: [24, 25], thresholdNs: LIMITS.thresholdNs.default, periodNs: LIMITS.periodNs.default });
   });
 
   it.each([

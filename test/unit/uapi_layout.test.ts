@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ABI_VERSION, COUNTERS, HIST, MAGIC, PREAMBLE, PREAMBLE_SIZE, RECORD, MAX_FRAMES, HIST_BUCKETS, COMM_LEN } from '@irqtrace/agent';
 import type { StructLayout } from '@irqtrace/agent';
+import { LIMITS } from '@irqtrace/proto';
 
 const uapiDir = resolve(import.meta.dirname, '../../kmod/include/uapi');
 const work = mkdtempSync(join(tmpdir(), 'irqtrace-uapi-'));
@@ -43,6 +44,10 @@ function measure(structs: readonly StructLayout[]): Record<string, Measured> {
     lines.push('  printf("\\"_\\": {}}},");');
   }
   lines.push(
+    '#define LIMIT(name) printf("\\"%s\\": \\"%llu\\",", #name, (unsigned long long)(IRQTRACE_##name))',
+    '  printf("\\"limits\\": {");',
+    ...['THRESHOLD_NS_MIN', 'THRESHOLD_NS_MAX', 'THRESHOLD_NS_DEFAULT', 'PERIOD_NS_MIN', 'PERIOD_NS_MAX', 'PERIOD_NS_DEFAULT'].map((n) => `  LIMIT(${n});`),
+    '  printf("\\"_\\": \\"\\"},");',
     '  printf("\\"constants\\": {\\"abi\\": %d, \\"record\\": %u, \\"hist\\": %u, \\"counters\\": %u, \\"frames\\": %d, \\"buckets\\": %d, \\"comm\\": %d, \\"max\\": %zu}}\\n",',
     '    IRQTRACE_ABI_VERSION, IRQTRACE_MAGIC_RECORD, IRQTRACE_MAGIC_HIST, IRQTRACE_MAGIC_COUNTERS,',
     '    IRQTRACE_MAX_FRAMES, IRQTRACE_HIST_BUCKETS, IRQTRACE_COMM_LEN, IRQTRACE_RECORD_MAX_SIZE);',
@@ -70,6 +75,15 @@ describe('the uapi header and the agent agree on the binary format', () => {
     expect(m?.fields.hdr).toEqual({ offset: 0, size: PREAMBLE_SIZE });
     for (const part of Object.values(PREAMBLE)) {
       expect(part.offset + part.size).toBeLessThanOrEqual(PREAMBLE_SIZE);
+    }
+  });
+
+  it('has the bounds and defaults @irqtrace/proto derives from it (LIMITS), the defaults within the bounds', () => {
+    const l = (measured as unknown as { limits: Record<string, string> }).limits;
+    for (const [name, limits] of [['THRESHOLD', LIMITS.thresholdNs], ['PERIOD', LIMITS.periodNs]] as const) {
+      expect({ name, min: l[`${name}_NS_MIN`], max: l[`${name}_NS_MAX`], default: l[`${name}_NS_DEFAULT`] }).toEqual({ name, min: String(limits.min), max: String(limits.max), default: String(limits.default) });
+      expect(limits.default).toBeGreaterThanOrEqual(limits.min);
+      expect(limits.default).toBeLessThanOrEqual(limits.max);
     }
   });
 

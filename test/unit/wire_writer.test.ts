@@ -46,15 +46,15 @@ function viaProtobufjs(w: Writer, list: Op[]): void {
 function viaWire(w: WireWriter, list: Op[], expected: number): void {
   list.forEach((o, i) => {
     const field = i + 1;
-    if (o.op === 'uint32') w.tag(field, 0).uint32(o.v);
-    if (o.op === 'int32') w.tag(field, 0).int32(o.v);
+    if (o.op === 'uint32') w.tag((field << 3) | 0).uint32(o.v);
+    if (o.op === 'int32') w.tag((field << 3) | 0).int32(o.v);
     // Both forms protobufjs hands out: Long, and a number when it is exact.
-    if (o.op === 'uint64') w.tag(field, 0).uint64(o.v < 2n ** 53n && i % 2 ? Number(o.v) : toLong(o.v));
-    if (o.op === 'bool') w.tag(field, 0).bool(o.v);
-    if (o.op === 'string') w.tag(field, 2).string(o.v);
-    if (o.op === 'bytes') w.tag(field, 2).bytes(o.v);
+    if (o.op === 'uint64') w.tag((field << 3) | 0).uint64(o.v < 2n ** 53n && i % 2 ? Number(o.v) : toLong(o.v));
+    if (o.op === 'bool') w.tag((field << 3) | 0).bool(o.v);
+    if (o.op === 'string') w.tag((field << 3) | 2).string(o.v);
+    if (o.op === 'bytes') w.tag((field << 3) | 2).bytes(o.v);
     if (o.op === 'nested') {
-      w.tag(field, 2);
+      w.tag((field << 3) | 2);
       const mark = w.begin(expected);
       viaWire(w, o.ops, expected);
       w.end(mark);

@@ -11,6 +11,7 @@ import type { BenchCommandOptions } from './bench_cmd.js';
 import { addHostOptions } from './host_options.js';
 import type { RecordOptions } from './record.js';
 import { DEFAULT_STORE } from './defaults.js';
+import { LIMITS, durationText } from '@irqtrace/proto/limits';
 
 const program = new Command('irqtrace')
   .description('How long Linux keeps interrupts disabled, and who did it.')
@@ -20,10 +21,10 @@ const recordCommand = program
   .command('record')
   .description('trace this machine and print every section over the threshold as it happens')
   .option('--target <what>', 'all (irqs off on CPUs, and every IRQ line), irqs-off, or IRQ lines by number or /proc/interrupts name: irq:24,nvme0q1,eth0-*', 'all')
-  .option('--threshold <duration>', 'sections this long or longer are violations (e.g. 500us, 2ms)', '100us')
+  .option('--threshold <duration>', 'sections this long or longer are violations (e.g. 500us, 2ms)', durationText(LIMITS.thresholdNs.default))
   .addOption(new Option('--method <method>', 'irqs-off method').choices(['auto', 'exact', 'sampled', 'off']).default('auto'))
   .addOption(new Option('--backend <backend>', 'kernel side').choices(['auto', 'kmod', 'ebpf']).default('auto'))
-  .option('--period <duration>', 'sampled method: timer period, the error bound', '1ms')
+  .option('--period <duration>', 'sampled method: timer period, the error bound', durationText(LIMITS.periodNs.default))
   .option('--cpus <list>', "CPUs to trace: 'all' or a list like 0-3,6", 'all')
   .option('--no-stacks', 'no kernel stacks')
   .option('--softirqs', 'also sample softirqs-off sections (kernel module only)', false)

@@ -1,5 +1,7 @@
 // What the kernel side is asked to measure: the module's parameters and the
-// eBPF loader's settings are the same set, written the same way.
+// eBPF loader's settings are the same set, written the same way. Bounds and
+// defaults are the uapi header's (LIMITS).
+import { LIMITS, durationText } from '@irqtrace/proto/limits';
 
 export type MethodChoice = 'auto' | 'exact' | 'sampled' | 'off';
 export type BackendChoice = 'auto' | 'kmod' | 'ebpf';
@@ -19,8 +21,8 @@ export interface KernelConfig {
 
 export const DEFAULT_KERNEL_CONFIG: KernelConfig = {
   method: 'auto',
-  thresholdNs: 100_000n,
-  periodNs: 1_000_000n,
+  thresholdNs: LIMITS.thresholdNs.default,
+  periodNs: LIMITS.periodNs.default,
   stacks: true,
   idle: false,
   softirqs: false,
@@ -57,8 +59,11 @@ export function parseDurationNs(text: string, setting: string): bigint {
 
 /** Checks the ranges the kernel side enforces, so that a bad value fails here with a clear message. */
 export function validateKernelConfig(c: KernelConfig): KernelConfig {
-  if (c.thresholdNs < 1_000n || c.thresholdNs > 60_000_000_000n) throw new ConfigError(`threshold: ${c.thresholdNs} ns is outside 1µs..60s`);
-  if (c.periodNs < 100_000n || c.periodNs > 1_000_000_000n) throw new ConfigError(`period: ${c.periodNs} ns is outside 100µs..1s`);
+  const within = (setting: string, ns: bigint, l: { min: bigint; max: bigint }): void => {
+    if (ns < l.min || ns > l.max) throw new ConfigError(`${setting}: ${ns} ns is outside ${durationText(l.min)}..${durationText(l.max)}`);
+  };
+  within('threshold', c.thresholdNs, LIMITS.thresholdNs);
+  within('period', c.periodNs, LIMITS.periodNs);
   if (c.cpus !== 'all' && !/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(c.cpus)) throw new ConfigError(`cpus: '${c.cpus}' is not 'all' or a list like 0-3,6`);
   if (Array.isArray(c.irqs) && c.irqs.some((n) => !Number.isInteger(n) || n < 0 || n > 65535)) {
     throw new ConfigError(`irqs: ${c.irqs.join(',')} has a value that is not an IRQ number`);

@@ -3,7 +3,7 @@
 // for those traces, and ships them (gRPC batches, or the local store). The
 // backend failing to start is a state to report and retry, not a crash.
 import { release, version } from 'node:os';
-import { irqtrace, toLong } from '@irqtrace/proto';
+import { PROTOCOL_VERSION, irqtrace, toLong } from '@irqtrace/proto';
 import type { Logger as Pino } from 'pino';
 import { CgroupIndex } from '../attribution/cgroup_index.js';
 import { procFs } from '../attribution/procfs.js';
@@ -117,7 +117,7 @@ export class NodeAgent {
           agentVersion: '0.1.0',
           capabilities,
           lastAckedSeq: toLong(this.outbox.ackedSeq),
-          protocolVersion: 1,
+          protocolVersion: PROTOCOL_VERSION,
         }),
         onConfig: (config) => {
           this.configVersion = BigInt(config.version?.toString() ?? '0');

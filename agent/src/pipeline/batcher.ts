@@ -2,9 +2,9 @@
 // its first event, gets the node's next seq, and goes to the outbox. Losses
 // (the kernel's drop counters, the agent's own) and histogram snapshots ride
 // along in the next batch; a batch with only those is sent too.
-import { irqtrace, toLong } from '@irqtrace/proto';
+import { TAGS, irqtrace, toLong } from '@irqtrace/proto';
 import { writeEventField } from './encode.js';
-import { LENGTH_DELIMITED, VARINT, WireWriter } from './wire.js';
+import { WireWriter } from './wire.js';
 import type { Outbox } from '../transport/outbox.js';
 
 export interface BatcherOptions {
@@ -26,7 +26,7 @@ export const AGENT_LOSSES = {
 } as const;
 
 export class Batcher {
-  /** The batch's events, encoded as they come (EventBatch field 3 each). */
+  /** The batch's events, encoded as they come (EventBatch.events each). */
   private readonly events = new WireWriter(256 * 1024);
   private count = 0;
   private losses: irqtrace.v1.ILoss[] = [];
@@ -55,7 +55,7 @@ export class Batcher {
       this.loss(irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE, 1, AGENT_LOSSES.batcher.reason);
       return;
     }
-    writeEventField(this.events, 3, event);
+    writeEventField(this.events, TAGS.EventBatch.events, event);
     this.count++;
     if (this.count >= this.maxEvents) this.flush();
     else this.timer ??= setTimeout(() => { this.flush(); }, this.maxDelayMs);
@@ -90,15 +90,15 @@ export class Batcher {
     if (outboxLoss) this.addLoss(irqtrace.v1.LossStage.LOSS_STAGE_AGENT_QUEUE, BigInt(outboxLoss), AGENT_LOSSES.spool.reason);
     if (!this.count && !this.losses.length && !this.histograms && !this.state) return;
     const seq = this.outbox.nextSeq();
-    // EventBatch: seq = 1, sent_unix_ns = 2, events = 3, losses = 4, histograms = 5, state = 6.
+    const tags = TAGS.EventBatch;
     const events = this.events.finish();
     const w = new WireWriter(events.length + 4096);
-    w.tag(1, VARINT).uint64(toLong(seq));
-    w.tag(2, VARINT).uint64(toLong(BigInt(Date.now()) * 1_000_000n));
+    w.tag(tags.seq).uint64(toLong(seq));
+    w.tag(tags.sentUnixNs).uint64(toLong(BigInt(Date.now()) * 1_000_000n));
     w.raw(events);
-    for (const l of this.losses) w.tag(4, LENGTH_DELIMITED).bytes(irqtrace.v1.Loss.encode(l).finish());
-    if (this.histograms) w.tag(5, LENGTH_DELIMITED).bytes(irqtrace.v1.HistogramSnapshot.encode(this.histograms).finish());
-    if (this.state) w.tag(6, LENGTH_DELIMITED).bytes(irqtrace.v1.BackendState.encode(this.state).finish());
+    for (const l of this.losses) w.tag(tags.losses).bytes(irqtrace.v1.Loss.encode(l).finish());
+    if (this.histograms) w.tag(tags.histograms).bytes(irqtrace.v1.HistogramSnapshot.encode(this.histograms).finish());
+    if (this.state) w.tag(tags.state).bytes(irqtrace.v1.BackendState.encode(this.state).finish());
     const count = this.count;
     this.count = 0;
     this.losses = [];

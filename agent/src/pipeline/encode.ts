@@ -5,11 +5,12 @@
 // seen, so a storm of identical stacks costs one copy per event. Zero values
 // are left out, as proto3 does; test/unit/event_encode.test.ts holds this to
 // protobufjs's own encoding of the same events.
-import { irqtrace } from '@irqtrace/proto';
-import { LENGTH_DELIMITED, VARINT, WireWriter } from './wire.js';
+import { TAGS, irqtrace } from '@irqtrace/proto';
+import { WireWriter } from './wire.js';
 import type { Uint64Like } from './wire.js';
 
 const pb = irqtrace.v1;
+const { Event, Site, Task } = TAGS;
 const frameBytes = new WeakMap<irqtrace.v1.IFrame, Uint8Array>();
 const stackBytes = new WeakMap<irqtrace.v1.IFrame[], Uint8Array>();
 const siteBytes = new WeakMap<irqtrace.v1.ISite, Uint8Array>();
@@ -33,8 +34,8 @@ const enrichment = (e: irqtrace.v1.IEnrichment): Uint8Array => cached(enrichment
 const site = (s: irqtrace.v1.ISite): Uint8Array =>
   cached(siteBytes, s, (k) => {
     const w = new WireWriter(256);
-    if (k.ip) w.tag(1, LENGTH_DELIMITED).bytes(frame(k.ip));
-    if (k.parentIp) w.tag(2, LENGTH_DELIMITED).bytes(frame(k.parentIp));
+    if (k.ip) w.tag(Site.ip).bytes(frame(k.ip));
+    if (k.parentIp) w.tag(Site.parentIp).bytes(frame(k.parentIp));
     return w.finish();
   });
 
@@ -42,34 +43,34 @@ const site = (s: irqtrace.v1.ISite): Uint8Array =>
 const stack = (frames: irqtrace.v1.IFrame[]): Uint8Array =>
   cached(stackBytes, frames, (k) => {
     const w = new WireWriter(2048);
-    for (const f of k) w.tag(13, LENGTH_DELIMITED).bytes(frame(f));
+    for (const f of k) w.tag(Event.stack).bytes(frame(f));
     return w.finish();
   });
 
 const isZero = (v: Uint64Like | null | undefined): v is null | undefined | 0 =>
   v === null || v === undefined || (typeof v === 'number' ? v === 0 : v.low === 0 && v.high === 0);
 
-function writeUint64(w: WireWriter, field: number, v: Uint64Like | null | undefined): void {
-  if (!isZero(v)) w.tag(field, VARINT).uint64(v);
+function writeUint64(w: WireWriter, tag: number, v: Uint64Like | null | undefined): void {
+  if (!isZero(v)) w.tag(tag).uint64(v);
 }
 
-function writeString(w: WireWriter, field: number, s: string | null | undefined): void {
-  if (s) w.tag(field, LENGTH_DELIMITED).string(s);
+function writeString(w: WireWriter, tag: number, s: string | null | undefined): void {
+  if (s) w.tag(tag).string(s);
 }
 
 /** The task's fields (without its own tag and length); frozen tasks are shared, so cached. */
 function taskFields(t: irqtrace.v1.ITask): Uint8Array {
   const encode = (k: irqtrace.v1.ITask): Uint8Array => {
     const w = new WireWriter(256);
-    if (k.pid) w.tag(1, VARINT).uint32(k.pid);
-    if (k.tgid) w.tag(2, VARINT).uint32(k.tgid);
-    writeString(w, 3, k.comm);
-    writeUint64(w, 4, k.cgroupId);
-    writeString(w, 5, k.cgroupPath);
-    writeString(w, 6, k.containerId);
-    writeString(w, 7, k.podUid);
-    writeString(w, 8, k.podNamespace);
-    writeString(w, 9, k.podName);
+    if (k.pid) w.tag(Task.pid).uint32(k.pid);
+    if (k.tgid) w.tag(Task.tgid).uint32(k.tgid);
+    writeString(w, Task.comm, k.comm);
+    writeUint64(w, Task.cgroupId, k.cgroupId);
+    writeString(w, Task.cgroupPath, k.cgroupPath);
+    writeString(w, Task.containerId, k.containerId);
+    writeString(w, Task.podUid, k.podUid);
+    writeString(w, Task.podNamespace, k.podNamespace);
+    writeString(w, Task.podName, k.podName);
     return w.finish();
   };
   return Object.isFrozen(t) ? cached(taskBytes, t, encode) : encode(t);
@@ -77,27 +78,27 @@ function taskFields(t: irqtrace.v1.ITask): Uint8Array {
 
 /** Writes the Event's fields (not its own tag or length). */
 export function writeEvent(w: WireWriter, e: irqtrace.v1.IEvent): void {
-  if (e.kind) w.tag(1, VARINT).int32(e.kind);
-  if (e.method) w.tag(2, VARINT).int32(e.method);
-  if (e.backend) w.tag(3, VARINT).int32(e.backend);
-  if (e.cpu) w.tag(4, VARINT).uint32(e.cpu);
-  writeUint64(w, 5, e.startNs);
-  writeUint64(w, 6, e.durationNs);
-  writeUint64(w, 7, e.errorBoundNs);
-  if (e.irq) w.tag(8, VARINT).uint32(e.irq);
-  if (e.task) w.tag(9, LENGTH_DELIMITED).bytes(taskFields(e.task));
-  if (e.enablingTask) w.tag(10, LENGTH_DELIMITED).bytes(taskFields(e.enablingTask));
-  if (e.disableSite) w.tag(11, LENGTH_DELIMITED).bytes(site(e.disableSite));
-  if (e.enableSite) w.tag(12, LENGTH_DELIMITED).bytes(site(e.enableSite));
+  if (e.kind) w.tag(Event.kind).int32(e.kind);
+  if (e.method) w.tag(Event.method).int32(e.method);
+  if (e.backend) w.tag(Event.backend).int32(e.backend);
+  if (e.cpu) w.tag(Event.cpu).uint32(e.cpu);
+  writeUint64(w, Event.startNs, e.startNs);
+  writeUint64(w, Event.durationNs, e.durationNs);
+  writeUint64(w, Event.errorBoundNs, e.errorBoundNs);
+  if (e.irq) w.tag(Event.irq).uint32(e.irq);
+  if (e.task) w.tag(Event.task).bytes(taskFields(e.task));
+  if (e.enablingTask) w.tag(Event.enablingTask).bytes(taskFields(e.enablingTask));
+  if (e.disableSite) w.tag(Event.disableSite).bytes(site(e.disableSite));
+  if (e.enableSite) w.tag(Event.enableSite).bytes(site(e.enableSite));
   if (e.stack?.length) w.raw(stack(e.stack));
-  if (e.stackTruncated) w.tag(14, VARINT).bool(true);
-  if (e.enrichment) w.tag(15, LENGTH_DELIMITED).bytes(enrichment(e.enrichment));
-  for (const t of e.traces ?? []) w.tag(16, LENGTH_DELIMITED).string(t);
+  if (e.stackTruncated) w.tag(Event.stackTruncated).bool(true);
+  if (e.enrichment) w.tag(Event.enrichment).bytes(enrichment(e.enrichment));
+  for (const t of e.traces ?? []) w.tag(Event.traces).string(t);
 }
 
-/** Writes the event as a length-delimited field (EventBatch.events, say). */
-export function writeEventField(w: WireWriter, field: number, e: irqtrace.v1.IEvent): void {
-  w.tag(field, LENGTH_DELIMITED);
+/** Writes the event as a length-delimited field whose tag is given (EventBatch.events, say). */
+export function writeEventField(w: WireWriter, tag: number, e: irqtrace.v1.IEvent): void {
+  w.tag(tag);
   // Events with a stack run to hundreds of bytes: keep two bytes for the length.
   const mark = w.begin(e.stack?.length ? 1000 : 100);
   writeEvent(w, e);

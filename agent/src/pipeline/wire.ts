@@ -5,10 +5,6 @@
 // only in the rare case the length needs another byte. The output is the
 // canonical encoding, byte for byte what protobufjs writes.
 
-/** Wire types. */
-export const VARINT = 0;
-export const LENGTH_DELIMITED = 2;
-
 /** A uint64 as protobufjs hands it out: Long (low/high halves) or a number. */
 export type Uint64Like = number | { low: number; high: number };
 
@@ -42,8 +38,9 @@ export class WireWriter {
     this.buf = bigger;
   }
 
-  tag(field: number, wireType: number): this {
-    return this.uint32((field << 3) | wireType);
+  /** A field's tag (number << 3 | wire type: @irqtrace/proto's TAGS). */
+  tag(tag: number): this {
+    return this.uint32(tag);
   }
 
   /** An unsigned 32-bit varint. */

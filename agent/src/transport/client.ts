@@ -4,7 +4,8 @@
 // with jittered exponential backoff and re-sends whatever is unacked; the
 // ingest deduplicates by node/boot/seq.
 import * as grpc from '@grpc/grpc-js';
-import { irqtrace, toBigInt, toLong, Writer } from '@irqtrace/proto';
+import { RawIngestServiceClient, TAGS, irqtrace, toBigInt, toLong, Writer } from '@irqtrace/proto';
+import type { RawConnectStream } from '@irqtrace/proto';
 import type { Outbox } from './outbox.js';
 
 type IngestMessage = irqtrace.v1.IngestMessage;
@@ -39,32 +40,11 @@ export interface IngestClientOptions {
   log?: Logger;
 }
 
-// Requests go out as bytes: batches are kept encoded in the outbox, and a
-// batch is field 2 of AgentMessage, so wrapping one costs a header, not a re-encode.
-const rawDefinition = {
-  connect: {
-    path: '/irqtrace.v1.IngestService/Connect',
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: (b: Buffer) => b,
-    requestDeserialize: (b: Buffer) => b,
-    responseSerialize: (m: IngestMessage) => Buffer.from(irqtrace.v1.IngestMessage.encode(m).finish()),
-    responseDeserialize: (b: Buffer) => irqtrace.v1.IngestMessage.decode(b),
-  },
-} satisfies grpc.ServiceDefinition;
-
-interface RawClient extends grpc.Client {
-  connect(metadata?: grpc.Metadata, options?: Partial<grpc.CallOptions>): grpc.ClientDuplexStream<Buffer, IngestMessage>;
-}
-const RawIngestClient = grpc.makeGenericClientConstructor(rawDefinition, 'irqtrace.v1.IngestService') as unknown as new (
-  address: string,
-  credentials: grpc.ChannelCredentials,
-  options?: Partial<grpc.ChannelOptions>,
-) => RawClient;
-
-/** AgentMessage{batch} from an encoded EventBatch: tag (field 2, length-delimited), length, bytes. */
+// Requests go out as bytes (RawIngestServiceClient): batches are kept encoded in the
+// outbox, and wrapping one as AgentMessage.batch costs a header, not a re-encode.
+/** AgentMessage{batch} from an encoded EventBatch: tag, length, bytes. */
 export function wrapBatch(batch: Uint8Array): Buffer {
-  const bytes = Writer.create().uint32((2 << 3) | 2).bytes(batch).finish();
+  const bytes = Writer.create().uint32(TAGS.AgentMessage.batch).bytes(batch).finish();
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
@@ -73,8 +53,8 @@ function encode(message: irqtrace.v1.IAgentMessage): Buffer {
 }
 
 export class IngestClient {
-  private client: RawClient | undefined;
-  private stream: grpc.ClientDuplexStream<Buffer, IngestMessage> | undefined;
+  private client: InstanceType<typeof RawIngestServiceClient> | undefined;
+  private stream: RawConnectStream | undefined;
   private sentUpTo = 0n;
   private attempt = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -92,7 +72,7 @@ export class IngestClient {
       ? grpc.credentials.createSsl(this.o.tls.ca ?? null, this.o.tls.key ?? null, this.o.tls.cert ?? null)
       : grpc.credentials.createInsecure();
     const options: Partial<grpc.ChannelOptions> = this.o.tls?.serverName ? { 'grpc.ssl_target_name_override': this.o.tls.serverName } : {};
-    this.client = new RawIngestClient(this.o.address, creds, options);
+    this.client = new RawIngestServiceClient(this.o.address, creds, options);
     this.connect();
     this.heartbeat = setInterval(() => {
       if (this.connected) this.write(encode({ heartbeat: { sentUnixNs: toLong(BigInt(Date.now()) * 1_000_000n), unackedBatches: toLong(this.o.outbox.size) } }));
@@ -131,7 +111,7 @@ export class IngestClient {
     }
   }
 
-  private broken(stream: grpc.ClientDuplexStream<Buffer, IngestMessage>, why: string): void {
+  private broken(stream: RawConnectStream, why: string): void {
     if (stream !== this.stream) return;
     this.stream = undefined;
     this.connected = false;

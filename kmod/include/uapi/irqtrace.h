@@ -36,6 +36,20 @@
 #define IRQTRACE_MAGIC_HIST		0x68515249
 #define IRQTRACE_MAGIC_COUNTERS		0x63515249
 
+/*
+ * Configuration bounds and defaults, in ns: the one source for the module's
+ * parameters, the eBPF loader's settings, the agent, the CLI and the IrqTrace
+ * API (proto/build.mjs derives their TypeScript from these lines, so keep
+ * each a plain decimal). A sampled section is sure to be recorded once it
+ * is threshold + period long, so the defaults are one period.
+ */
+#define IRQTRACE_THRESHOLD_NS_MIN	1000		/* 1 us */
+#define IRQTRACE_THRESHOLD_NS_MAX	60000000000	/* 60 s */
+#define IRQTRACE_THRESHOLD_NS_DEFAULT	1000000		/* 1 ms */
+#define IRQTRACE_PERIOD_NS_MIN		100000		/* 100 us */
+#define IRQTRACE_PERIOD_NS_MAX		1000000000	/* 1 s */
+#define IRQTRACE_PERIOD_NS_DEFAULT	1000000		/* 1 ms */
+
 #define IRQTRACE_COMM_LEN		16
 #define IRQTRACE_MAX_FRAMES		32
 /* Bucket i holds durations in [2^i, 2^(i+1)) ns; bucket 0 also holds 0. */

@@ -4,6 +4,7 @@
 // refused at `kubectl apply`, with the field named, before any node sees it.
 import { Type } from '@sinclair/typebox';
 import type { Static, TSchema } from '@sinclair/typebox';
+import { LIMITS, durationText } from '@irqtrace/proto/limits';
 
 // Kubernetes takes a subset of JSON Schema: no const or anyOf of literals, no
 // patternProperties. These two build what it takes, typed as TypeBox would.
@@ -130,7 +131,11 @@ export const IrqTraceSpec = Type.Object(
   {
     nodeSelector: Type.Optional(NodeSelector),
     target: Target,
-    threshold: Type.Optional(Duration('Sections at least this long are violations; shorter ones only count in histograms.', '1us', '60s', { default: '500us' })),
+    threshold: Type.Optional(
+      Duration('Sections at least this long are violations; shorter ones only count in histograms.', durationText(LIMITS.thresholdNs.min), durationText(LIMITS.thresholdNs.max), {
+        default: durationText(LIMITS.thresholdNs.default),
+      }),
+    ),
     method: Type.Optional(
       StringEnum(['auto', 'exact', 'sampled'], {
         description: 'exact: every section via the preemptirq tracepoints (kernels with CONFIG_TRACE_IRQFLAGS); sampled: per-CPU hrtimers (any kernel); auto: exact where the node can.',
@@ -143,20 +148,27 @@ export const IrqTraceSpec = Type.Object(
         default: 'auto',
       }),
     ),
-    samplePeriod: Type.Optional(Duration('The sampling period of the sampled method: the error bound of what it measures.', '100us', '1s', { default: '1ms' })),
+    samplePeriod: Type.Optional(
+      Duration(
+        'The sampling period of the sampled method: the error bound of what it measures (each section is measured up to one period short). A section is sure to be recorded once it is threshold + samplePeriod long; a shorter one over the threshold is caught on some occasions, in proportion to its length.',
+        durationText(LIMITS.periodNs.min),
+        durationText(LIMITS.periodNs.max),
+        { default: durationText(LIMITS.periodNs.default) },
+      ),
+    ),
     softirqs: Type.Optional(Type.Boolean({ description: 'Also trace sections with softirqs (bottom halves) off.', default: false })),
     stacks: Type.Optional(Type.Boolean({ description: 'Record the kernel stack of each violation.', default: true })),
     duration: Type.Optional(Duration('Stop tracing this long after the trace was created; absent: until deleted.', '1s', '8760h')),
   },
   cel(
     {
-      rule: "!has(self.method) || self.method != 'sampled' || !has(self.samplePeriod) || duration(self.threshold) >= duration(self.samplePeriod)",
-      message: 'with method sampled, threshold must be at least samplePeriod (a sample cannot see shorter sections)',
-      fieldPath: '.threshold',
-    },
-    {
       rule: "!has(self.softirqs) || !self.softirqs || (has(self.target.all) && self.target.all)",
       message: 'softirqs needs target.all: true (softirqs-off sections are per CPU, not per IRQ line)',
+      fieldPath: '.softirqs',
+    },
+    {
+      rule: "!has(self.softirqs) || !self.softirqs || !has(self.backend) || self.backend != 'ebpf'",
+      message: 'softirqs needs the kernel module (backend kmod or auto): the eBPF backend cannot measure softirqs off',
       fieldPath: '.softirqs',
     },
   ),

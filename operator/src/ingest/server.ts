@@ -7,7 +7,7 @@
 // counted. A failed publish ends that stream, not the process; a malformed
 // message ends that stream in grpc-js before it reaches here.
 import * as grpc from '@grpc/grpc-js';
-import { Reader, irqtrace, rawRequestIngestServiceDefinition, toBigInt, toLong } from '@irqtrace/proto';
+import { PROTOCOL_VERSION, Reader, TAGS, irqtrace, rawRequestIngestServiceDefinition, toBigInt, toLong } from '@irqtrace/proto';
 import type { RawConnectCall } from '@irqtrace/proto';
 import type { Logger } from 'pino';
 import type { IngestMetrics } from './metrics.js';
@@ -17,7 +17,6 @@ import type { PodDirectory, ScannedBatch } from './split.js';
 import { subject } from './subjects.js';
 
 const pb = irqtrace.v1;
-export const PROTOCOL_VERSION = 1;
 
 /** Each node's effective config, and word when any may have changed. */
 export interface NodeConfigSource {
@@ -85,11 +84,11 @@ function agentMessage(bytes: Uint8Array): AgentMessageParts {
     }
     const value = r.bytes();
     // A oneof: the last one given wins, as in a decoder.
-    switch (tag >>> 3) {
-      case 1: parts = { hello: pb.Hello.decode(value) }; break;
-      case 2: parts = { batch: scanBatch(value) }; break;
-      case 3: parts = { heartbeat: true }; break;
-      case 4: parts = { state: pb.BackendState.decode(value) }; break;
+    switch (tag) {
+      case TAGS.AgentMessage.hello: parts = { hello: pb.Hello.decode(value) }; break;
+      case TAGS.AgentMessage.batch: parts = { batch: scanBatch(value) }; break;
+      case TAGS.AgentMessage.heartbeat: parts = { heartbeat: true }; break;
+      case TAGS.AgentMessage.state: parts = { state: pb.BackendState.decode(value) }; break;
       default: break;
     }
   }

@@ -4,8 +4,10 @@
 // scanned for each event's traces and pod UID, never decoded whole, and an
 // event is rewritten only to add its pod's namespace and name to its task.
 // test/unit/ingest_split.test.ts holds this to a decode-and-encode reference.
-import { Reader, Writer, irqtrace } from '@irqtrace/proto';
+import { Reader, TAGS, Writer, irqtrace } from '@irqtrace/proto';
 import { subject } from './subjects.js';
+
+const { Event, EventBatch, NodeBatch, Task } = TAGS;
 
 export interface PodRef {
   namespace: string;
@@ -25,7 +27,7 @@ export interface Publication {
   events: number;
 }
 
-const LEN = 2;
+const LENGTH_DELIMITED = 2;
 
 /** A length-delimited field's value, and where its tag started. */
 interface Span {
@@ -34,18 +36,17 @@ interface Span {
   end: number;
 }
 
-/** Each length-delimited field of buf with one of these numbers, in order; others skipped. */
-function fields(buf: Uint8Array, wanted: (field: number) => boolean, each: (field: number, span: Span, r: Reader) => void): void {
+/** Each length-delimited field of buf whose tag is one of these, in order; others skipped. */
+function fields(buf: Uint8Array, wanted: readonly number[], each: (tag: number, span: Span) => void): void {
   const r = Reader.create(buf);
   while (r.pos < r.len) {
     const tagAt = r.pos;
     const tag = r.uint32();
-    const field = tag >>> 3;
-    if ((tag & 7) === LEN && wanted(field)) {
+    if ((tag & 7) === LENGTH_DELIMITED && wanted.includes(tag)) {
       const len = r.uint32();
       const start = r.pos;
       r.skip(len);
-      each(field, { tagAt, start, end: start + len }, r);
+      each(tag, { tagAt, start, end: start + len });
     } else {
       r.skipType(tag & 7);
     }
@@ -57,21 +58,21 @@ const text = (buf: Uint8Array, s: Span): string => Buffer.from(buf.buffer, buf.b
 interface ScannedEvent {
   bytes: Uint8Array;
   traces: string[];
-  /** The task field (9) and its pod UID, when it has one and no pod name yet. */
+  /** The task field and its pod UID, when it has one and no pod name yet. */
   task?: { span: Span; podUid: string };
 }
 
 function scanEvent(bytes: Uint8Array): ScannedEvent {
   const e: ScannedEvent = { bytes, traces: [] };
-  fields(bytes, (f) => f === 16 || f === 9, (field, span) => {
-    if (field === 16) {
+  fields(bytes, [Event.traces, Event.task], (tag, span) => {
+    if (tag === Event.traces) {
       e.traces.push(text(bytes, span));
       return;
     }
     const task = bytes.subarray(span.start, span.end);
     const found = { podUid: '', named: false };
-    fields(task, (f) => f === 7 || f === 9, (f, s) => {
-      if (f === 7) found.podUid = text(task, s);
+    fields(task, [Task.podUid, Task.podName], (t, s) => {
+      if (t === Task.podUid) found.podUid = text(task, s);
       else found.named = s.end > s.start;
     });
     if (found.podUid && !found.named) e.task = { span, podUid: found.podUid };
@@ -98,20 +99,21 @@ export function scanBatch(batch: Uint8Array): ScannedBatch {
   const r = Reader.create(batch);
   while (r.pos < r.len) {
     const tag = r.uint32();
-    const field = tag >>> 3;
-    if (field === 1 && (tag & 7) === 0) {
+    if (tag === EventBatch.seq) {
       seq = readUint64(r);
-    } else if ((tag & 7) === LEN && field >= 3 && field <= 6) {
-      const len = r.uint32();
-      const value = batch.subarray(r.pos, r.pos + len);
-      r.skip(len);
-      if (field === 3) events.push(scanEvent(value));
-      else if (field === 4) losses.push(value);
-      else if (field === 5) histograms = value;
-      else state = value;
-    } else {
-      r.skipType(tag & 7);
+      continue;
     }
+    if (tag !== EventBatch.events && tag !== EventBatch.losses && tag !== EventBatch.histograms && tag !== EventBatch.state) {
+      r.skipType(tag & 7);
+      continue;
+    }
+    const len = r.uint32();
+    const value = batch.subarray(r.pos, r.pos + len);
+    r.skip(len);
+    if (tag === EventBatch.events) events.push(scanEvent(value));
+    else if (tag === EventBatch.losses) losses.push(value);
+    else if (tag === EventBatch.histograms) histograms = value;
+    else state = value;
   }
   return { seq, events, losses, ...(histograms ? { histograms } : {}), ...(state ? { state } : {}) };
 }
@@ -127,9 +129,9 @@ function withPod(e: ScannedEvent, pods: PodDirectory): Uint8Array {
   const task = e.task;
   const pod = task ? pods.lookup(task.podUid) : undefined;
   if (!task || !pod) return e.bytes;
-  const extra = Writer.create().uint32((8 << 3) | LEN).string(pod.namespace).uint32((9 << 3) | LEN).string(pod.name).finish();
+  const extra = Writer.create().uint32(Task.podNamespace).string(pod.namespace).uint32(Task.podName).string(pod.name).finish();
   const w = Writer.create();
-  w.uint32((9 << 3) | LEN).uint32(task.span.end - task.span.start + extra.length);
+  w.uint32(Event.task).uint32(task.span.end - task.span.start + extra.length);
   const head = w.finish();
   const b = e.bytes;
   const out = new Uint8Array(task.span.tagAt + head.length + (task.span.end - task.span.start) + extra.length + (b.length - task.span.end));
@@ -160,10 +162,10 @@ export function splitBatch(node: string, bootId: string, b: ScannedBatch, nodeTr
   const received = receivedUnixNs.toString();
   const header = (trace: string): Writer => {
     const w = Writer.create();
-    if (node) w.uint32((1 << 3) | LEN).string(node);
-    if (bootId) w.uint32((2 << 3) | LEN).string(bootId);
-    if (b.seq) w.uint32(3 << 3).uint64(b.seq.toString());
-    return w.uint32((4 << 3) | LEN).string(trace).uint32(5 << 3).uint64(received);
+    if (node) w.uint32(NodeBatch.node).string(node);
+    if (bootId) w.uint32(NodeBatch.bootId).string(bootId);
+    if (b.seq) w.uint32(NodeBatch.seq).uint64(b.seq.toString());
+    return w.uint32(NodeBatch.trace).string(trace).uint32(NodeBatch.receivedUnixNs).uint64(received);
   };
   const seqText = b.seq.toString();
   const out: Publication[] = [];
@@ -171,12 +173,12 @@ export function splitBatch(node: string, bootId: string, b: ScannedBatch, nodeTr
     const id = `${node}/${bootId}/${seqText}/${trace}`;
     if (events.length || b.losses.length) {
       const w = header(trace);
-      for (const e of events) w.uint32((6 << 3) | LEN).bytes(e);
-      for (const l of b.losses) w.uint32((7 << 3) | LEN).bytes(l);
+      for (const e of events) w.uint32(NodeBatch.events).bytes(e);
+      for (const l of b.losses) w.uint32(NodeBatch.losses).bytes(l);
       out.push({ subject: subject(trace, node, 'events'), msgID: `${id}/events`, data: w.finish(), events: events.length });
     }
     if (b.histograms) {
-      const data = header(trace).uint32((8 << 3) | LEN).bytes(b.histograms).finish();
+      const data = header(trace).uint32(NodeBatch.histograms).bytes(b.histograms).finish();
       out.push({ subject: subject(trace, node, 'hist'), msgID: `${id}/hist`, data, events: 0 });
     }
   }

@@ -2,7 +2,7 @@
 // whose nodeSelector matches the node's labels, as TraceConfigs. Traces being
 // deleted or past their duration are left out, so agents drop them and unload
 // the kernel side when nothing else needs it.
-import { irqtrace, toLong } from '@irqtrace/proto';
+import { LIMITS, irqtrace, toLong } from '@irqtrace/proto';
 import type { IrqTrace } from '../api/schema.js';
 import { durationNs } from './duration.js';
 import { selects } from './selector.js';
@@ -31,10 +31,10 @@ export function traceConfig(t: IrqTrace): irqtrace.v1.ITraceConfig {
     name: t.metadata.name,
     generation: toLong(BigInt(t.metadata.generation ?? 0)),
     target: { all: s.target.all ?? false, irqs: [...(s.target.irqs ?? [])], irqNames: [...(s.target.irqNames ?? [])] },
-    thresholdNs: toLong(durationNs(s.threshold ?? '500us')),
+    thresholdNs: toLong(s.threshold ? durationNs(s.threshold) : LIMITS.thresholdNs.default),
     method: METHODS[s.method ?? 'auto'],
     backend: BACKENDS[s.backend ?? 'auto'],
-    samplePeriodNs: toLong(durationNs(s.samplePeriod ?? '1ms')),
+    samplePeriodNs: toLong(s.samplePeriod ? durationNs(s.samplePeriod) : LIMITS.periodNs.default),
     softirqs: s.softirqs ?? false,
     stacks: s.stacks ?? true,
     endUnixNs: toLong(traceEndUnixNs(t)),

@@ -83,10 +83,20 @@ function methodFor(b: NonNullable<NodeRecord['backend']>, watches: TraceWatches)
 
 export class TraceAggregate {
   readonly nodes = new Map<string, NodeRecord>();
-  /** Nodes changed since the last checkpoint. */
-  readonly dirty = new Set<string>();
+  /** Nodes changed since their record was last stored, with a count of changes to tell a write's snapshot from a later change. */
+  readonly dirty = new Map<string, number>();
+  private changes = 0;
 
   constructor(readonly trace: string) {}
+
+  private changed(node: string): void {
+    this.dirty.set(node, ++this.changes);
+  }
+
+  /** The node's record as of change `change` is stored: clean, unless it changed since. */
+  written(node: string, change: number): void {
+    if (this.dirty.get(node) === change) this.dirty.delete(node);
+  }
 
   private record(node: string): NodeRecord {
     let r = this.nodes.get(node);
@@ -100,7 +110,7 @@ export class TraceAggregate {
     const r = this.record(node);
     if (streamSeq <= r.appliedThrough) return false;
     r.appliedThrough = streamSeq;
-    this.dirty.add(node);
+    this.changed(node);
     const boot = b.bootId ?? '';
     const seq = toBigInt(b.seq);
     const counted = r.boots.find(([id]) => id === boot)?.[1];
@@ -125,7 +135,7 @@ export class TraceAggregate {
     const r = this.record(node);
     if (streamSeq <= r.appliedThrough) return;
     r.appliedThrough = streamSeq;
-    this.dirty.add(node);
+    this.changed(node);
     r.lastSeen = Math.max(r.lastSeen ?? 0, Number(toBigInt(s.unixNs) / 1_000_000n));
     r.connection = s.connection === pb.NodeState.Connection.CONNECTION_DISCONNECTED ? 'disconnected' : 'connected';
     if (s.backend) {

@@ -61,6 +61,8 @@ export class StatusAggregator {
   private readonly custom: k8s.CustomObjectsApi;
   /** The last message applied and not yet acked. */
   private lastMsg: JsMsg | undefined;
+  /** The cursor last stored: every record in the bucket holds what came up to it. */
+  private storedCursor = 0;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly statusDue = new Set<string>();
   private flushing: Promise<void> = Promise.resolve();
@@ -137,6 +139,21 @@ export class StatusAggregator {
     const cursor = await this.restore();
     // Traces deleted while no aggregator ran.
     for (const trace of [...this.traces.keys()]) if (!this.objects.get(trace)) await this.forget(trace);
+    this.storedCursor = cursor;
+    await this.subscribe();
+    this.timers.push(setInterval(() => { void this.checkpoint(); }, this.o.checkpointMs ?? 1000));
+    this.timers.push(setInterval(() => { void this.writeStatuses(); }, this.o.statusIntervalMs ?? 2000));
+  }
+
+  /**
+   * (Re)makes the durable consumer at the stored cursor and consumes from it. Records applied
+   * beyond the cursor skip what they hold (appliedThrough), so starting over there loses nothing.
+   */
+  private async subscribe(): Promise<void> {
+    const nc = this.nc;
+    if (!nc) return;
+    const jsm = await jetstreamManager(nc);
+    const cursor = this.storedCursor;
     await jsm.consumers.delete(STREAM, CONSUMER).catch(() => false);
     await jsm.consumers.add(STREAM, {
       durable_name: CONSUMER,
@@ -146,20 +163,35 @@ export class StatusAggregator {
       max_ack_pending: 100_000,
     });
     const consumer = await jetstream(nc).consumers.get(STREAM, CONSUMER);
-    this.messages = await consumer.consume({ max_messages: 2000 });
-    this.consuming = this.consume(this.messages);
-    this.timers.push(setInterval(() => { this.checkpoint(); }, this.o.checkpointMs ?? 1000));
-    this.timers.push(setInterval(() => { void this.writeStatuses(); }, this.o.statusIntervalMs ?? 2000));
+    const messages = await consumer.consume({ max_messages: 2000 });
+    this.messages = messages;
+    this.consuming = this.consume(messages).then(
+      () => { this.consumerBroken(new Error('the consumer ended')); },
+      (err: unknown) => { this.consumerBroken(err); },
+    );
+  }
+
+  /** The consumer's iterator failed (its consumer gone, the server away too long): start over after a pause. */
+  private consumerBroken(err: unknown): void {
+    if (this.stopped) return;
+    this.o.log.warn({ err: String(err) }, 'the event stream consumer broke; subscribing again at the checkpoint');
+    const retry = (): void => {
+      if (this.stopped) return;
+      this.subscribe().catch((e: unknown) => {
+        this.o.log.warn({ err: String(e) }, 'subscribing again failed; retrying');
+        this.timers.push(setTimeout(retry, 2000));
+      });
+    };
+    this.timers.push(setTimeout(retry, 1000));
   }
 
   /** Stops after a last checkpoint (a graceful handover). */
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const t of this.timers) clearInterval(t);
+    for (const t of this.timers) clearTimeout(t);
     await this.messages?.close();
     await this.consuming;
-    this.checkpoint();
-    await this.flushing;
+    await this.checkpoint();
     await this.writeStatuses();
     await this.objects.stop();
     await this.nc?.drain();
@@ -168,7 +200,7 @@ export class StatusAggregator {
   /** Stops at once, losing whatever is not checkpointed: a crash, for tests of restart safety. */
   async crash(): Promise<void> {
     this.stopped = true;
-    for (const t of this.timers) clearInterval(t);
+    for (const t of this.timers) clearTimeout(t);
     await this.objects.stop();
     await this.nc?.close();
   }
@@ -249,27 +281,47 @@ export class StatusAggregator {
     }
   }
 
-  /** Writes the changed node records, then acks everything up to the last message applied. */
-  private checkpoint(): void {
+  /**
+   * Queues a checkpoint after the one under way: it never rejects (a failed one is logged and
+   * the next one retries what it could not write), so neither the timer nor stop() can die of it.
+   */
+  private checkpoint(): Promise<void> {
+    this.flushing = this.flushing.then(() => this.writeCheckpoint()).catch((err: unknown) => {
+      // Not acked: the messages come again, and are applied once (appliedThrough).
+      this.o.log.warn({ err: String(err) }, 'checkpoint failed; the next one retries');
+    });
+    return this.flushing;
+  }
+
+  /**
+   * Writes every node record changed since it was last written, then the cursor, then acks up
+   * to the last message applied. A node's mark is cleared only once its write succeeded and only
+   * if it did not change meanwhile; the cursor moves only when every record it covers is stored.
+   */
+  private async writeCheckpoint(): Promise<void> {
+    const kv = this.kv;
     const msg = this.lastMsg;
-    if (!msg) return;
-    this.lastMsg = undefined;
-    const writes: Promise<number>[] = [];
+    if (!kv || !msg) return;
+    const writes: { a: TraceAggregate; node: string; change: number; put: Promise<unknown> }[] = [];
     for (const a of this.traces.values()) {
-      for (const node of a.dirty) {
+      for (const [node, change] of a.dirty) {
         const record = a.nodes.get(node);
-        if (record) writes.push(this.kv?.put(recordKey(a.trace, node), JSON.stringify({ trace: a.trace, node, record })) ?? Promise.resolve(0));
+        if (record) writes.push({ a, node, change, put: kv.put(recordKey(a.trace, node), JSON.stringify({ trace: a.trace, node, record })) });
       }
-      a.dirty.clear();
     }
-    this.flushing = this.flushing
-      .then(() => Promise.all(writes))
-      .then(() => this.kv?.put(CURSOR_KEY, String(msg.seq)))
-      .then(() => { msg.ack(); })
-      .catch((err: unknown) => {
-        // Not acked: the messages come again, and are applied once (appliedThrough).
-        this.o.log.warn({ err: String(err) }, 'checkpoint failed');
-      });
+    const results = await Promise.allSettled(writes.map((w) => w.put));
+    let failed: Error | undefined;
+    results.forEach((r, i) => {
+      const w = writes[i];
+      if (!w) return;
+      if (r.status === 'rejected') failed ??= r.reason instanceof Error ? r.reason : new Error(`node record not stored: ${JSON.stringify(r.reason)}`);
+      else w.a.written(w.node, w.change);
+    });
+    if (failed) throw failed;
+    await kv.put(CURSOR_KEY, String(msg.seq));
+    this.storedCursor = msg.seq;
+    msg.ack();
+    if (this.lastMsg === msg) this.lastMsg = undefined;
   }
 
   private async writeStatuses(): Promise<void> {

@@ -14,7 +14,18 @@ export const OperatorConfig = Type.Object(
     /** Where the agent DaemonSet, the Lease and the operator live. */
     namespace: Type.String({ default: 'irqtrace-system', minLength: 1 }),
     roles: Type.Array(Role, { default: ['controller', 'ingest', 'status'], minItems: 1, uniqueItems: true }),
-    leaderElection: Type.Object({ enabled: Type.Boolean({ default: true }), leaseName: Type.String({ default: 'irqtrace-operator' }) }, { default: {} }),
+    leaderElection: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true }),
+        leaseName: Type.String({ default: 'irqtrace-operator' }),
+        // client-go's defaults: a standby takes over at most this long after the leader's last renewal.
+        leaseDurationSeconds: Type.Integer({ default: 15, minimum: 1 }),
+        /** A leader that could not renew for this long stops leading. */
+        renewDeadlineSeconds: Type.Integer({ default: 10, minimum: 1 }),
+        retryPeriodSeconds: Type.Number({ default: 2, exclusiveMinimum: 0 }),
+      },
+      { default: {} },
+    ),
     nats: Type.Object(
       {
         servers: Type.Array(Type.String({ pattern: '^(nats|tls)://' }), { default: ['nats://irqtrace-nats:4222'], minItems: 1 }),
@@ -89,5 +100,10 @@ export function parseOperatorConfig(text: string): OperatorConfig {
     const field = (path: string) => path.split('/').slice(1).map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i ? `.${p}` : p)).join('') || '(top)';
     throw new OperatorConfigError(errors.map((e) => `${field(e.path)}: ${e.message}`).join('; '));
   }
-  return value as OperatorConfig;
+  const config = value as OperatorConfig;
+  const le = config.leaderElection;
+  // As client-go insists: a leader gives up before its lease can expire, and retries before it must give up.
+  if (le.renewDeadlineSeconds >= le.leaseDurationSeconds) throw new OperatorConfigError(`leaderElection.renewDeadlineSeconds: ${le.renewDeadlineSeconds} must be less than leaseDurationSeconds (${le.leaseDurationSeconds})`);
+  if (le.retryPeriodSeconds >= le.renewDeadlineSeconds) throw new OperatorConfigError(`leaderElection.retryPeriodSeconds: ${le.retryPeriodSeconds} must be less than renewDeadlineSeconds (${le.renewDeadlineSeconds})`);
+  return config;
 }

@@ -16,6 +16,8 @@ import { PodMetadataDirectory } from './ingest/pod_directory.js';
 import { StreamPublisher, natsAuthFromEnv } from './ingest/publisher.js';
 import { IngestServer } from './ingest/server.js';
 import { LeaderElector } from './leader/lease.js';
+import { LeaderTerms } from './leader/terms.js';
+import type { RoleStarter } from './leader/terms.js';
 import { StatusAggregator } from './status/aggregator.js';
 
 export interface RunningOperator {
@@ -31,12 +33,17 @@ const splitHostPort = (hp: string): [string, number] => {
   return [hp.slice(0, at), Number(hp.slice(at + 1))];
 };
 
-export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeConfig, log: Logger): Promise<RunningOperator> {
+export interface RunOptions {
+  /** This replica in the leader election (default: $POD_NAME, else host and pid). */
+  identity?: string;
+}
+
+export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeConfig, log: Logger, options: RunOptions = {}): Promise<RunningOperator> {
   const metrics = new IngestMetrics();
   const leaderGauge = new Gauge({ name: 'irqtrace_operator_leader', help: '1 while this replica leads (runs the controller and the status aggregator)', registers: [metrics.registry] });
   const stops: (() => Promise<void>)[] = [];
   const roles = new Set(config.roles);
-  const identity = process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
+  const identity = options.identity ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
   let ingestPort: number | undefined;
 
   if (roles.has('ingest')) {
@@ -71,11 +78,10 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
     });
   }
 
-  // The leader's roles, started and stopped with leadership.
-  let leading: { stop: () => Promise<void> } | undefined;
-  const lead = async () => {
-    const parts: { stop: () => Promise<void> }[] = [];
-    if (roles.has('controller')) {
+  // The leader's roles, started and stopped with each term of leadership.
+  const roleStarters: RoleStarter[] = [];
+  if (roles.has('controller')) {
+    roleStarters.push(async (signal) => {
       const controller = new TraceController({
         kubeConfig,
         log,
@@ -92,38 +98,40 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
           ...(config.agents.tolerations ? { tolerations: config.agents.tolerations } : {}),
         },
       });
-      await controller.start();
-      parts.push(controller);
-    }
-    if (roles.has('status')) {
+      await controller.start(signal);
+      return controller;
+    });
+  }
+  if (roles.has('status')) {
+    roleStarters.push(async (signal) => {
       const aggregator = new StatusAggregator({ servers: config.nats.servers, kubeConfig, log, statusIntervalMs: config.statusIntervalMs, registry: metrics.registry, auth: natsAuthFromEnv() });
-      await aggregator.start();
-      parts.push(aggregator);
-    }
-    leaderGauge.set(1);
-    leading = { stop: async () => { await Promise.all(parts.map((p) => p.stop())); leaderGauge.set(0); } };
-  };
-  const unlead = async () => {
-    const was = leading;
-    leading = undefined;
-    await was?.stop();
-  };
-  const leaderRoles = roles.has('controller') || roles.has('status');
-  let elector: LeaderElector | undefined;
-  if (leaderRoles && config.leaderElection.enabled) {
-    elector = new LeaderElector(kubeConfig, {
+      await aggregator.start(signal);
+      return aggregator;
+    });
+  }
+  const terms = new LeaderTerms(roleStarters, log, {
+    onLeading: (leading) => { leaderGauge.set(leading ? 1 : 0); },
+    onFailed: (err) => { log.error({ err: String(err) }, 'could not start the leader roles; exiting'); process.exit(1); },
+  });
+  const leaderRoles = roleStarters.length > 0;
+  const le = config.leaderElection;
+  if (leaderRoles && le.enabled) {
+    const elector = new LeaderElector(kubeConfig, {
       namespace: config.namespace,
-      name: config.leaderElection.leaseName,
+      name: le.leaseName,
       identity,
       log,
-      onStartedLeading: () => { lead().catch((err: unknown) => { log.error({ err: String(err) }, 'could not start the leader roles; exiting'); process.exit(1); }); },
-      onStoppedLeading: () => { void unlead(); },
+      leaseDurationMs: le.leaseDurationSeconds * 1000,
+      renewDeadlineMs: le.renewDeadlineSeconds * 1000,
+      retryPeriodMs: le.retryPeriodSeconds * 1000,
+      onStartedLeading: () => { terms.begin(); },
+      onStoppedLeading: () => { terms.end(); },
     });
     elector.start();
-    stops.push(async () => { await unlead(); await elector?.stop(); });
+    stops.push(async () => { await terms.stop(); await elector.stop(); });
   } else if (leaderRoles) {
-    await lead();
-    stops.push(unlead);
+    terms.begin();
+    stops.push(() => terms.stop());
   }
 
   const [mhost, mport] = splitHostPort(config.metrics.listen);
@@ -133,7 +141,7 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
   return {
     ...(ingestPort === undefined ? {} : { ingestPort }),
     metricsPort: typeof address === 'object' && address ? address.port : mport,
-    isLeader: () => leading !== undefined,
+    isLeader: () => terms.leading,
     stop: async () => { for (const stop of stops.reverse()) await stop(); },
   };
 }

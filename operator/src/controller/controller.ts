@@ -60,9 +60,14 @@ export class TraceController {
     }
   }
 
-  async start(): Promise<void> {
+  /** Starts watching and reconciling; an aborted signal (leadership lost meanwhile) stops it before the first write. */
+  async start(signal?: AbortSignal): Promise<void> {
     this.stopped = false;
     await Promise.all([this.traces.start(), this.nodes.start()]);
+    if (signal?.aborted) {
+      await this.stop();
+      signal.throwIfAborted();
+    }
     this.trigger();
   }
 

@@ -123,11 +123,26 @@ export class StatusAggregator {
     });
   }
 
-  async start(): Promise<void> {
+  /**
+   * Restores the checkpoint and starts consuming. An aborted signal (leadership lost meanwhile)
+   * stops it between steps, before it touches the consumer or any status: it rejects, closed.
+   */
+  async start(signal?: AbortSignal): Promise<void> {
+    try {
+      await this.starting(signal);
+    } catch (err) {
+      await this.crash().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async starting(signal: AbortSignal | undefined): Promise<void> {
     this.stopped = false;
     await this.objects.start();
+    signal?.throwIfAborted();
     const nc = await connect({ servers: this.o.servers, name: 'irqtrace-status', maxReconnectAttempts: -1, reconnectTimeWait: 1000, ...this.o.auth });
     this.nc = nc;
+    signal?.throwIfAborted();
     const jsm = await jetstreamManager(nc);
     // Made by the ingest; here too, so the aggregator can start first.
     try {
@@ -137,9 +152,11 @@ export class StatusAggregator {
     }
     this.kv = await new Kvm(nc).create(BUCKET, { history: 1 });
     const cursor = await this.restore();
+    signal?.throwIfAborted();
     // Traces deleted while no aggregator ran.
     for (const trace of [...this.traces.keys()]) if (!this.objects.get(trace)) await this.forget(trace);
     this.storedCursor = cursor;
+    signal?.throwIfAborted();
     await this.subscribe();
     this.timers.push(setInterval(() => { void this.checkpoint(); }, this.o.checkpointMs ?? 1000));
     this.timers.push(setInterval(() => { void this.writeStatuses(); }, this.o.statusIntervalMs ?? 2000));

@@ -19,10 +19,39 @@ export function traceInformer(kubeConfig: k8s.KubeConfig): CachedInformer<TraceO
   );
 }
 
-/** An informer over every Node. */
-export function nodeInformer(kubeConfig: k8s.KubeConfig): CachedInformer<k8s.V1Node> {
+/** An object as the metadata-only API gives it (PartialObjectMetadata): no spec, no status. */
+export interface ObjectMetadata extends k8s.KubernetesObject {
+  metadata?: k8s.V1ObjectMeta;
+}
+
+const METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1';
+const METADATA = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1';
+
+/** A KubeConfig whose requests (the informer's watch among them) ask for metadata only. */
+class MetadataOnlyConfig extends k8s.KubeConfig {
+  override async applyToFetchOptions(opts: Parameters<k8s.KubeConfig['applyToFetchOptions']>[0]): ReturnType<k8s.KubeConfig['applyToFetchOptions']> {
+    // client-node passes headers as an object (raw header lists are an http.request option it does not use).
+    const headers = opts.headers instanceof Array ? {} : opts.headers;
+    return super.applyToFetchOptions({ ...opts, headers: { ...headers, Accept: METADATA } });
+  }
+}
+
+/**
+ * A metadata-only informer at path: the API server sends each object's metadata, not its spec
+ * and status, which for pods and nodes of a big cluster is most of the bytes. list is the
+ * generated client's list call, given the header that asks for metadata.
+ */
+export function metadataInformer(kubeConfig: k8s.KubeConfig, path: string, list: (accept: ReturnType<typeof k8s.setHeaderOptions>) => Promise<unknown>): CachedInformer<ObjectMetadata> {
+  const metadataConfig = new MetadataOnlyConfig();
+  metadataConfig.loadFromOptions({ clusters: kubeConfig.clusters, users: kubeConfig.users, contexts: kubeConfig.contexts, currentContext: kubeConfig.currentContext });
+  // The generated client parses the metadata list as a list of full objects: metadata is all it reads.
+  return k8s.makeInformer(metadataConfig, path, async () => (await list(k8s.setHeaderOptions('Accept', METADATA_LIST))) as k8s.KubernetesListObject<ObjectMetadata>);
+}
+
+/** A metadata-only informer over every Node (names and labels are all the operator reads). */
+export function nodeInformer(kubeConfig: k8s.KubeConfig): CachedInformer<ObjectMetadata> {
   const core = kubeConfig.makeApiClient(k8s.CoreV1Api);
-  return k8s.makeInformer(kubeConfig, '/api/v1/nodes', () => core.listNode());
+  return metadataInformer(kubeConfig, '/api/v1/nodes', (accept) => core.listNode({}, accept));
 }
 
 /** A broken watch (API server restart, network) is started again after 2 s, until stopped() says so. */

@@ -17,6 +17,7 @@ import { StreamPublisher, natsAuthFromEnv } from './ingest/publisher.js';
 import { IngestServer } from './ingest/server.js';
 import { LeaderElector } from './leader/lease.js';
 import { LeaderTerms } from './leader/terms.js';
+import { SharedInformers } from './informers.js';
 import type { RoleStarter } from './leader/terms.js';
 import { StatusAggregator } from './status/aggregator.js';
 
@@ -45,6 +46,9 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
   const roles = new Set(config.roles);
   const identity = options.identity ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
   let ingestPort: number | undefined;
+  // One list and watch of IrqTraces and of Nodes for every role of this process.
+  const informers = new SharedInformers(kubeConfig, log);
+  stops.push(() => informers.stop());
 
   if (roles.has('ingest')) {
     const publisher = await StreamPublisher.connect(
@@ -54,7 +58,7 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
       'irqtrace-ingest',
       natsAuthFromEnv(),
     );
-    const configs = new ClusterNodeConfigs(kubeConfig, log);
+    const configs = new ClusterNodeConfigs(kubeConfig, log, informers);
     const pods = new PodMetadataDirectory(kubeConfig, log);
     await Promise.all([configs.start(), pods.start()]);
     const t = config.ingest.tls;
@@ -85,6 +89,7 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
       const controller = new TraceController({
         kubeConfig,
         log,
+        informers,
         agents: {
           namespace: config.namespace,
           image: config.agents.image,
@@ -104,7 +109,7 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
   }
   if (roles.has('status')) {
     roleStarters.push(async (signal) => {
-      const aggregator = new StatusAggregator({ servers: config.nats.servers, kubeConfig, log, statusIntervalMs: config.statusIntervalMs, registry: metrics.registry, auth: natsAuthFromEnv() });
+      const aggregator = new StatusAggregator({ servers: config.nats.servers, kubeConfig, log, informers, statusIntervalMs: config.statusIntervalMs, registry: metrics.registry, auth: natsAuthFromEnv() });
       await aggregator.start(signal);
       return aggregator;
     });

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_NAME, EBPF_CAPABILITIES } from '../src/controller/daemonset.js';
 import { FINALIZER, TraceController } from '../src/controller/controller.js';
 import { LeaderElector } from '../src/leader/lease.js';
+import { SharedInformers } from '../src/informers.js';
 import { waitUntil } from '../../test/lib/wait.js';
 import { installIrqTraceApi } from '../../test/lib/irqtrace_api.js';
 import { startCluster } from '../../test/cluster/cluster.js';
@@ -86,7 +87,9 @@ describe('the IrqTrace controller', () => {
       const t = await trace('everywhere');
       return (t?.metadata.finalizers?.includes(FINALIZER) ?? false) && ready(t)?.status === 'True';
     });
-    expect((await trace('everywhere'))?.status).toMatchObject({ observedGeneration: 1, nodesTargeted: 2, targetSummary: 'all', nodesSummary: '0/2' });
+    expect((await trace('everywhere'))?.status).toMatchObject({ observedGeneration: 1, nodesTargeted: 2, targetSummary: 'all' });
+    // nodesSummary (reporting/targeted) is the status aggregator's field, not the controller's.
+    expect((await trace('everywhere'))?.status?.nodesSummary).toBeUndefined();
 
     // A second trace, eBPF only, on zone a: both own the DaemonSet; still every node.
     await kubectl(['apply', '-f', '-'], yamlTrace('zone-a', '  nodeSelector: {matchLabels: {zone: a}}\n  target: {irqs: [24], irqNames: ["nvme0q*"]}\n  backend: ebpf\n'));
@@ -117,6 +120,20 @@ describe('the IrqTrace controller', () => {
     await waitUntil('observedGeneration 2', 30_000, async () => (await trace('zone-z'))?.status?.observedGeneration === 2);
     const events = await kubectl(['get', 'events.events.k8s.io', '-n', 'default', '--field-selector', 'regarding.name=zone-z', '-o', 'jsonpath={.items[*].reason}']);
     expect(events.split(' ').sort()).toEqual(['AgentsScheduled', 'NoNodesMatch']);
+  });
+
+  it('shares its informers, Nodes metadata-only (names and labels, no spec or status)', async () => {
+    const informers = new SharedInformers(kc, log);
+    await informers.start();
+    try {
+      const n1 = informers.nodes.get('n1');
+      expect(n1?.metadata?.labels).toMatchObject({ zone: 'a' });
+      expect(n1).not.toHaveProperty('spec');
+      expect(n1).not.toHaveProperty('status');
+      expect(informers.traces.list().map((t) => t.metadata.name).sort()).toEqual(['zone-a', 'zone-z']);
+    } finally {
+      await informers.stop();
+    }
   });
 
   it('removes the agents with the last trace', async () => {

@@ -48,6 +48,13 @@ async function startReplica(name: string): Promise<Replica> {
 }
 
 const metrics = async (r: Replica) => (await fetch(`http://127.0.0.1:${r.metricsPort}/metrics`)).text();
+/** Watches of a resource open on the API server now (its apiserver_longrunning_requests). */
+const watches = async (resource: string): Promise<number> => {
+  const text = (await cluster.kubectl(['get', '--raw', '/metrics'])).stdout;
+  return [...text.matchAll(/^apiserver_longrunning_requests\{([^}]*)\} (\d+)$/gm)]
+    .filter(([, labels]) => labels?.includes(`resource="${resource}"`) && labels.includes('verb="WATCH"'))
+    .reduce((n, [, , count]) => n + Number(count), 0);
+};
 const leads = async (r: Replica) => /^irqtrace_operator_leader 1$/m.test(await metrics(r));
 
 beforeAll(async () => {
@@ -69,11 +76,17 @@ describe('irqtrace-operator', () => {
   });
 
   it('runs two replicas: one leader, both ingesting, status from the stream, handover on SIGTERM', async () => {
+    const before = { irqtraces: await watches('irqtraces'), nodes: await watches('nodes') };
     const a = await startReplica('a');
     const b = await startReplica('b');
     try {
       await waitUntil('one leader', 20_000, async () => (await leads(a)) !== (await leads(b)));
       const [leader, standby] = (await leads(a)) ? [a, b] : [b, a];
+      // Each replica watches IrqTraces and Nodes once, whatever roles it runs (one shared informer set).
+      const opened = async () => ({ irqtraces: (await watches('irqtraces')) - before.irqtraces, nodes: (await watches('nodes')) - before.nodes });
+      await waitUntil('both replicas watching', 20_000, async () => (await opened()).irqtraces >= 2 && (await opened()).nodes >= 2);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(await opened()).toEqual({ irqtraces: 2, nodes: 2 });
       expect(await (await fetch(`http://127.0.0.1:${standby.metricsPort}/readyz`)).text()).toBe('ready\n');
 
       await cluster.kubectl(['apply', '-f', '-'], 'apiVersion: irqtrace.io/v1alpha1\nkind: IrqTrace\nmetadata:\n  name: fleet\nspec:\n  target: {all: true}\n');

@@ -7,8 +7,9 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { API_GROUP, API_VERSION, PLURAL } from '../api/crd.js';
-import { applyTraceStatus, isStatus, nodeInformer, restartOnError, traceInformer } from '../kube.js';
-import type { CachedInformer, TraceObject } from '../kube.js';
+import { applyTraceStatus, isStatus } from '../kube.js';
+import { RoleInformers } from '../informers.js';
+import type { SharedInformers } from '../informers.js';
 import type { IrqTrace } from '../api/schema.js';
 import { isLive, traceEndUnixNs } from '../model/node_config.js';
 import { AGENT_NAME, agentDaemonSet } from './daemonset.js';
@@ -25,6 +26,8 @@ export interface ControllerOptions {
   log: Logger;
   /** Reconcile at least this often even without changes (default 5 min). */
   resyncMs?: number;
+  /** The process's informers (default: its own). */
+  informers?: SharedInformers;
 }
 
 
@@ -35,8 +38,7 @@ export class TraceController {
   private readonly objects: k8s.KubernetesObjectApi;
   private readonly custom: k8s.CustomObjectsApi;
   private readonly apps: k8s.AppsV1Api;
-  private readonly traces: CachedInformer<TraceObject>;
-  private readonly nodes: CachedInformer<k8s.V1Node>;
+  private readonly informers: RoleInformers;
   private readonly events: EventRecorder;
   private running: Promise<void> | undefined;
   private again = false;
@@ -51,19 +53,15 @@ export class TraceController {
     this.objects = k8s.KubernetesObjectApi.makeApiClient(kc);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     this.apps = kc.makeApiClient(k8s.AppsV1Api);
-    this.traces = traceInformer(kc);
-    this.nodes = nodeInformer(kc);
     this.events = new EventRecorder(kc, 'irqtrace-controller', o.log);
-    for (const informer of [this.traces, this.nodes] as k8s.Informer<k8s.KubernetesObject>[]) {
-      informer.on('change', () => { this.trigger(); });
-      restartOnError(informer, o.log, () => this.stopped);
-    }
+    const trigger = (): void => { this.trigger(); };
+    this.informers = new RoleInformers(o.informers, kc, o.log, { traces: { change: trigger }, nodes: { change: trigger } });
   }
 
   /** Starts watching and reconciling; an aborted signal (leadership lost meanwhile) stops it before the first write. */
   async start(signal?: AbortSignal): Promise<void> {
     this.stopped = false;
-    await Promise.all([this.traces.start(), this.nodes.start()]);
+    await this.informers.start();
     if (signal?.aborted) {
       await this.stop();
       signal.throwIfAborted();
@@ -74,7 +72,7 @@ export class TraceController {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    await Promise.all([this.traces.stop(), this.nodes.stop()]);
+    await this.informers.stop();
     await this.running;
   }
 
@@ -109,7 +107,7 @@ export class TraceController {
     clearTimeout(this.timer);
     if (this.stopped) return;
     const now = Date.now();
-    const ends = this.traces.list().map((t) => Number(traceEndUnixNs(t) / 1_000_000n)).filter((end) => end > now);
+    const ends = this.informers.traces.list().map((t) => Number(traceEndUnixNs(t) / 1_000_000n)).filter((end) => end > now);
     const next = Math.min(now + (this.o.resyncMs ?? 300_000), ...ends.map((end) => end + 100));
     const delay = this.again ? (this.lastError ? 1000 : 0) : next - now;
     this.again = false;
@@ -117,13 +115,13 @@ export class TraceController {
   }
 
   private async reconcile(): Promise<void> {
-    const all = [...this.traces.list()];
+    const all = [...this.informers.traces.list()];
     for (const t of all) if (!t.metadata.deletionTimestamp && !t.metadata.finalizers?.includes(FINALIZER)) await this.addFinalizer(t);
     const live = all.filter((t) => isLive(t));
     await this.applyDaemonSet(live);
     // The DaemonSet no longer carries a deleted trace: agents drop it with their next config.
     for (const t of all) if (t.metadata.deletionTimestamp && t.metadata.finalizers?.includes(FINALIZER)) await this.release(t);
-    const nodes = this.nodes.list().map((n) => ({ name: n.metadata?.name ?? '', labels: n.metadata?.labels ?? {} }));
+    const nodes = this.informers.nodes.list().map((n) => ({ name: n.metadata?.name ?? '', labels: n.metadata?.labels ?? {} }));
     for (const t of all) if (!t.metadata.deletionTimestamp) await this.writeStatus(t, nodes);
   }
 
@@ -177,7 +175,6 @@ export class TraceController {
       current?.observedGeneration === next.observedGeneration &&
       current.targetSummary === next.targetSummary &&
       current.nodesTargeted === next.nodesTargeted &&
-      current.nodesSummary === next.nodesSummary &&
       ready?.status === nextReady?.status &&
       ready?.reason === nextReady?.reason &&
       ready?.message === nextReady?.message;

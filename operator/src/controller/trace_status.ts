@@ -1,7 +1,9 @@
 // The part of an IrqTrace's status the controller owns: what is targeted and
-// whether agents are asked to run. Counts, worst offenders and the Violating
-// condition are the status aggregator's (a different field manager; conditions
-// are a list-map keyed by type, so server-side apply merges the two).
+// whether agents are asked to run. Every status field has one owner: counts,
+// nodesReporting and nodesSummary (reporting/targeted, from the controller's
+// nodesTargeted), worst offenders and the Violating and Degraded conditions are
+// the status aggregator's (a different field manager; conditions are a
+// list-map keyed by type, so server-side apply merges the two).
 import type { IrqTrace } from '../api/schema.js';
 import { isLive, traceEndUnixNs } from '../model/node_config.js';
 import { selects } from '../model/selector.js';
@@ -19,8 +21,6 @@ export interface ControllerStatus {
   observedGeneration: number;
   targetSummary: string;
   nodesTargeted: number;
-  /** reporting/targeted (reporting is the aggregator's count). */
-  nodesSummary: string;
   conditions: Condition[];
 }
 
@@ -63,7 +63,6 @@ export function controllerStatus(
     observedGeneration: generation,
     targetSummary: targetSummary(t),
     nodesTargeted: targeted,
-    nodesSummary: `${t.status?.nodesReporting ?? 0}/${targeted}`,
     conditions: [{ type: 'Ready', ...ready, lastTransitionTime, observedGeneration: generation }],
   };
 }

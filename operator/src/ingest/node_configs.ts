@@ -1,39 +1,34 @@
 // Each node's traces, from the IrqTraces and the Node's labels as the API
 // server has them (informers), for the ingest to push to agents. Any change
 // to either, and a trace reaching the end of its duration, is announced.
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import type { irqtrace } from '@irqtrace/proto';
 import type { Logger } from 'pino';
-import { nodeInformer, restartOnError, traceInformer } from '../kube.js';
-import type { CachedInformer, TraceObject } from '../kube.js';
+import { RoleInformers } from '../informers.js';
+import type { SharedInformers } from '../informers.js';
 import { traceConfig, traceEndUnixNs, tracesForNode } from '../model/node_config.js';
 import type { NodeConfigSource } from './server.js';
 
 export class ClusterNodeConfigs implements NodeConfigSource {
-  private readonly traces: CachedInformer<TraceObject>;
-  private readonly nodes: CachedInformer<k8s.V1Node>;
+  private readonly informers: RoleInformers;
   private readonly listeners: (() => void)[] = [];
   private expiry: NodeJS.Timeout | undefined;
   private stopped = false;
 
-  constructor(kubeConfig: k8s.KubeConfig, log: Logger) {
-    this.traces = traceInformer(kubeConfig);
-    this.nodes = nodeInformer(kubeConfig);
-    for (const informer of [this.traces, this.nodes] as k8s.Informer<k8s.KubernetesObject>[]) {
-      informer.on('change', () => { this.changed(); });
-      restartOnError(informer, log, () => this.stopped);
-    }
+  constructor(kubeConfig: k8s.KubeConfig, log: Logger, informers?: SharedInformers) {
+    const changed = (): void => { this.changed(); };
+    this.informers = new RoleInformers(informers, kubeConfig, log, { traces: { change: changed }, nodes: { change: changed } });
   }
 
   async start(): Promise<void> {
-    await Promise.all([this.traces.start(), this.nodes.start()]);
+    await this.informers.start();
     this.changed();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.expiry);
-    await Promise.all([this.traces.stop(), this.nodes.stop()]);
+    await this.informers.stop();
   }
 
   onChange(listener: () => void): void {
@@ -42,8 +37,8 @@ export class ClusterNodeConfigs implements NodeConfigSource {
 
   tracesFor(node: string): irqtrace.v1.ITraceConfig[] {
     // A node the API server does not know (yet) has no labels: only traces for every node apply.
-    const labels = this.nodes.get(node)?.metadata?.labels ?? {};
-    return tracesForNode(this.traces.list(), labels).map(traceConfig);
+    const labels = this.informers.nodes.get(node)?.metadata?.labels ?? {};
+    return tracesForNode(this.informers.traces.list(), labels).map(traceConfig);
   }
 
   private changed(): void {
@@ -51,7 +46,7 @@ export class ClusterNodeConfigs implements NodeConfigSource {
     // Wake up when the next trace ends: its nodes' configs change then.
     clearTimeout(this.expiry);
     const now = Date.now();
-    const next = Math.min(...this.traces.list().map((t) => Number(traceEndUnixNs(t) / 1_000_000n)).filter((end) => end > now));
+    const next = Math.min(...this.informers.traces.list().map((t) => Number(traceEndUnixNs(t) / 1_000_000n)).filter((end) => end > now));
     if (Number.isFinite(next) && !this.stopped) this.expiry = setTimeout(() => { this.changed(); }, next - now + 50);
   }
 }

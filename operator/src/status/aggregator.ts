@@ -20,8 +20,10 @@ import { irqtrace, toBigInt } from '@irqtrace/proto';
 import type { Logger } from 'pino';
 import { Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
-import { applyTraceStatus, restartOnError, traceInformer } from '../kube.js';
-import type { CachedInformer, TraceObject } from '../kube.js';
+import { applyTraceStatus } from '../kube.js';
+import type { TraceObject } from '../kube.js';
+import { RoleInformers } from '../informers.js';
+import type { SharedInformers } from '../informers.js';
 import { STREAM, SUBJECT_ROOT, encodeToken, parseSubject } from '../ingest/subjects.js';
 import { TraceAggregate } from './aggregate.js';
 import type { NatsAuth } from '../ingest/publisher.js';
@@ -43,6 +45,8 @@ export interface AggregatorOptions {
   /** Where its metrics go (violations and longest section per trace and node, lag). */
   registry?: Registry;
   auth?: NatsAuth;
+  /** The process's informers (default: its own). */
+  informers?: SharedInformers;
 }
 
 /** KV keys allow [-/_=.A-Za-z0-9]: the subject token with '%' as '='. */
@@ -57,7 +61,7 @@ export class StatusAggregator {
   private kv: KV | undefined;
   private messages: ConsumerMessages | undefined;
   private readonly traces = new Map<string, TraceAggregate>();
-  private readonly objects: CachedInformer<TraceObject>;
+  private readonly informers: RoleInformers;
   private readonly custom: k8s.CustomObjectsApi;
   /** The last message applied and not yet acked. */
   private lastMsg: JsMsg | undefined;
@@ -76,11 +80,10 @@ export class StatusAggregator {
 
   constructor(private readonly o: AggregatorOptions) {
     this.custom = o.kubeConfig.makeApiClient(k8s.CustomObjectsApi);
-    this.objects = traceInformer(o.kubeConfig);
-    restartOnError(this.objects, o.log, () => this.stopped);
     // A new or changed trace (e.g. the controller's nodesTargeted) gets its status written.
-    this.objects.on('change', (t) => { this.statusDue.add(t.metadata.name); });
-    this.objects.on('delete', (t) => { void this.forget(t.metadata.name); });
+    this.informers = new RoleInformers(o.informers, o.kubeConfig, o.log, {
+      traces: { change: (t: TraceObject) => { this.statusDue.add(t.metadata.name); }, delete: (t: TraceObject) => { void this.forget(t.metadata.name); } },
+    });
     if (o.registry) this.registerMetrics(o.registry);
   }
 
@@ -138,7 +141,7 @@ export class StatusAggregator {
 
   private async starting(signal: AbortSignal | undefined): Promise<void> {
     this.stopped = false;
-    await this.objects.start();
+    await this.informers.start();
     signal?.throwIfAborted();
     const nc = await connect({ servers: this.o.servers, name: 'irqtrace-status', maxReconnectAttempts: -1, reconnectTimeWait: 1000, ...this.o.auth });
     this.nc = nc;
@@ -154,7 +157,7 @@ export class StatusAggregator {
     const cursor = await this.restore();
     signal?.throwIfAborted();
     // Traces deleted while no aggregator ran.
-    for (const trace of [...this.traces.keys()]) if (!this.objects.get(trace)) await this.forget(trace);
+    for (const trace of [...this.traces.keys()]) if (!this.informers.traces.get(trace)) await this.forget(trace);
     this.storedCursor = cursor;
     signal?.throwIfAborted();
     await this.subscribe();
@@ -210,7 +213,7 @@ export class StatusAggregator {
     await this.consuming;
     await this.checkpoint();
     await this.writeStatuses();
-    await this.objects.stop();
+    await this.informers.stop();
     await this.nc?.drain();
   }
 
@@ -218,7 +221,7 @@ export class StatusAggregator {
   async crash(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
-    await this.objects.stop();
+    await this.informers.stop();
     await this.nc?.close();
   }
 
@@ -345,7 +348,7 @@ export class StatusAggregator {
     const due = [...this.statusDue];
     this.statusDue.clear();
     for (const name of due) {
-      const t = this.objects.get(name);
+      const t = this.informers.traces.get(name);
       if (!t || t.metadata.deletionTimestamp) continue;
       try {
         await this.writeStatus(t, this.aggregate(name));

@@ -78,6 +78,8 @@ export const OperatorConfig = Type.Object(
     ),
     metrics: Type.Object({ listen: HostPort }, { default: { listen: '127.0.0.1:9102' } }),
     statusIntervalMs: Type.Integer({ default: 2000, minimum: 100 }),
+    /** How long a deleted IrqTrace waits for its nodes to confirm they stopped tracing it. */
+    unloadTimeoutSeconds: Type.Integer({ default: 120, minimum: 1 }),
   },
   { additionalProperties: false },
 );

@@ -15,6 +15,7 @@ import { ClusterNodeConfigs } from './ingest/node_configs.js';
 import { PodMetadataDirectory } from './ingest/pod_directory.js';
 import { StreamPublisher, natsAuthFromEnv } from './ingest/publisher.js';
 import { IngestServer } from './ingest/server.js';
+import { AppliedConfigReader, AppliedConfigWriter } from './ingest/applied.js';
 import { LeaderElector } from './leader/lease.js';
 import { LeaderTerms } from './leader/terms.js';
 import { SharedInformers } from './informers.js';
@@ -64,6 +65,7 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
     const t = config.ingest.tls;
     const server = new IngestServer({
       publisher,
+      applied: new AppliedConfigWriter(publisher.nc, log),
       configs,
       pods,
       metrics,
@@ -86,10 +88,13 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
   const roleStarters: RoleStarter[] = [];
   if (roles.has('controller')) {
     roleStarters.push(async (signal) => {
+      const applied = await AppliedConfigReader.connect(config.nats.servers, log, natsAuthFromEnv());
       const controller = new TraceController({
         kubeConfig,
         log,
         informers,
+        applied,
+        unloadTimeoutMs: config.unloadTimeoutSeconds * 1000,
         agents: {
           namespace: config.namespace,
           image: config.agents.image,
@@ -103,8 +108,13 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
           ...(config.agents.tolerations ? { tolerations: config.agents.tolerations } : {}),
         },
       });
-      await controller.start(signal);
-      return controller;
+      try {
+        await controller.start(signal);
+      } catch (err) {
+        await applied.stop();
+        throw err;
+      }
+      return { stop: async () => { await controller.stop(); await applied.stop(); } };
     });
   }
   if (roles.has('status')) {

@@ -10,6 +10,9 @@ import { AGENT_NAME, EBPF_CAPABILITIES } from '../src/controller/daemonset.js';
 import { FINALIZER, TraceController } from '../src/controller/controller.js';
 import { LeaderElector } from '../src/leader/lease.js';
 import { SharedInformers } from '../src/informers.js';
+import { AppliedConfigReader } from '../src/ingest/applied.js';
+import { startNats } from '../../test/nats/nats.js';
+import type { Nats } from '../../test/nats/nats.js';
 import { waitUntil } from '../../test/lib/wait.js';
 import { installIrqTraceApi } from '../../test/lib/irqtrace_api.js';
 import { startCluster } from '../../test/cluster/cluster.js';
@@ -20,6 +23,9 @@ const log = pino({ level: process.env.LOG_LEVEL ?? 'silent' });
 const agents = { namespace: NS, image: 'irqtrace/agent:test', ingestAddress: 'irqtrace-ingest.irqtrace-system.svc:9443' };
 
 let cluster: Cluster;
+let nats: Nats;
+// What agents applied: no agent runs here, so a deleted trace waits for no node.
+let applied: AppliedConfigReader;
 let kc: k8s.KubeConfig;
 let apps: k8s.AppsV1Api;
 let controller: TraceController | undefined;
@@ -54,7 +60,8 @@ const node = (name: string, zone: string) => `apiVersion: v1\nkind: Node\nmetada
 const yamlTrace = (name: string, spec: string) => `apiVersion: irqtrace.io/v1alpha1\nkind: IrqTrace\nmetadata:\n  name: ${name}\nspec:\n${spec}`;
 
 beforeAll(async () => {
-  cluster = await startCluster();
+  [cluster, nats] = await Promise.all([startCluster(), startNats()]);
+  applied = await AppliedConfigReader.connect(nats.url, log);
   kc = new k8s.KubeConfig();
   kc.loadFromString(cluster.kubeconfig);
   apps = kc.makeApiClient(k8s.AppsV1Api);
@@ -64,12 +71,13 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await controller?.stop();
-  await cluster.stop();
+  await applied.stop();
+  await Promise.all([cluster.stop(), nats.stop()]);
 });
 
 describe('the IrqTrace controller', () => {
   it('runs one agent DaemonSet for the traces, with the nodes, owners and privileges they need', async () => {
-    controller = new TraceController({ kubeConfig: kc, agents, log });
+    controller = new TraceController({ kubeConfig: kc, agents, log, applied });
     await controller.start();
 
     await kubectl(['apply', '-f', '-'], yamlTrace('everywhere', '  target: {all: true}\n  threshold: 1ms\n'));

@@ -14,6 +14,7 @@ import { IngestMetrics } from '../src/ingest/metrics.js';
 import { StreamPublisher } from '../src/ingest/publisher.js';
 import { IngestServer } from '../src/ingest/server.js';
 import { PodMetadataDirectory } from '../src/ingest/pod_directory.js';
+import { AppliedConfigReader } from '../src/ingest/applied.js';
 import { CONSUMER, StatusAggregator } from '../src/status/aggregator.js';
 import { STREAM, subject } from '../src/ingest/subjects.js';
 import { connect } from '@nats-io/transport-node';
@@ -76,7 +77,10 @@ async function startIngest(port: number, publisher: StreamPublisher, configs: Cl
 
 describe('agent to IrqTrace status', () => {
   it('counts every event once through kills of the ingest and the aggregator', async () => {
-    const controller = new TraceController({ kubeConfig: kc, agents: { namespace: 'irqtrace-system', image: 'irqtrace/agent:test', ingestAddress: 'unused:1' }, log });
+    // The ingest here records no applied configs (the synthetic agent reports none): deleted traces wait for no node.
+    const applied = await AppliedConfigReader.connect(nats.url, log);
+    stops.push(() => applied.stop());
+    const controller = new TraceController({ kubeConfig: kc, agents: { namespace: 'irqtrace-system', image: 'irqtrace/agent:test', ingestAddress: 'unused:1' }, log, applied });
     await controller.start();
     stops.push(() => controller.stop());
     await cluster.kubectl(['apply', '-f', '-'], 'apiVersion: irqtrace.io/v1alpha1\nkind: IrqTrace\nmetadata:\n  name: latency\nspec:\n  nodeSelector: {matchLabels: {pool: latency}}\n  target: {all: true}\n  threshold: 500us\n');

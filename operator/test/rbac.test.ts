@@ -12,6 +12,9 @@ import { TraceController } from '../src/controller/controller.js';
 import { ClusterNodeConfigs } from '../src/ingest/node_configs.js';
 import { PodMetadataDirectory } from '../src/ingest/pod_directory.js';
 import { LeaderElector } from '../src/leader/lease.js';
+import { AppliedConfigReader } from '../src/ingest/applied.js';
+import { startNats } from '../../test/nats/nats.js';
+import type { Nats } from '../../test/nats/nats.js';
 import { waitUntil } from '../../test/lib/wait.js';
 import { installIrqTraceApi } from '../../test/lib/irqtrace_api.js';
 import { startCluster } from '../../test/cluster/cluster.js';
@@ -23,10 +26,11 @@ const AS = `system:serviceaccount:${NS}:${SA}`;
 const log = pino({ level: process.env.LOG_LEVEL ?? 'silent' });
 
 let cluster: Cluster;
+let nats: Nats;
 let operatorConfig: k8s.KubeConfig;
 
 beforeAll(async () => {
-  cluster = await startCluster({ controllerManager: false });
+  [cluster, nats] = await Promise.all([startCluster({ controllerManager: false }), startNats()]);
   await installIrqTraceApi(cluster, NS);
   const applied = await cluster.kubectl(['apply', '-f', '-'], rbacObjects({ namespace: NS, serviceAccount: SA }).map((o) => stringify(o)).join('---\n'));
   expect(applied.stderr).toBe('');
@@ -45,7 +49,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await cluster.stop();
+  await Promise.all([cluster.stop(), nats.stop()]);
 });
 
 async function can(verb: string, resource: string, namespace?: string): Promise<boolean> {
@@ -93,7 +97,8 @@ describe("the operator's RBAC", () => {
     const elector = new LeaderElector(operatorConfig, { namespace: NS, name: 'irqtrace-operator', identity: 'op-0', retryPeriodMs: 300, log, onStartedLeading: () => events.push('leads'), onStoppedLeading: () => events.push('stops') });
     elector.start();
     await waitUntil('leading with the operator account', 10_000, async () => Promise.resolve(elector.isLeader));
-    const controller = new TraceController({ kubeConfig: operatorConfig, agents: { namespace: NS, image: 'irqtrace/agent:test', ingestAddress: 'irqtrace-ingest:9443' }, log });
+    const applied = await AppliedConfigReader.connect(nats.url, log);
+    const controller = new TraceController({ kubeConfig: operatorConfig, agents: { namespace: NS, image: 'irqtrace/agent:test', ingestAddress: 'irqtrace-ingest:9443' }, log, applied });
     const configs = new ClusterNodeConfigs(operatorConfig, log);
     const pods = new PodMetadataDirectory(operatorConfig, log);
     await Promise.all([controller.start(), configs.start(), pods.start()]);
@@ -112,6 +117,7 @@ describe("the operator's RBAC", () => {
       expect(controller.lastError).toBeUndefined();
     } finally {
       await Promise.all([controller.stop(), configs.stop(), pods.stop(), elector.stop()]);
+      await applied.stop();
     }
     expect(events).toEqual(['leads', 'stops']);
   });

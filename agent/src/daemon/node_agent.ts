@@ -120,8 +120,7 @@ export class NodeAgent {
           protocolVersion: PROTOCOL_VERSION,
         }),
         onConfig: (config) => {
-          this.configVersion = BigInt(config.version?.toString() ?? '0');
-          void this.applyTraces((config.traces ?? []).map((t) => traceFromProto(t)));
+          void this.applyTraces((config.traces ?? []).map((t) => traceFromProto(t)), BigInt(config.version?.toString() ?? '0'));
         },
         log: this.o.log,
       });
@@ -134,9 +133,13 @@ export class NodeAgent {
     this.timers.push(setInterval(() => { this.o.metrics.connected.set(this.client?.connected ? 1 : 0); }, 1000));
   }
 
-  /** Changes are applied one at a time, in order. */
-  applyTraces(traces: Trace[]): Promise<void> {
-    this.changes = this.changes.then(() => this.reconfigure(traces)).catch((err: unknown) => {
+  /**
+   * Changes are applied one at a time, in order. version is the ingest's name for this config:
+   * the state says it (config_version) only once the kernel side runs it, so that a deleted
+   * trace's finalizer waits for the unload itself.
+   */
+  applyTraces(traces: Trace[], version = this.configVersion): Promise<void> {
+    this.changes = this.changes.then(() => this.reconfigure(traces, version)).catch((err: unknown) => {
       this.o.log.error({ err }, 'reconfiguring failed');
     });
     return this.changes;
@@ -160,8 +163,13 @@ export class NodeAgent {
     this.o.log.info({ phase: name, backend: this.backend?.name ?? 'none', method: this.method, reason }, 'backend state');
   }
 
-  private async reconfigure(wanted: Trace[]): Promise<void> {
+  private async reconfigure(wanted: Trace[], version: bigint): Promise<void> {
     clearTimeout(this.retry);
+    // The config is applied (whatever the outcome, nothing of the previous one runs beside it).
+    const applied = (phase: Phase, reason: string): void => {
+      this.configVersion = version;
+      this.setPhase(phase, reason);
+    };
     const traces = await this.resolveIrqNames(wanted);
     this.traces = traces;
     this.pipeline.setTraces(traces);
@@ -171,7 +179,7 @@ export class NodeAgent {
       await this.stopBackend();
       this.running = undefined;
       this.method = 'off';
-      this.setPhase(Phase.PHASE_IDLE, '');
+      applied(Phase.PHASE_IDLE, '');
       return;
     }
     if (this.backend && this.running && this.phase === Phase.PHASE_RUNNING && merged.backend === this.running.backend) {
@@ -179,7 +187,7 @@ export class NodeAgent {
         await this.backend.apply(merged.kernel);
         this.running = merged;
         this.method = await this.backend.method();
-        this.setPhase(Phase.PHASE_RUNNING, '');
+        applied(Phase.PHASE_RUNNING, '');
         return;
       } catch (err) {
         this.o.log.warn({ err: String(err) }, 'run-time change refused; restarting the backend');
@@ -192,11 +200,11 @@ export class NodeAgent {
       this.backend = started.backend;
       this.running = merged;
       this.method = started.state.method;
-      this.setPhase(Phase.PHASE_RUNNING, started.state.reason);
+      applied(Phase.PHASE_RUNNING, started.state.reason);
     } catch (err) {
       this.backend = undefined;
       this.method = 'off';
-      this.setPhase(Phase.PHASE_FAILED, err instanceof Error ? err.message : String(err));
+      applied(Phase.PHASE_FAILED, err instanceof Error ? err.message : String(err));
       this.retry = setTimeout(() => { void this.applyTraces(this.traces); }, this.o.retryMs ?? 60_000);
     }
   }

@@ -1,7 +1,9 @@
 // The IrqTrace controller (runs on the leader): watches IrqTraces and Nodes,
 // keeps the one agent DaemonSet as the live traces want it (server-side
 // apply; deleted with the last trace), holds a finalizer on each trace until
-// the DaemonSet no longer carries it, and writes its part of the status.
+// every node that ran it has applied a config without it (or its agent is
+// gone; at most unloadTimeoutMs, then a Warning names the nodes that did not
+// confirm), and writes its part of the status.
 // Reconciles are coalesced: any number of changes while one runs cause one
 // more run, never a pile-up.
 import * as k8s from '@kubernetes/client-node';
@@ -15,7 +17,7 @@ import { isLive, traceEndUnixNs } from '../model/node_config.js';
 import { AGENT_NAME, agentDaemonSet } from './daemonset.js';
 import type { AgentDeployment } from './daemonset.js';
 import { EventRecorder } from './events.js';
-import { controllerStatus } from './trace_status.js';
+import { controllerStatus, targetedNodes } from './trace_status.js';
 
 export const FINALIZER = 'irqtrace.io/agents';
 const FIELD_MANAGER = 'irqtrace-controller';
@@ -28,7 +30,20 @@ export interface ControllerOptions {
   resyncMs?: number;
   /** The process's informers (default: its own). */
   informers?: SharedInformers;
+  /** What each node's agent has applied (the ingest records it): a deleted trace is released when none still runs it. */
+  applied: AppliedConfigs;
+  /** How long a deleted trace waits for its nodes to confirm (default 2 min). */
+  unloadTimeoutMs?: number;
 }
+
+/** The part of AppliedConfigReader the controller reads. */
+export interface AppliedConfigs {
+  stillRunning(trace: string, candidates: Iterable<string>): string[];
+  onChange(listener: () => void): void;
+}
+
+/** Nodes named in a condition or Event, at most. */
+const NAMED_NODES = 10;
 
 
 /** A write made from a cached object that has changed or gone since: the watch will bring the news. */
@@ -56,6 +71,8 @@ export class TraceController {
     this.events = new EventRecorder(kc, 'irqtrace-controller', o.log);
     const trigger = (): void => { this.trigger(); };
     this.informers = new RoleInformers(o.informers, kc, o.log, { traces: { change: trigger }, nodes: { change: trigger } });
+    // Agents' reports matter only while a trace waits for them.
+    o.applied.onChange(() => { if (this.informers.traces.list().some((t) => t.metadata.deletionTimestamp)) this.trigger(); });
   }
 
   /** Starts watching and reconciling; an aborted signal (leadership lost meanwhile) stops it before the first write. */
@@ -107,7 +124,12 @@ export class TraceController {
     clearTimeout(this.timer);
     if (this.stopped) return;
     const now = Date.now();
-    const ends = this.informers.traces.list().map((t) => Number(traceEndUnixNs(t) / 1_000_000n)).filter((end) => end > now);
+    const traces = this.informers.traces.list();
+    const ends = [
+      ...traces.map((t) => Number(traceEndUnixNs(t) / 1_000_000n)),
+      // A deleted trace's wait for its nodes ends.
+      ...traces.filter((t) => t.metadata.deletionTimestamp).map((t) => this.unloadDeadline(t)),
+    ].filter((end) => end > now);
     const next = Math.min(now + (this.o.resyncMs ?? 300_000), ...ends.map((end) => end + 100));
     const delay = this.again ? (this.lastError ? 1000 : 0) : next - now;
     this.again = false;
@@ -119,9 +141,9 @@ export class TraceController {
     for (const t of all) if (!t.metadata.deletionTimestamp && !t.metadata.finalizers?.includes(FINALIZER)) await this.addFinalizer(t);
     const live = all.filter((t) => isLive(t));
     await this.applyDaemonSet(live);
-    // The DaemonSet no longer carries a deleted trace: agents drop it with their next config.
-    for (const t of all) if (t.metadata.deletionTimestamp && t.metadata.finalizers?.includes(FINALIZER)) await this.release(t);
     const nodes = this.informers.nodes.list().map((n) => ({ name: n.metadata?.name ?? '', labels: n.metadata?.labels ?? {} }));
+    // A deleted trace is gone from every node's config (the ingest sends them without it): released once they applied it.
+    for (const t of all) if (t.metadata.deletionTimestamp && t.metadata.finalizers?.includes(FINALIZER)) await this.releaseWhenUnloaded(t, nodes);
     for (const t of all) if (!t.metadata.deletionTimestamp) await this.writeStatus(t, nodes);
   }
 
@@ -159,11 +181,47 @@ export class TraceController {
     await this.patchMetadata(t, [op]);
   }
 
+  private unloadDeadline(t: IrqTrace): number {
+    return Date.parse(t.metadata.deletionTimestamp ?? '') + (this.o.unloadTimeoutMs ?? 120_000);
+  }
+
+  /**
+   * Releases a deleted trace once no node's agent still runs it; until then its Ready condition
+   * names the nodes it waits for, and after unloadTimeoutMs it is released anyway, with a Warning
+   * naming the nodes that did not confirm.
+   */
+  private async releaseWhenUnloaded(t: IrqTrace, nodes: readonly { name: string; labels: Record<string, string> }[]): Promise<void> {
+    const pending = this.o.applied.stillRunning(t.metadata.name, targetedNodes(t, nodes));
+    const named = `${pending.slice(0, NAMED_NODES).join(', ')}${pending.length > NAMED_NODES ? `, and ${pending.length - NAMED_NODES} more` : ''}`;
+    const count = `${pending.length} node${pending.length === 1 ? '' : 's'}`;
+    if (!pending.length) {
+      await this.release(t);
+      this.events.record(t, 'Normal', 'Unloaded', 'every node that ran the trace applied a config without it (or its agent is gone); nodes no other trace needs unloaded the kernel side');
+      return;
+    }
+    if (Date.now() < this.unloadDeadline(t)) {
+      await this.writeUnloading(t, 'Unloading', `waiting for ${count} to apply a config without the trace: ${named}`);
+      return;
+    }
+    const timeout = `${Math.round((this.o.unloadTimeoutMs ?? 120_000) / 1000)}s`;
+    const message = `${count} did not confirm within ${timeout} that they stopped tracing it: ${named}; released anyway`;
+    await this.writeUnloading(t, 'UnloadNotConfirmed', message);
+    this.events.record(t, 'Warning', 'UnloadNotConfirmed', message);
+    await this.release(t);
+  }
+
+  private async writeUnloading(t: IrqTrace, reason: string, message: string): Promise<void> {
+    const ready = t.status?.conditions?.find((c) => c.type === 'Ready');
+    if (ready?.reason === reason && ready.message === message) return;
+    const now = new Date().toISOString();
+    const condition = { type: 'Ready', status: 'False', reason, message, lastTransitionTime: ready?.status === 'False' ? ready.lastTransitionTime : now, observedGeneration: t.metadata.generation ?? 0 };
+    await this.applyStatus(t, { conditions: [condition] });
+  }
+
   private async release(t: IrqTrace): Promise<void> {
     const index = t.metadata.finalizers?.indexOf(FINALIZER) ?? -1;
     if (index < 0) return;
     await this.patchMetadata(t, [{ op: 'remove', path: `/metadata/finalizers/${index}` }]);
-    this.events.record(t, 'Normal', 'AgentsReleased', 'the trace is gone from the agents\' configuration; nodes no other trace needs unload the kernel side');
   }
 
   private async writeStatus(t: IrqTrace, nodes: { name: string; labels: Record<string, string> }[]): Promise<void> {

@@ -15,8 +15,11 @@ import type { StreamPublisher } from './publisher.js';
 import { batchState, scanBatch, splitBatch } from './split.js';
 import type { PodDirectory, ScannedBatch } from './split.js';
 import { subject } from './subjects.js';
+import type { AppliedConfigWriter } from './applied.js';
 
 const pb = irqtrace.v1;
+/** Config versions of a stream remembered for the agent's report of which it applied. */
+const MAX_SENT_CONFIGS = 16;
 
 /** Each node's effective config, and word when any may have changed. */
 export interface NodeConfigSource {
@@ -43,6 +46,8 @@ export interface IngestServerOptions {
   tls?: IngestTls;
   /** Batches of one stream waiting to be published (default 32). */
   maxPending?: number;
+  /** Where each node's applied config is recorded (for the controller's finalizers). */
+  applied?: Pick<AppliedConfigWriter, 'put' | 'closed'>;
 }
 
 interface Agent {
@@ -50,10 +55,14 @@ interface Agent {
   bootId: string;
   kernelRelease: string;
   call: RawConnectCall;
+  /** This stream, among all of every ingest: whose end may mark the node's agent gone. */
+  stream: string;
   /** The traces last sent, and their encoding (to push only changes). */
   traces: string[];
   configKey: string;
-  version: bigint;
+  /** The traces of each config version sent on this stream (the last few), and the last one the agent applied. */
+  sent: Map<bigint, string[]>;
+  applied: bigint;
   backend: irqtrace.v1.IBackendState | null;
   pending: number;
   chain: Promise<void>;
@@ -108,6 +117,9 @@ export class IngestServer {
   private readonly server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
   private readonly agents = new Set<Agent>();
   port = 0;
+  /** Config versions, one sequence for every stream: numbered from this ingest's start, so a version from another stream is never taken for one of this stream. */
+  private lastVersion = BigInt(Date.now()) * 1000n;
+  private streams = 0;
 
   constructor(private readonly o: IngestServerOptions) {
     // Requests stay bytes: batches are scanned and passed through, not decoded (split.ts).
@@ -157,7 +169,7 @@ export class IngestServer {
       if (m.batch) this.batch(agent, m.batch);
       else if (m.heartbeat) this.state(agent, pb.NodeState.Connection.CONNECTION_HEARTBEAT);
       else if (m.state) {
-        agent.backend = m.state;
+        this.backendState(agent, m.state);
         this.state(agent, pb.NodeState.Connection.CONNECTION_HEARTBEAT);
       }
     });
@@ -167,6 +179,7 @@ export class IngestServer {
       this.agents.delete(agent);
       this.o.metrics.agents.set(this.agents.size);
       this.state(agent, pb.NodeState.Connection.CONNECTION_DISCONNECTED);
+      void this.o.applied?.closed(agent.node, agent.stream);
       this.o.log.info({ node: agent.node }, 'agent disconnected');
     };
     call.on('end', () => { closed(); call.end(); });
@@ -192,9 +205,11 @@ export class IngestServer {
       bootId: h.bootId,
       kernelRelease: h.kernelRelease ?? '',
       call,
+      stream: `${this.o.name}/${this.lastVersion}/${++this.streams}`,
       traces: [],
       configKey: '',
-      version: 0n,
+      sent: new Map(),
+      applied: 0n,
       backend: null,
       pending: 0,
       chain: Promise.resolve(),
@@ -203,6 +218,8 @@ export class IngestServer {
     this.agents.add(agent);
     this.o.metrics.agents.set(this.agents.size);
     this.o.log.info({ node: agent.node, bootId: agent.bootId, lastAckedSeq: toBigInt(h.lastAckedSeq).toString() }, 'agent connected');
+    // Connected, nothing applied on this stream yet: what runs there is unknown until it reports.
+    void this.o.applied?.put({ node: agent.node, bootId: agent.bootId, ingest: this.o.name, stream: agent.stream, connected: true });
     this.pushConfig(agent, true);
     this.state(agent, pb.NodeState.Connection.CONNECTION_CONNECTED);
     return agent;
@@ -214,8 +231,20 @@ export class IngestServer {
     if (!always && key === agent.configKey) return;
     agent.configKey = key;
     agent.traces = traces.map((t) => t.name ?? '');
-    agent.version++;
-    agent.call.write(pb.IngestMessage.create({ config: { version: toLong(agent.version), traces } }));
+    const version = ++this.lastVersion;
+    agent.sent.set(version, agent.traces);
+    for (const old of agent.sent.keys()) if (agent.sent.size > MAX_SENT_CONFIGS) agent.sent.delete(old);
+    agent.call.write(pb.IngestMessage.create({ config: { version: toLong(version), traces } }));
+  }
+
+  /** The agent's backend state; a config version sent on this stream that it now says it applied is recorded. */
+  private backendState(agent: Agent, state: irqtrace.v1.IBackendState): void {
+    agent.backend = state;
+    const version = toBigInt(state.configVersion);
+    const traces = agent.sent.get(version);
+    if (!traces || version <= agent.applied) return;
+    agent.applied = version;
+    void this.o.applied?.put({ node: agent.node, bootId: agent.bootId, ingest: this.o.name, stream: agent.stream, connected: true, traces });
   }
 
   private batch(agent: Agent, batch: ScannedBatch): void {
@@ -227,7 +256,7 @@ export class IngestServer {
     agent.pending++;
     const received = BigInt(Date.now()) * 1_000_000n;
     const state = batchState(batch.state);
-    if (state) agent.backend = state;
+    if (state) this.backendState(agent, state);
     agent.chain = agent.chain.then(async () => {
       if (agent.closed) return;
       const started = process.hrtime.bigint();

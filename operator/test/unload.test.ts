@@ -1,0 +1,138 @@
+// A deleted IrqTrace's finalizer means "unloaded" (a real kube-apiserver,
+// nats-server, ingest and controller; the node's agent is the real agent
+// transport, scripted to say when it applied a config, as the agent does once
+// its kernel side runs the new config). The trace stays, its Ready condition
+// naming the node, until the node's agent reports a config without it; an
+// agent that never confirms holds it for the timeout only, then a Warning
+// Event names it; an agent that is gone holds nothing.
+import * as k8s from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { irqtrace, toBigInt, toLong } from '@irqtrace/proto';
+import { IngestClient, Outbox } from '@irqtrace/agent';
+import { FINALIZER, TraceController } from '../src/controller/controller.js';
+import { AppliedConfigReader, AppliedConfigWriter } from '../src/ingest/applied.js';
+import { ClusterNodeConfigs } from '../src/ingest/node_configs.js';
+import { IngestMetrics } from '../src/ingest/metrics.js';
+import { StreamPublisher } from '../src/ingest/publisher.js';
+import { IngestServer } from '../src/ingest/server.js';
+import { waitUntil } from '../../test/lib/wait.js';
+import { installIrqTraceApi } from '../../test/lib/irqtrace_api.js';
+import { startCluster } from '../../test/cluster/cluster.js';
+import type { Cluster } from '../../test/cluster/cluster.js';
+import { startNats } from '../../test/nats/nats.js';
+import type { Nats } from '../../test/nats/nats.js';
+
+const v1 = irqtrace.v1;
+const log = pino({ level: process.env.LOG_LEVEL ?? 'silent' });
+const UNLOAD_TIMEOUT_MS = 8000;
+
+let cluster: Cluster;
+let nats: Nats;
+let kc: k8s.KubeConfig;
+const stops: (() => Promise<void>)[] = [];
+let ingestPort = 0;
+
+interface Trace {
+  metadata: { finalizers?: string[]; deletionTimestamp?: string };
+  status?: { conditions?: { type: string; status: string; reason: string; message: string }[] };
+}
+
+const trace = async (name: string): Promise<Trace | undefined> => {
+  const r = await cluster.kubectl(['get', 'irqtrace', name, '-o', 'json']);
+  return r.code === 0 ? (JSON.parse(r.stdout) as Trace) : undefined;
+};
+const ready = (t: Trace | undefined) => t?.status?.conditions?.find((c) => c.type === 'Ready');
+const apply = (name: string) => cluster.kubectl(['apply', '-f', '-'], `apiVersion: irqtrace.io/v1alpha1\nkind: IrqTrace\nmetadata:\n  name: ${name}\nspec:\n  target: {all: true}\n`);
+
+/** The node's agent transport; apply() reports the last config received as applied, as the agent does. */
+function agent(node: string) {
+  const outbox = new Outbox();
+  const configs: irqtrace.v1.INodeConfig[] = [];
+  const client = new IngestClient({ address: `127.0.0.1:${ingestPort}`, outbox, hello: () => ({ node, bootId: 'b1', lastAckedSeq: toLong(outbox.ackedSeq), protocolVersion: 1 }), onConfig: (c) => configs.push(c), heartbeatMs: 300, log });
+  client.start();
+  const traces = () => (configs.at(-1)?.traces ?? []).map((t) => t.name).sort();
+  return {
+    client,
+    traces,
+    apply: () => {
+      client.sendState({ phase: v1.BackendState.Phase.PHASE_RUNNING, backend: v1.Backend.BACKEND_KMOD, configVersion: toLong(toBigInt(configs.at(-1)?.version)) });
+    },
+  };
+}
+
+beforeAll(async () => {
+  [cluster, nats] = await Promise.all([startCluster({ controllerManager: false }), startNats()]);
+  kc = new k8s.KubeConfig();
+  kc.loadFromString(cluster.kubeconfig);
+  await installIrqTraceApi(cluster);
+  await cluster.kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n');
+  const publisher = await StreamPublisher.connect(nats.url, {}, log);
+  const configs = new ClusterNodeConfigs(kc, log);
+  await configs.start();
+  const server = new IngestServer({ publisher, configs, pods: { lookup: () => undefined }, metrics: new IngestMetrics(), log, name: 'ingest-0', applied: new AppliedConfigWriter(publisher.nc, log) });
+  ingestPort = await server.listen('127.0.0.1', 0);
+  const applied = await AppliedConfigReader.connect(nats.url, log);
+  const controller = new TraceController({ kubeConfig: kc, agents: { namespace: 'irqtrace-system', image: 'irqtrace/agent:test', ingestAddress: 'unused:1' }, log, applied, unloadTimeoutMs: UNLOAD_TIMEOUT_MS });
+  await controller.start();
+  stops.push(() => controller.stop(), () => applied.stop(), () => server.close(), () => configs.stop(), () => publisher.close());
+});
+
+afterAll(async () => {
+  for (const stop of stops) await stop();
+  await Promise.all([cluster.stop(), nats.stop()]);
+});
+
+describe('a deleted trace', () => {
+  it('is held until the node that ran it applies a config without it', async () => {
+    await apply('held');
+    const n1 = agent('n1');
+    try {
+      await waitUntil('the trace on n1, with its finalizer', 15_000, async () => n1.traces().includes('held') && ((await trace('held'))?.metadata.finalizers?.includes(FINALIZER) ?? false));
+      n1.apply();
+      await cluster.kubectl(['delete', 'irqtrace', 'held', '--wait=false']);
+      await waitUntil('n1 sent a config without it', 15_000, async () => Promise.resolve(!n1.traces().includes('held')));
+      await waitUntil('the wait said', 15_000, async () => ready(await trace('held'))?.reason === 'Unloading');
+      expect(ready(await trace('held'))?.message).toBe('waiting for 1 node to apply a config without the trace: n1');
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      expect((await trace('held'))?.metadata.deletionTimestamp).toBeDefined();
+      // The agent's kernel side now runs the new config: released.
+      n1.apply();
+      await waitUntil('released once n1 applied it', 15_000, async () => (await trace('held')) === undefined);
+    } finally {
+      await n1.client.stop();
+    }
+  });
+
+  it('whose node never confirms is released at the timeout, with a Warning naming it', async () => {
+    await apply('stuck');
+    const n1 = agent('n1');
+    try {
+      await waitUntil('the trace on n1', 15_000, async () => Promise.resolve(n1.traces().includes('stuck')));
+      n1.apply();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const deleted = Date.now();
+      await cluster.kubectl(['delete', 'irqtrace', 'stuck', '--wait=false']);
+      await waitUntil('released at the timeout', UNLOAD_TIMEOUT_MS + 15_000, async () => (await trace('stuck')) === undefined);
+      expect(Date.now() - deleted).toBeGreaterThanOrEqual(UNLOAD_TIMEOUT_MS - 1000);
+      const events = await cluster.kubectl(['get', 'events.events.k8s.io', '-n', 'default', '--field-selector', 'regarding.name=stuck,reason=UnloadNotConfirmed', '-o', 'jsonpath={.items[*].note}']);
+      expect(events.stdout).toBe('1 node did not confirm within 8s that they stopped tracing it: n1; released anyway');
+    } finally {
+      await n1.client.stop();
+    }
+  });
+
+  it('whose node\'s agent is gone is released at once', async () => {
+    await apply('orphan');
+    const n1 = agent('n1');
+    await waitUntil('the trace on n1', 15_000, async () => Promise.resolve(n1.traces().includes('orphan')));
+    n1.apply();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await n1.client.stop();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const deleted = Date.now();
+    await cluster.kubectl(['delete', 'irqtrace', 'orphan', '--wait=false']);
+    await waitUntil('released', 15_000, async () => (await trace('orphan')) === undefined);
+    expect(Date.now() - deleted).toBeLessThan(UNLOAD_TIMEOUT_MS - 2000);
+  });
+});

@@ -87,7 +87,7 @@ struct settings {
 
 /* What is attached now. */
 struct attached {
-	const char *irqs_off;	/* "exact", "sampled" or "off" */
+	const char *irqs_off;	/* "exact", "sampled" or "off": string constants */
 	struct bpf_link *exact[2];
 	struct bpf_link *sampled[IRQTRACE_BPF_MAX_CPUS];
 	int sampled_fd[IRQTRACE_BPF_MAX_CPUS];
@@ -481,20 +481,41 @@ static int attach_lines(char *why, size_t len)
 	return 0;
 }
 
+/*
+ * Whether the kernel has the preemptirq tracepoints: found once, at start,
+ * before anything is attached (probing later would attach a second copy of
+ * running programs), with links of its own.
+ */
+static int exact_supported = -1;
+
 static bool exact_available(void)
 {
-	char why[256];
+	struct bpf_link *on, *off = NULL;
 
-	if (attach_exact(why, sizeof(why)))
-		return false;
-	detach_exact();
-	return true;
+	if (exact_supported < 0) {
+		on = bpf_program__attach_raw_tracepoint(skel->progs.irq_enable, "irq_enable");
+		if (on)
+			off = bpf_program__attach_raw_tracepoint(skel->progs.irq_disable, "irq_disable");
+		exact_supported = on && off;
+		bpf_link__destroy(off);
+		bpf_link__destroy(on);
+	}
+	return exact_supported;
 }
 
+/*
+ * The irqs-off method s asks for, as a string constant: now.irqs_off keeps
+ * it across commands, so it must not point into a settings struct (a
+ * command's copy of the settings lives on the stack).
+ */
 static const char *resolve_method(const struct settings *s)
 {
-	if (strcmp(s->method, "auto"))
-		return s->method;
+	if (!strcmp(s->method, "exact"))
+		return "exact";
+	if (!strcmp(s->method, "sampled"))
+		return "sampled";
+	if (!strcmp(s->method, "off"))
+		return "off";
 	return exact_available() ? "exact" : "sampled";
 }
 
@@ -820,6 +841,8 @@ int main(int argc, char **argv)
 	code = load_programs(&s);
 	if (code)
 		goto out;
+	/* method=auto is decided by this, once, while nothing is attached. */
+	exact_available();
 	err = apply(&s, why, sizeof(why));
 	if (err) {
 		say("%s", why);

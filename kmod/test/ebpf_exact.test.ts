@@ -158,6 +158,44 @@ describe('the eBPF backend, exact, on a kernel with the preemptirq tracepoints',
     expect((await loader.runOnce({ softirqs: 1 })).stderr).toMatch(/cannot measure softirqs off/);
   });
 
+  it('decides method=auto once: a change of threshold, then sampled, then off leave exactly what each asks for attached', async () => {
+    interface Link { type: string; prog_id: number; tp_name?: string }
+    const links = async (): Promise<{ raw: string[]; perf: number }> => {
+      const all = JSON.parse((await vm.execHost('bpftool -j link show')).stdout || '[]') as Link[];
+      return { raw: all.filter((l) => l.type === 'raw_tracepoint').map((l) => l.tp_name ?? '?').sort(), perf: all.filter((l) => l.type === 'perf_event').length };
+    };
+    const cpus = Number((await vm.run('nproc')).trim());
+    /** One selftest section on CPU 0 after a setting: its records. */
+    const once = async (): Promise<SectionRecord[]> => {
+      const [burn] = await rig.irqburn('irqoff 3000 0 1');
+      await new Promise((r) => setTimeout(r, 300));
+      return matching(await loader.records(), must(burn), Kind.IrqsOff);
+    };
+
+    await loader.start({ method: 'auto', threshold_ns: 1_000_000, irqs: 'none' });
+    expect(await links()).toEqual({ raw: ['irq_disable', 'irq_enable'], perf: 0 });
+    expect(await once()).toMatchObject([{ method: Method.Exact }]);
+
+    expect(await loader.command('threshold_ns=1500000')).toMatch(/ok method=exact /);
+    expect(await links()).toEqual({ raw: ['irq_disable', 'irq_enable'], perf: 0 });
+    expect(await once()).toMatchObject([{ method: Method.Exact }]);
+
+    expect(await loader.command('method=sampled')).toMatch(/ok method=sampled /);
+    expect(await links()).toEqual({ raw: [], perf: cpus });
+    // No exact record beside the sampled one (a timer the host delivered late may miss the section: at most one).
+    const sampled = await once();
+    expect(sampled.filter((r) => r.method === Method.Exact)).toEqual([]);
+    expect(sampled.length).toBeLessThanOrEqual(1);
+
+    expect(await loader.command('method=off')).toMatch(/ok method=off /);
+    expect(await links()).toEqual({ raw: [], perf: 0 });
+    const [off] = await rig.irqburn('irqoff 3000 0');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(matching(await loader.records(), must(off), Kind.IrqsOff)).toHaveLength(0);
+    expect((await loader.stop('TERM')).code).toBe(0);
+    expect(await links()).toEqual({ raw: [], perf: 0 });
+  });
+
   it('stops at the end of stdin too', async () => {
     await loader.start({ method: 'exact', irqs: 'all' });
     const exit = await loader.stop('eof');

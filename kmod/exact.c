@@ -15,6 +15,11 @@
  * records carry as start_ns for comparison across CPUs and with user space,
  * is read only for the rare sections that become records.
  *
+ * A section's context is where it began (a softirq, or a task), unless a hard
+ * handler ran inside it (context.c): then it began at that interrupt's entry
+ * and is the handler's. Only the idle loop's own sections are excluded as
+ * idle; a handler that ran on an idle CPU is measured.
+ *
  * The tracepoints are not exported: find them by name.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -65,6 +70,8 @@ static void notrace probe_irq_disable(void *data, unsigned long ip, unsigned lon
 	c->off_ip = ip;
 	c->off_parent_ip = parent_ip;
 	c->off_task = current;
+	irqtrace_context_now(c, &c->off_where);
+	c->off_where_ns = 0;
 	/* Last: the section's start as close to the caller's as this probe can get. */
 	c->off_ts = local_clock();
 }
@@ -90,7 +97,7 @@ static void notrace probe_irq_enable(void *data, unsigned long ip, unsigned long
 		c->counters.dropped_guard++;
 		return;
 	}
-	if (unlikely(is_idle_task(c->off_task)) && !READ_ONCE(irqtrace_count_idle)) {
+	if (unlikely(irqtrace_idle_loop(c->off_task, &c->off_where)) && !READ_ONCE(irqtrace_count_idle)) {
 		c->counters.idle_excluded++;
 		return;
 	}
@@ -109,6 +116,7 @@ static void notrace probe_irq_enable(void *data, unsigned long ip, unsigned long
 		/* Back-date from now, in CLOCK_MONOTONIC, by the measured length. */
 		.start_ns = ktime_get_mono_fast_ns() - (local_clock() - start),
 		.duration_ns = delta,
+		.where = c->off_where,
 		.task = c->off_task,
 		.disable_ip = c->off_ip,
 		.disable_parent_ip = c->off_parent_ip,

@@ -8,6 +8,8 @@
  * exact.c     irqs-off, exact: the preemptirq tracepoints
  * sampled.c   irqs-off and softirqs-off, sampled: per-CPU hrtimers
  * irqline.c   one IRQ line masked: ftrace callbacks on disable_irq/enable_irq
+ * context.c   the interrupt context a section ran in: irq, softirq, hrtimer
+ *             tracepoints
  */
 #ifndef _IRQTRACE_INTERNAL_H
 #define _IRQTRACE_INTERNAL_H
@@ -43,6 +45,21 @@ struct irqtrace_counter_data {
 	u64 dropped_guard;
 	u64 idle_excluded;
 	u64 nmi_skipped;
+	u64 samples;
+};
+
+/* Where a section ran: enum irqtrace_context, its IRQ or vector, its handler. */
+struct irqtrace_where {
+	u8 context;
+	u32 nr;
+	unsigned long fn;
+};
+
+/* A hard interrupt handler or a softirq, running (end == 0) or the last one done. */
+struct irqtrace_handler {
+	struct irqtrace_where where;
+	u64 start;		/* local_clock() at entry */
+	u64 end;		/* local_clock() at exit, 0 while it runs */
 };
 
 /*
@@ -63,6 +80,14 @@ struct irqtrace_cpu {
 	unsigned long off_ip;
 	unsigned long off_parent_ip;
 	struct task_struct *off_task;
+	/* exact: the open section's context: where it began, or its longest handler */
+	struct irqtrace_where off_where;
+	u64 off_where_ns;
+	/* context.c: the hard handler and the softirq running now, and the last of each done */
+	struct irqtrace_handler hard_now;
+	struct irqtrace_handler hard_last;
+	struct irqtrace_handler soft_now;
+	struct irqtrace_handler soft_last;
 	/* > 0 while a probe runs on this CPU: stops recursion */
 	int in_probe;
 	/* This CPU is in the cpus parameter: read on every transition. */
@@ -80,6 +105,7 @@ extern struct irqtrace_cpu __percpu *irqtrace_pcpu;
 /* Configuration read by the probes; written under irqtrace_config_lock. */
 extern u64 irqtrace_threshold_ns __read_mostly;
 extern u64 irqtrace_period_ns __read_mostly;
+extern u64 irqtrace_floor_ns __read_mostly;
 extern bool irqtrace_stacks __read_mostly;
 extern bool irqtrace_count_idle __read_mostly;
 extern struct cpumask irqtrace_cpus __read_mostly;
@@ -101,6 +127,7 @@ struct irqtrace_section {
 	u64 start_ns;
 	u64 duration_ns;
 	u64 error_ns;
+	struct irqtrace_where where;
 	struct task_struct *task;
 	unsigned long disable_ip;
 	unsigned long disable_parent_ip;
@@ -174,8 +201,22 @@ void irqtrace_irqline_clear_hist(void);
 unsigned int irqtrace_irqline_nr_hist(void);
 bool irqtrace_irqline_hist(unsigned int index, struct irqtrace_hist *out);
 
-/* main.c: what runs now, for the stats summary */
+/* context.c */
+int irqtrace_context_start(void);
+void irqtrace_context_stop(void);
+void irqtrace_context_now(struct irqtrace_cpu *c, struct irqtrace_where *w);
+void irqtrace_context_held_by(const struct irqtrace_handler *last, u64 now, u64 late,
+			      struct irqtrace_where *w);
+
+/* main.c: what runs now, for the stats summary and the counters */
 const char *irqtrace_irqs_off_method(void);
+u8 irqtrace_irqs_off_method_id(void);
 bool irqtrace_softirqs_running(void);
+
+/* The idle loop itself, not a handler or softirq that ran on an idle CPU. */
+static __always_inline bool irqtrace_idle_loop(struct task_struct *t, const struct irqtrace_where *w)
+{
+	return is_idle_task(t) && w->context == IRQTRACE_CONTEXT_TASK;
+}
 
 #endif /* _IRQTRACE_INTERNAL_H */

@@ -45,6 +45,8 @@ struct irqline_state {
 	u64 cgroup_id;
 	u16 cpu;
 	char comm[IRQTRACE_COMM_LEN];
+	/* where the disabling call was made: a handler, a softirq or the task */
+	struct irqtrace_where where;
 	unsigned long disable_ip;
 	unsigned long disable_parent_ip;
 	unsigned int nr_frames;
@@ -75,6 +77,7 @@ static void line_disabled(unsigned int irq, unsigned long site)
 		st->comm[IRQTRACE_COMM_LEN - 1] = '\0';
 		st->cgroup_id = irqtrace_task_cgroup_id(current);
 		st->cpu = raw_smp_processor_id();
+		irqtrace_context_now(this_cpu_ptr(irqtrace_pcpu), &st->where);
 		st->disable_ip = site;
 		st->disable_parent_ip = 0;
 		st->nr_frames = 0;
@@ -126,6 +129,7 @@ static void line_enabled(unsigned int irq, unsigned long site)
 		.irq = irq,
 		.start_ns = st->start_ns,
 		.duration_ns = delta,
+		.where = st->where,
 		.pid = st->pid,
 		.tgid = st->tgid,
 		.comm = st->comm,

@@ -54,6 +54,7 @@ static const char * const method_names[] = {
 struct irqtrace_cpu __percpu *irqtrace_pcpu;
 u64 irqtrace_threshold_ns __read_mostly = IRQTRACE_THRESHOLD_NS_DEFAULT;
 u64 irqtrace_period_ns __read_mostly = IRQTRACE_PERIOD_NS_DEFAULT;
+u64 irqtrace_floor_ns __read_mostly = IRQTRACE_FLOOR_NS_DEFAULT;
 bool irqtrace_stacks __read_mostly = true;
 bool irqtrace_count_idle __read_mostly;
 struct cpumask irqtrace_cpus __read_mostly;
@@ -72,10 +73,24 @@ static char param_irqs[LIST_PARAM_LEN] = "all";
 /* What runs now (under irqtrace_config_lock). */
 static int running_method = METHOD_OFF;
 static bool running_softirqs;
+static bool running_context;
 
 const char *irqtrace_irqs_off_method(void)
 {
 	return method_names[READ_ONCE(running_method)];
+}
+
+/* The irqs-off method running, as enum irqtrace_method; 0 when off. */
+u8 irqtrace_irqs_off_method_id(void)
+{
+	switch (READ_ONCE(running_method)) {
+	case METHOD_EXACT:
+		return IRQTRACE_METHOD_EXACT;
+	case METHOD_SAMPLED:
+		return IRQTRACE_METHOD_SAMPLED;
+	default:
+		return 0;
+	}
 }
 
 bool irqtrace_softirqs_running(void)
@@ -99,6 +114,10 @@ static void irqtrace_stop_all(void)
 	if (running_method == METHOD_SAMPLED || running_softirqs)
 		irqtrace_sampled_stop();
 	irqtrace_irqline_stop();
+	/* Last: the methods read the context it keeps. */
+	if (running_context)
+		irqtrace_context_stop();
+	running_context = false;
 	WRITE_ONCE(running_method, METHOD_OFF);
 	WRITE_ONCE(running_softirqs, false);
 }
@@ -115,16 +134,25 @@ static int irqtrace_apply(void)
 	if (method == METHOD_AUTO)
 		method = irqtrace_exact_available() ? METHOD_EXACT : METHOD_SAMPLED;
 
+	/* First: every method reads the context it keeps. */
+	ret = irqtrace_context_start();
+	if (ret)
+		goto err;
+	running_context = true;
+
 	if (method == METHOD_EXACT) {
 		ret = irqtrace_exact_start();
-		if (ret)
+		if (ret) {
+			irqtrace_stop_all();
 			goto err;
+		}
 	}
 	if (method == METHOD_SAMPLED || param_softirqs) {
 		ret = irqtrace_sampled_start(method == METHOD_SAMPLED, param_softirqs);
 		if (ret) {
 			if (method == METHOD_EXACT)
 				irqtrace_exact_stop();
+			irqtrace_stop_all();
 			goto err;
 		}
 	}
@@ -236,6 +264,14 @@ module_param_cb(threshold_ns, &ranged_u64_ops, &threshold_param, 0644);
 MODULE_PARM_DESC(threshold_ns, "Sections this long or longer become records, in ns, "
 		 __stringify(IRQTRACE_THRESHOLD_NS_MIN) ".." __stringify(IRQTRACE_THRESHOLD_NS_MAX)
 		 " (default: " __stringify(IRQTRACE_THRESHOLD_NS_DEFAULT) ")");
+
+static struct ranged_u64 floor_param = {
+	.value = &irqtrace_floor_ns, .min = IRQTRACE_FLOOR_NS_MIN, .max = IRQTRACE_FLOOR_NS_MAX,
+};
+module_param_cb(sample_floor_ns, &ranged_u64_ops, &floor_param, 0644);
+MODULE_PARM_DESC(sample_floor_ns, "Sampled: a sample later than this counts as a section, in ns, "
+		 __stringify(IRQTRACE_FLOOR_NS_MIN) ".." __stringify(IRQTRACE_FLOOR_NS_MAX)
+		 " (default: " __stringify(IRQTRACE_FLOOR_NS_DEFAULT) ")");
 
 static struct ranged_u64 period_param = {
 	.value = &irqtrace_period_ns, .min = IRQTRACE_PERIOD_NS_MIN, .max = IRQTRACE_PERIOD_NS_MAX, .restart = true,

@@ -8,14 +8,20 @@
  * consumer is the reader of /dev/irqtrace. head and tail are published with
  * release/acquire. A full ring drops the new record and counts it.
  *
- * Producers never wake the reader: a wake-up from inside an irq_enable probe
- * could take scheduler locks the traced code already holds. A reader that
- * waits is woken by a 10 ms poll of the rings instead.
+ * Producers never wake the reader themselves: a wake-up from inside an
+ * irq_enable probe could take scheduler locks the traced code already holds.
+ * They queue an irq_work instead, as the kernel's ring buffer does, when a
+ * reader sleeps in read() or poll(): it runs in its own interrupt once this
+ * CPU takes interrupts again, and wakes the reader there. Nothing polls.
+ *
+ * A close() of the reader's file (->flush) wakes a read() blocked in another
+ * thread of the reader, which returns 0: a reader stops without a signal.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/cgroup.h>
 #include <linux/fs.h>
+#include <linux/irq_work.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -27,18 +33,22 @@
 #include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 #include <linux/wait.h>
-#include <linux/workqueue.h>
 
 #include "internal.h"
-
-#define READER_POLL_MS	10
 
 static DECLARE_WAIT_QUEUE_HEAD(reader_wait);
 static DEFINE_MUTEX(reader_lock);
 static atomic_t reader_open = ATOMIC_INIT(0);
 static unsigned int reader_next_cpu;
-static void reader_poll_fn(struct work_struct *work);
-static DECLARE_DELAYED_WORK(reader_poll, reader_poll_fn);
+/* Set by a close() of the reader's file: a blocked read() returns 0. */
+static bool reader_kicked;
+
+static void reader_wake_fn(struct irq_work *work)
+{
+	wake_up_interruptible(&reader_wait);
+}
+
+static DEFINE_IRQ_WORK(reader_wake, reader_wake_fn);
 
 u64 irqtrace_task_cgroup_id(struct task_struct *task)
 {
@@ -129,6 +139,10 @@ void notrace irqtrace_emit(struct irqtrace_cpu *c, const struct irqtrace_section
 	rec->disable_parent_ip = s->disable_parent_ip;
 	rec->enable_ip = s->enable_ip;
 	rec->enable_parent_ip = s->enable_parent_ip;
+	rec->context = s->where.context;
+	memset(rec->reserved, 0, sizeof(rec->reserved));
+	rec->context_nr = s->where.nr;
+	rec->context_fn = s->where.fn;
 
 	frames = (unsigned long *)rec->frames;
 	if (READ_ONCE(irqtrace_stacks)) {
@@ -155,6 +169,14 @@ void notrace irqtrace_emit(struct irqtrace_cpu *c, const struct irqtrace_section
 	c->counters.recorded++;
 	/* Publish the record: pairs with the reader's acquire of head. */
 	smp_store_release(&r->head, head + 1);
+	/*
+	 * wq_has_sleeper()'s barrier pairs with the one a waiter passes after
+	 * joining the queue and before looking at the rings again: either it
+	 * sees this record or this sees it waiting. irq_work_queue() is safe
+	 * in any context and does nothing while the work is pending already.
+	 */
+	if (wq_has_sleeper(&reader_wait))
+		irq_work_queue(&reader_wake);
 	raw_local_irq_restore(flags);
 }
 
@@ -170,14 +192,6 @@ static bool rings_have_records(void)
 			return true;
 	}
 	return false;
-}
-
-static void reader_poll_fn(struct work_struct *work)
-{
-	if (rings_have_records())
-		wake_up_interruptible(&reader_wait);
-	if (atomic_read(&reader_open))
-		schedule_delayed_work(&reader_poll, msecs_to_jiffies(READER_POLL_MS));
 }
 
 /* Copies whole records to buf, round-robin over CPUs; returns bytes or -EFAULT. */
@@ -234,9 +248,13 @@ static ssize_t irqtrace_read(struct file *file, char __user *buf, size_t count,
 			return ret;
 		if (file->f_flags & O_NONBLOCK)
 			return -EAGAIN;
-		ret = wait_event_interruptible(reader_wait, rings_have_records());
+		ret = wait_event_interruptible(reader_wait,
+					       rings_have_records() || READ_ONCE(reader_kicked));
 		if (ret)
 			return ret;
+		/* Closed meanwhile (by another thread): end of file, once. */
+		if (!rings_have_records() && xchg(&reader_kicked, false))
+			return 0;
 	}
 }
 
@@ -251,20 +269,27 @@ static int irqtrace_open(struct inode *inode, struct file *file)
 {
 	if (atomic_cmpxchg(&reader_open, 0, 1))
 		return -EBUSY;
-	schedule_delayed_work(&reader_poll, msecs_to_jiffies(READER_POLL_MS));
+	WRITE_ONCE(reader_kicked, false);
 	return nonseekable_open(inode, file);
+}
+
+static int irqtrace_flush(struct file *file, fl_owner_t id)
+{
+	WRITE_ONCE(reader_kicked, true);
+	wake_up_interruptible(&reader_wait);
+	return 0;
 }
 
 static int irqtrace_release(struct inode *inode, struct file *file)
 {
 	atomic_set(&reader_open, 0);
-	cancel_delayed_work_sync(&reader_poll);
 	return 0;
 }
 
 static const struct file_operations irqtrace_fops = {
 	.owner		= THIS_MODULE,
 	.open		= irqtrace_open,
+	.flush		= irqtrace_flush,
 	.release	= irqtrace_release,
 	.read		= irqtrace_read,
 	.poll		= irqtrace_poll,
@@ -313,6 +338,7 @@ int irqtrace_ring_init(void)
 void irqtrace_ring_exit(void)
 {
 	misc_deregister(&irqtrace_dev);
-	cancel_delayed_work_sync(&reader_poll);
+	/* The probes are gone (the methods stopped first): no wake-up is queued after this. */
+	irq_work_sync(&reader_wake);
 	free_rings();
 }

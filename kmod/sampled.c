@@ -18,6 +18,17 @@
  * HZ=250). Interrupts off also holds softirqs back, so an irqs-off section
  * shows up as softirqs-off as well: both were blocked.
  *
+ * A sample later than its expiry by less than floor_ns is the timer
+ * interrupt's own latency: it counts in samples only. One at least that late
+ * is one section, of its lateness, in the histogram.
+ *
+ * The section's context: a softirq the timer interrupted, else a hard
+ * handler (or another hrtimer's callback) that took at least half of the
+ * lateness, else the task (context.c). For the soft timer, which runs in the
+ * HRTIMER softirq after whatever held it back: the softirq (an earlier one,
+ * or the HRTIMER run it is part of), or failing that the hard handler, that
+ * took half of it. Only the idle loop's own sections are excluded as idle.
+ *
  * Timers are started and stopped through a CPU hotplug state, so CPUs that
  * come online later are traced too.
  */
@@ -28,6 +39,7 @@
 #include <asm/irq_regs.h>
 #include <linux/kprobes.h>
 #include <linux/ptrace.h>
+#include <linux/sched/clock.h>
 #include <linux/timekeeping.h>
 
 #include "internal.h"
@@ -39,17 +51,45 @@ static int hp_state = -1;
 /* CPUs whose timers run: the cpus parameter may change before they stop. */
 static struct cpumask sampled_cpus;
 
+/* What held the timer back for late ns, up to now (local_clock()). */
+static void sample_context(struct irqtrace_cpu *c, bool hard, u64 now, u64 late,
+			   struct irqtrace_where *w)
+{
+	struct irqtrace_handler running;
+
+	*w = (struct irqtrace_where) { .context = IRQTRACE_CONTEXT_TASK };
+	if (hard) {
+		/* The interrupted context: a softirq if one was being served. */
+		irqtrace_context_now(c, w);
+		if (w->context == IRQTRACE_CONTEXT_TASK)
+			irqtrace_context_held_by(&c->hard_last, now, late, w);
+		return;
+	}
+	irqtrace_context_held_by(&c->hard_last, now, late, w);
+	irqtrace_context_held_by(&c->soft_last, now, late, w);
+	/* Or the softirq run this callback is part of, busy with other work first. */
+	running = c->soft_now;
+	running.end = now;
+	irqtrace_context_held_by(&running, now, late, w);
+}
+
 static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t now,
 		   ktime_t expires)
 {
-	struct pt_regs *regs = hist == IRQTRACE_HIST_IRQS_OFF ? get_irq_regs() : NULL;
+	bool hard = hist == IRQTRACE_HIST_IRQS_OFF;
+	struct pt_regs *regs = hard ? get_irq_regs() : NULL;
 	struct irqtrace_section s;
+	struct irqtrace_where where;
 	unsigned long flags;
 	s64 late = ktime_to_ns(ktime_sub(now, expires));
 
+	c->counters.samples++;
 	if (late < 0)
 		late = 0;
-	if (unlikely(is_idle_task(current)) && !READ_ONCE(irqtrace_count_idle)) {
+	if (late < READ_ONCE(irqtrace_floor_ns))
+		return;
+	sample_context(c, hard, local_clock(), late, &where);
+	if (unlikely(irqtrace_idle_loop(current, &where)) && !READ_ONCE(irqtrace_count_idle)) {
 		c->counters.idle_excluded++;
 		return;
 	}
@@ -77,6 +117,7 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 		.start_ns = ktime_to_ns(expires),
 		.duration_ns = late,
 		.error_ns = period_ns,
+		.where = where,
 		.task = current,
 	};
 	if (regs && !user_mode(regs)) {

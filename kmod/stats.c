@@ -35,6 +35,9 @@ static void fill_counters(struct irqtrace_counters *out, int cpu)
 	out->hdr.version = IRQTRACE_ABI_VERSION;
 	out->hdr.size = sizeof(*out);
 	out->backend = IRQTRACE_BACKEND_KMOD;
+	out->irqs_off_method = irqtrace_irqs_off_method_id();
+	out->running = (irqtrace_softirqs_running() ? IRQTRACE_RUNNING_SOFTIRQS : 0) |
+		       (irqtrace_irqline_running() ? IRQTRACE_RUNNING_IRQ_LINES : 0);
 	out->cpu = cpu;
 	out->seen = irqtrace_hist_count(&per_cpu_ptr(irqtrace_pcpu, cpu)->hist[IRQTRACE_HIST_IRQS_OFF]) +
 		    irqtrace_hist_count(&per_cpu_ptr(irqtrace_pcpu, cpu)->hist[IRQTRACE_HIST_SOFTIRQS_OFF]);
@@ -43,6 +46,7 @@ static void fill_counters(struct irqtrace_counters *out, int cpu)
 	out->dropped_guard = READ_ONCE(in->dropped_guard);
 	out->idle_excluded = READ_ONCE(in->idle_excluded);
 	out->nmi_skipped = READ_ONCE(in->nmi_skipped);
+	out->samples = READ_ONCE(in->samples);
 }
 
 static void hist_header(struct irqtrace_hist *out, u8 kind, u8 method)
@@ -59,7 +63,8 @@ static void hist_header(struct irqtrace_hist *out, u8 kind, u8 method)
 static void fill_cpu_hist(struct irqtrace_hist *out, int cpu, enum irqtrace_hist_id id)
 {
 	const struct irqtrace_hist_data *in = &per_cpu_ptr(irqtrace_pcpu, cpu)->hist[id];
-	bool exact = id == IRQTRACE_HIST_IRQS_OFF && !strcmp(irqtrace_irqs_off_method(), "exact");
+	bool exact = id == IRQTRACE_HIST_IRQS_OFF &&
+		     irqtrace_irqs_off_method_id() == IRQTRACE_METHOD_EXACT;
 
 	hist_header(out, id == IRQTRACE_HIST_IRQS_OFF ? IRQTRACE_KIND_IRQS_OFF
 						      : IRQTRACE_KIND_SOFTIRQS_OFF,

@@ -1,7 +1,7 @@
 // Public API of @irqtrace/agent.
 export {
   ABI_VERSION, MAGIC, PREAMBLE, PREAMBLE_SIZE, RECORD, HIST, COUNTERS, COMM_LEN, MAX_FRAMES, HIST_BUCKETS,
-  Kind, Method, Backend, RecordFlag, recordSize,
+  Kind, Method, Backend, RecordFlag, Context, Running, recordSize,
 } from './records/layout.js';
 export type { FieldLayout, StructLayout } from './records/layout.js';
 export { decodeItems, decodeAll, DecodeError } from './records/decode.js';

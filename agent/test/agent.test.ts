@@ -87,6 +87,14 @@ describe('irqtrace agent with an ingest', () => {
     expect(toBigInt(e.durationNs)).toBeGreaterThanOrEqual(BigInt(report.fields.inner_ns ?? '0') - 1_000n);
     expect(toBigInt(e.durationNs)).toBeLessThanOrEqual(BigInt(report.fields.outer_ns ?? '0') + 1_000n);
 
+    // It waits for records in a blocking read of /dev/irqtrace (the module wakes it): its descriptor
+    // is not O_NONBLOCK (the landed agent's was, and it read again every 20 ms).
+    const pid = (await vm.execHost(`cat ${RUN}/pid`)).stdout.trim();
+    const fd = (await vm.run(`for f in /proc/${pid}/fd/*; do case "$(readlink $f)" in */dev/irqtrace) basename $f;; esac; done; true`)).trim();
+    expect(fd, 'the agent has /dev/irqtrace open').toMatch(/^\d+$/);
+    const flags = Number.parseInt(/^flags:\s+(\d+)/m.exec(await vm.run(`cat /proc/${pid}/fdinfo/${fd}`))?.[1] ?? '', 8);
+    expect(flags & 0o4000, 'O_NONBLOCK').toBe(0);
+
     const ready = await vm.execHost('curl -s -o /dev/null -w "%{http_code}" 127.0.0.1:9101/readyz');
     expect(ready.stdout).toBe('200');
     const metrics = (await vm.execHost('curl -s 127.0.0.1:9101/metrics')).stdout;

@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <linux/perf_event.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "irqtrace_bpf.h"
@@ -35,6 +36,7 @@
 #define NAME "irqtrace-bpf"
 #define STR_(x) #x
 #define STR(x) STR_(x)
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Exit codes: what failed. */
 enum {
@@ -58,6 +60,9 @@ static const char usage[] =
 ", default " STR(IRQTRACE_THRESHOLD_NS_DEFAULT) ")\n"
 "  period_ns=N                     sampled: timer period (" STR(IRQTRACE_PERIOD_NS_MIN) ".."
 STR(IRQTRACE_PERIOD_NS_MAX) ", default " STR(IRQTRACE_PERIOD_NS_DEFAULT) ")\n"
+"  sample_floor_ns=N               sampled: a sample this late is a section, a less\n"
+"                                  late one the timer's latency (" STR(IRQTRACE_FLOOR_NS_MIN) ".."
+STR(IRQTRACE_FLOOR_NS_MAX) ", default " STR(IRQTRACE_FLOOR_NS_DEFAULT) ")\n"
 "  stacks=0|1                      kernel stacks in records (default 1)\n"
 "  idle=0|1                        also measure the idle task (default 0)\n"
 "  cpus=all|LIST                   CPUs measured, e.g. 0-3,6 (default all)\n"
@@ -75,6 +80,7 @@ struct settings {
 	char method[8];
 	__u64 threshold_ns;
 	__u64 period_ns;
+	__u64 floor_ns;
 	bool stacks;
 	bool idle;
 	__u64 cpus[IRQTRACE_BPF_MAX_CPUS / 64];
@@ -95,6 +101,8 @@ struct attached {
 	__u64 sampled_cpus[IRQTRACE_BPF_MAX_CPUS / 64];
 	struct bpf_link *line[4];
 	bool lines;
+	/* The context probes: irq handler, hrtimer and softirq entries and exits. */
+	struct bpf_link *context[6];
 };
 
 static bool verbose;
@@ -245,6 +253,15 @@ static bool parse_setting(struct settings *s, const char *line, bool at_start, c
 			return false;
 		}
 		s->period_ns = v;
+	} else if (!strcmp(key, "sample_floor_ns")) {
+		_Static_assert(IRQTRACE_FLOOR_NS_MIN == 0, "a u64 needs only the maximum checked");
+		if (!parse_u64(value, &v) || v > IRQTRACE_FLOOR_NS_MAX) {
+			snprintf(why, len, "sample_floor_ns: '%s' is outside %llu..%llu", value,
+				 (unsigned long long)IRQTRACE_FLOOR_NS_MIN,
+				 (unsigned long long)IRQTRACE_FLOOR_NS_MAX);
+			return false;
+		}
+		s->floor_ns = v;
 	} else if (!strcmp(key, "stacks") || !strcmp(key, "idle")) {
 		if (!parse_bool(value, &b)) {
 			snprintf(why, len, "%s: '%s' is not 0 or 1", key, value);
@@ -292,7 +309,7 @@ static bool parse_setting(struct settings *s, const char *line, bool at_start, c
 		}
 		s->ring_bytes = v;
 	} else {
-		snprintf(why, len, "'%s' is not a setting (method, threshold_ns, period_ns, stacks, idle, cpus, irqs, softirqs, ring_bytes)", key);
+		snprintf(why, len, "'%s' is not a setting (method, threshold_ns, period_ns, sample_floor_ns, stacks, idle, cpus, irqs, softirqs, ring_bytes)", key);
 		return false;
 	}
 	return true;
@@ -481,6 +498,95 @@ static int attach_lines(char *why, size_t len)
 	return 0;
 }
 
+static void detach_context(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(now.context); i++) {
+		bpf_link__destroy(now.context[i]);
+		now.context[i] = NULL;
+	}
+}
+
+/*
+ * The context probes, for as long as the loader runs: every method reads
+ * them. Exits before entries (an exit without its entry is ignored); a
+ * kernel without some of the tracepoints names fewer contexts.
+ */
+static void attach_context(void)
+{
+	const struct {
+		struct bpf_program *prog;
+		const char *tp;
+	} probes[] = {
+		{ skel->progs.hard_exit, "irq_handler_exit" },
+		{ skel->progs.hard_entry, "irq_handler_entry" },
+		{ skel->progs.timer_exit, "hrtimer_expire_exit" },
+		{ skel->progs.timer_entry, "hrtimer_expire_entry" },
+		{ skel->progs.soft_exit, "softirq_exit" },
+		{ skel->progs.soft_entry, "softirq_entry" },
+	};
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(probes); i++) {
+		now.context[i] = bpf_program__attach_raw_tracepoint(probes[i].prog, probes[i].tp);
+		if (!now.context[i])
+			say("no %s tracepoint (%s): sections in that context are named less well",
+			    probes[i].tp, strerror(errno));
+	}
+}
+
+/* The address of a kernel symbol, from /proc/kallsyms; 0 when absent or hidden. */
+static __u64 kernel_symbol(const char *name)
+{
+	char line[256], sym[128], type;
+	unsigned long long addr;
+	FILE *f = fopen("/proc/kallsyms", "r");
+	__u64 found = 0;
+
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%llx %c %127s", &addr, &type, sym) == 3 && !strcmp(sym, name))
+			found = addr;
+	fclose(f);
+	return found;
+}
+
+/* offsetof(struct hrtimer, member) from the kernel's BTF, or fallback without it. */
+static __u32 hrtimer_offset(const struct btf *btf, const char *member, __u32 fallback)
+{
+	const struct btf_member *m;
+	const struct btf_type *t;
+	int id, i;
+
+	if (!btf)
+		return fallback;
+	id = btf__find_by_name_kind(btf, "hrtimer", BTF_KIND_STRUCT);
+	if (id < 0)
+		return fallback;
+	t = btf__type_by_id(btf, id);
+	m = btf_members(t);
+	for (i = 0; i < btf_vlen(t); i++, m++)
+		if (!strcmp(btf__name_by_offset(btf, m->name_off), member))
+			return btf_member_bit_offset(t, i) / 8;
+	return fallback;
+}
+
+/* What the context probes need to know of this kernel, before load. */
+static void configure_context(void)
+{
+	struct btf *btf = access("/sys/kernel/btf/vmlinux", R_OK) ? NULL : btf__load_vmlinux_btf();
+
+	if (libbpf_get_error(btf))
+		btf = NULL;
+	skel->data->cfg.hrtimer_function_off = hrtimer_offset(btf, "function", IRQTRACE_BPF_HRTIMER_FUNCTION_OFF);
+	skel->data->cfg.hrtimer_is_hard_off = hrtimer_offset(btf, "is_hard", IRQTRACE_BPF_HRTIMER_IS_HARD_OFF);
+	/* The sampled method's perf timer is not a handler of anything. */
+	skel->data->cfg.own_timer_fn = kernel_symbol("perf_swevent_hrtimer");
+	btf__free(btf);
+}
+
 /*
  * Whether the kernel has the preemptirq tracepoints: found once, at start,
  * before anything is attached (probing later would attach a second copy of
@@ -530,6 +636,7 @@ static int apply(const struct settings *s, char *why, size_t len)
 
 	cfg->threshold_ns = s->threshold_ns;
 	cfg->period_ns = s->period_ns;
+	cfg->floor_ns = s->floor_ns;
 	cfg->stacks = s->stacks;
 	cfg->count_idle = s->idle;
 	memcpy(cfg->cpus, s->cpus, sizeof(cfg->cpus));
@@ -570,9 +677,10 @@ static int apply(const struct settings *s, char *why, size_t len)
 
 static void describe(const struct settings *s, char *buf, size_t len)
 {
-	snprintf(buf, len, "method=%s irqs=%s threshold_ns=%llu period_ns=%llu stacks=%d idle=%d cpus=%s",
+	snprintf(buf, len, "method=%s irqs=%s threshold_ns=%llu period_ns=%llu sample_floor_ns=%llu stacks=%d idle=%d cpus=%s",
 		 now.irqs_off, s->irqs_text, (unsigned long long)s->threshold_ns,
-		 (unsigned long long)s->period_ns, s->stacks, s->idle, s->cpus_text);
+		 (unsigned long long)s->period_ns, (unsigned long long)s->floor_ns, s->stacks,
+		 s->idle, s->cpus_text);
 }
 
 /* stdout carries binary items: a failed write ends the run. */
@@ -644,6 +752,7 @@ static int write_stats(void)
 	struct irqtrace_bpf_hist_data *hists = calloc(nr_cpus * IRQTRACE_BPF_HIST_NR, sizeof(*hists));
 	struct irqtrace_bpf_counters *counters = calloc(nr_cpus, sizeof(*counters));
 	__u8 method = strcmp(now.irqs_off, "exact") ? IRQTRACE_METHOD_SAMPLED : IRQTRACE_METHOD_EXACT;
+	__u8 running_method = strcmp(now.irqs_off, "off") ? method : 0;
 	struct irqtrace_bpf_hist_data line;
 	struct irqtrace_hist h;
 	int cpu, items = 0;
@@ -661,10 +770,13 @@ static int write_stats(void)
 		struct irqtrace_counters c = {
 			.hdr = { IRQTRACE_MAGIC_COUNTERS, IRQTRACE_ABI_VERSION, sizeof(c) },
 			.backend = IRQTRACE_BACKEND_EBPF,
+			.irqs_off_method = running_method,
+			.running = now.lines ? IRQTRACE_RUNNING_IRQ_LINES : 0,
 			.cpu = cpu,
 			.recorded = counters[cpu].recorded,
 			.dropped_ring = counters[cpu].dropped_ring,
 			.idle_excluded = counters[cpu].idle_excluded,
+			.samples = counters[cpu].samples,
 		};
 
 		for (key = 0; key < IRQTRACE_BPF_HIST_NR; key++)
@@ -759,6 +871,7 @@ static void settings_default(struct settings *s)
 	snprintf(s->method, sizeof(s->method), "auto");
 	s->threshold_ns = IRQTRACE_THRESHOLD_NS_DEFAULT;
 	s->period_ns = IRQTRACE_PERIOD_NS_DEFAULT;
+	s->floor_ns = IRQTRACE_FLOOR_NS_DEFAULT;
 	s->stacks = true;
 	memset(s->cpus, 0xff, sizeof(s->cpus));
 	snprintf(s->cpus_text, sizeof(s->cpus_text), "all");
@@ -783,6 +896,7 @@ static int load_programs(const struct settings *s)
 		return EXIT_UNSUPPORTED;
 	}
 	bpf_map__set_max_entries(skel->maps.records, s->ring_bytes);
+	configure_context();
 	err = irqtrace_bpf__load(skel);
 	if (!err)
 		return 0;
@@ -843,6 +957,7 @@ int main(int argc, char **argv)
 		goto out;
 	/* method=auto is decided by this, once, while nothing is attached. */
 	exact_available();
+	attach_context();
 	err = apply(&s, why, sizeof(why));
 	if (err) {
 		say("%s", why);
@@ -900,6 +1015,7 @@ int main(int argc, char **argv)
 	detach_exact();
 	detach_sampled();
 	detach_lines();
+	detach_context();
 	if (rb)
 		ring_buffer__consume(rb);
 	fflush(stdout);
@@ -909,6 +1025,7 @@ out:
 	detach_exact();
 	detach_sampled();
 	detach_lines();
+	detach_context();
 	irqtrace_bpf__destroy(skel);
 	return code;
 }

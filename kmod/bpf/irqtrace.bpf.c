@@ -9,6 +9,12 @@
  *                             of the section that held it back
  *   disable_line, enable_line IRQ-line masking, kprobes on disable_irq*,
  *                             enable_irq, with the depth per IRQ in a map
+ *   hard_*, soft_*, timer_*   the interrupt context a section ran in: raw
+ *                             tracepoints on irq_handler_entry/exit,
+ *                             softirq_entry/exit, hrtimer_expire_entry/exit
+ *                             (as kmod/context.c: a section of a handler is
+ *                             the handler's, and one on an idle CPU is not
+ *                             the idle loop's)
  *
  * No CO-RE and no kernel BTF: everything comes from helpers and from the
  * programs' own arguments, so the programs load on kernels built without
@@ -34,6 +40,9 @@ char LICENSE[] SEC("license") = "GPL";
 struct irqtrace_bpf_config cfg = {
 	.threshold_ns = IRQTRACE_THRESHOLD_NS_DEFAULT,
 	.period_ns = IRQTRACE_PERIOD_NS_DEFAULT,
+	.floor_ns = IRQTRACE_FLOOR_NS_DEFAULT,
+	.hrtimer_function_off = IRQTRACE_BPF_HRTIMER_FUNCTION_OFF,
+	.hrtimer_is_hard_off = IRQTRACE_BPF_HRTIMER_IS_HARD_OFF,
 	.stacks = 1,
 	.all_cpus = 1,
 };
@@ -224,6 +233,145 @@ static __always_inline void capture_stack(void *ctx, struct irqtrace_record *rec
 		rec->flags |= IRQTRACE_F_STACK_TRUNCATED;
 }
 
+static __always_inline void set_where(struct irqtrace_record *rec, const struct irqtrace_bpf_where *w)
+{
+	rec->context = w->context;
+	rec->context_nr = w->nr;
+	rec->context_fn = w->fn;
+}
+
+/* Where code on this CPU runs now: a hard handler, else a softirq, else a task. */
+static __always_inline void context_now(const struct irqtrace_bpf_cpu *c, struct irqtrace_bpf_where *w)
+{
+	if (c->hard_now.where.context)
+		*w = c->hard_now.where;
+	else if (c->soft_now.where.context)
+		*w = c->soft_now.where;
+	else
+		__builtin_memset(w, 0, sizeof(*w));
+}
+
+/* *w becomes last's context if last ran for at least half of [now - late, now]. */
+static __always_inline void held_by(const struct irqtrace_bpf_handler *last, __u64 now, __u64 late,
+				    struct irqtrace_bpf_where *w)
+{
+	__u64 from = now - late, start, end;
+
+	if (!last->where.context || !last->end || !late)
+		return;
+	start = last->start > from ? last->start : from;
+	end = last->end < now ? last->end : now;
+	if (end > start && 2 * (end - start) >= late)
+		*w = last->where;
+}
+
+static __always_inline void hard_entered(__u32 context, __u32 nr, __u64 fn)
+{
+	struct irqtrace_bpf_cpu *c = my_state();
+
+	if (!c)
+		return;
+	c->hard_now.where.context = context;
+	c->hard_now.where.nr = nr;
+	c->hard_now.where.fn = fn;
+	c->hard_now.start = bpf_ktime_get_ns();
+	c->hard_now.end = 0;
+}
+
+static __always_inline void hard_done(void)
+{
+	struct irqtrace_bpf_cpu *c = my_state();
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!c || !c->hard_now.where.context)
+		return;
+	c->hard_now.end = now;
+	c->hard_last = c->hard_now;
+	/* Inside an open irqs-off section: it began at this interrupt's entry. */
+	if (c->off_ts && now - c->hard_now.start > c->off_where_ns) {
+		c->off_where = c->hard_now.where;
+		c->off_where_ns = now - c->hard_now.start;
+	}
+	c->hard_now.where.context = IRQTRACE_CONTEXT_TASK;
+}
+
+SEC("raw_tp")
+int hard_entry(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 handler = 0;
+
+	/* struct irqaction's first member is its handler. */
+	bpf_probe_read_kernel(&handler, sizeof(handler), (void *)ctx->args[1]);
+	hard_entered(IRQTRACE_CONTEXT_HARDIRQ, (__u32)ctx->args[0], handler);
+	return 0;
+}
+
+SEC("raw_tp")
+int hard_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	hard_done();
+	return 0;
+}
+
+/* A hard-mode hrtimer other than the sampler's own perf timer: its callback function, else 0. */
+static __always_inline __u64 foreign_hard_timer(void *timer)
+{
+	__u64 fn = 0;
+	__u8 hard = 0;
+
+	bpf_probe_read_kernel(&hard, sizeof(hard), timer + (cfg.hrtimer_is_hard_off & 0xfff));
+	if (!hard)
+		return 0;
+	bpf_probe_read_kernel(&fn, sizeof(fn), timer + (cfg.hrtimer_function_off & 0xfff));
+	return fn == cfg.own_timer_fn ? 0 : fn;
+}
+
+SEC("raw_tp")
+int timer_entry(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 fn = foreign_hard_timer((void *)ctx->args[0]);
+
+	if (fn)
+		hard_entered(IRQTRACE_CONTEXT_TIMER, 0, fn);
+	return 0;
+}
+
+SEC("raw_tp")
+int timer_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	if (foreign_hard_timer((void *)ctx->args[0]))
+		hard_done();
+	return 0;
+}
+
+SEC("raw_tp")
+int soft_entry(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct irqtrace_bpf_cpu *c = my_state();
+
+	if (!c)
+		return 0;
+	c->soft_now.where.context = IRQTRACE_CONTEXT_SOFTIRQ;
+	c->soft_now.where.nr = (__u32)ctx->args[0];
+	c->soft_now.where.fn = 0;
+	c->soft_now.start = bpf_ktime_get_ns();
+	c->soft_now.end = 0;
+	return 0;
+}
+
+SEC("raw_tp")
+int soft_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct irqtrace_bpf_cpu *c = my_state();
+
+	if (!c || !c->soft_now.where.context)
+		return 0;
+	c->soft_now.end = bpf_ktime_get_ns();
+	c->soft_last = c->soft_now;
+	c->soft_now.where.context = IRQTRACE_CONTEXT_TASK;
+	return 0;
+}
+
 static __always_inline void fill_current(struct irqtrace_record *rec)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -249,6 +397,8 @@ int irq_disable(struct bpf_raw_tracepoint_args *ctx)
 	c->off_ip = ctx->args[0];
 	c->off_parent_ip = ctx->args[1];
 	c->off_pid_tgid = bpf_get_current_pid_tgid();
+	context_now(c, &c->off_where);
+	c->off_where_ns = 0;
 	/* Last: the start as close to the caller's as the program can get. */
 	c->off_ts = bpf_ktime_get_ns();
 	return 0;
@@ -270,8 +420,8 @@ int irq_enable(struct bpf_raw_tracepoint_args *ctx)
 	if (!start)
 		return 0;
 	c->off_ts = 0;
-	/* The idle task is pid 0 on every CPU. */
-	if ((__u32)c->off_pid_tgid == 0 && !cfg.count_idle) {
+	/* The idle loop (pid 0 on every CPU); a handler that ran on an idle CPU is measured. */
+	if ((__u32)c->off_pid_tgid == 0 && !c->off_where.context && !cfg.count_idle) {
 		n = my_counters();
 		if (n)
 			n->idle_excluded++;
@@ -295,6 +445,7 @@ int irq_enable(struct bpf_raw_tracepoint_args *ctx)
 	rec->disable_parent_ip = c->off_parent_ip;
 	rec->enable_ip = ctx->args[0];
 	rec->enable_parent_ip = ctx->args[1];
+	set_where(rec, &c->off_where);
 	fill_current(rec);
 	/*
 	 * Another pid closes it: the section spanned a context switch
@@ -328,13 +479,15 @@ int sample(struct bpf_perf_event_data *ctx)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u64 period = cfg.period_ns;
-	struct irqtrace_bpf_counters *n;
+	struct irqtrace_bpf_counters *n = my_counters();
 	struct irqtrace_bpf_cpu *c = my_state();
+	struct irqtrace_bpf_where where;
 	struct irqtrace_record *rec;
 	__u64 expected, late;
 
-	if (!c || !period)
+	if (!c || !n || !period)
 		return 0;
+	n->samples++;
 	expected = c->expected;
 	if (!expected || now < expected || now - expected > 1000 * period) {
 		/* First sample, or the grid was lost: start it here. */
@@ -343,11 +496,14 @@ int sample(struct bpf_perf_event_data *ctx)
 	}
 	late = now - expected;
 	c->expected = expected + (late / period + 1) * period;
-
-	n = my_counters();
-	if (!n)
+	/* Later than this is a section; less is the timer interrupt's own latency. */
+	if (late < cfg.floor_ns)
 		return 0;
-	if ((__u32)bpf_get_current_pid_tgid() == 0 && !cfg.count_idle) {
+	/* What held the timer back: a softirq it interrupted, or a handler that took half of it. */
+	context_now(c, &where);
+	if (!where.context)
+		held_by(&c->hard_last, now, late, &where);
+	if ((__u32)bpf_get_current_pid_tgid() == 0 && !where.context && !cfg.count_idle) {
 		n->idle_excluded++;
 		return 0;
 	}
@@ -362,6 +518,7 @@ int sample(struct bpf_perf_event_data *ctx)
 	rec->start_ns = expected;
 	rec->duration_ns = late;
 	rec->error_ns = period;
+	set_where(rec, &where);
 	fill_current(rec);
 	/* Interrupted in the kernel: where interrupts came back on. */
 	if (!(ctx->regs.cs & 3)) {
@@ -397,6 +554,14 @@ int disable_line(struct pt_regs *ctx)
 	st->cgroup_id = bpf_get_current_cgroup_id();
 	st->cpu = bpf_get_smp_processor_id();
 	bpf_get_current_comm(st->comm, sizeof(st->comm));
+	{
+		struct irqtrace_bpf_cpu *c = my_state();
+
+		if (c)
+			context_now(c, &st->where);
+		else
+			__builtin_memset(&st->where, 0, sizeof(st->where));
+	}
 	/* At the function's entry its return address is on top of the stack. */
 	BPF_KPROBE_READ_RET_IP(site, ctx);
 	st->disable_ip = site;
@@ -462,6 +627,7 @@ int enable_line(struct pt_regs *ctx)
 	__builtin_memcpy(rec->comm, st->comm, sizeof(rec->comm));
 	rec->disable_ip = st->disable_ip;
 	rec->enable_ip = site;
+	set_where(rec, &st->where);
 	{
 		__u64 pid_tgid = bpf_get_current_pid_tgid();
 

@@ -26,6 +26,10 @@ enum irqtrace_bpf_hist {
 struct irqtrace_bpf_config {
 	__u64 threshold_ns;
 	__u64 period_ns;
+	__u64 floor_ns;		/* sampled: lateness below this is not a section */
+	__u64 own_timer_fn;	/* perf_swevent_hrtimer: the sampler's own hrtimer */
+	__u32 hrtimer_function_off;	/* offsetof(struct hrtimer, function) */
+	__u32 hrtimer_is_hard_off;	/* offsetof(struct hrtimer, is_hard) */
 	__u32 stacks;		/* capture kernel stacks in records */
 	__u32 count_idle;	/* measure the idle task's sections too */
 	__u32 irqs_all;		/* irq-line: every IRQ, else the targets map */
@@ -43,16 +47,44 @@ struct irqtrace_bpf_counters {
 	__u64 recorded;
 	__u64 dropped_ring;
 	__u64 idle_excluded;
+	__u64 samples;
 };
 
-/* Per-CPU state of the exact and sampled methods. */
+/*
+ * struct hrtimer's layout where the kernel has no BTF to ask (the loader
+ * asks /sys/kernel/btf/vmlinux when it exists): unchanged since Linux 5.4.
+ */
+#define IRQTRACE_BPF_HRTIMER_FUNCTION_OFF	40
+#define IRQTRACE_BPF_HRTIMER_IS_HARD_OFF	59
+
+/* Where a section ran: enum irqtrace_context, its IRQ or vector, its handler. */
+struct irqtrace_bpf_where {
+	__u32 context;
+	__u32 nr;
+	__u64 fn;
+};
+
+/* A hard handler or a softirq, running (end == 0) or the last one done. */
+struct irqtrace_bpf_handler {
+	struct irqtrace_bpf_where where;
+	__u64 start;
+	__u64 end;
+};
+
+/* Per-CPU state of the exact and sampled methods and of the context probes. */
 struct irqtrace_bpf_cpu {
 	__u64 off_ts;		/* exact: open section's start, 0 when none */
 	__u64 off_ip;
 	__u64 off_parent_ip;
 	__u64 off_pid_tgid;	/* exact: the task that opened the section */
+	struct irqtrace_bpf_where off_where;	/* exact: where it began, or its longest handler */
+	__u64 off_where_ns;
 	__u64 expected;		/* sampled: next expiry of the perf timer's grid */
 	__u64 seq;		/* records emitted on this CPU */
+	struct irqtrace_bpf_handler hard_now;
+	struct irqtrace_bpf_handler hard_last;
+	struct irqtrace_bpf_handler soft_now;
+	struct irqtrace_bpf_handler soft_last;
 };
 
 /* One IRQ line's state: depth and the task and stack that took it 0 -> 1. */
@@ -65,6 +97,7 @@ struct irqtrace_bpf_line {
 	__u32 cpu;
 	__u32 nr_frames;
 	char comm[IRQTRACE_COMM_LEN];
+	struct irqtrace_bpf_where where;	/* where the disabling call was made */
 	__u64 frames[IRQTRACE_MAX_FRAMES];
 };
 

@@ -12,6 +12,12 @@
  *   irqline <irq> <usec> [nest]  disable_irq, then disable_irq_nosync nest-1
  *                                more times, wait, then enable_irq nest times
  *                                from a work item on another CPU
+ *   hardirq <usec> <cpu>         busy-wait in a hard hrtimer callback on cpu,
+ *                                which is idle meanwhile (the writer waits on
+ *                                another CPU): a section of interrupt context
+ *   softirq <usec> <cpu>         local_irq_save, busy-wait, local_irq_restore
+ *                                in a soft hrtimer callback on cpu (the HRTIMER
+ *                                softirq), idle otherwise
  *   bench <pairs>                time <pairs> local_irq_save/restore pairs
  *
  * Busy waits use local_clock(), the clock irqtrace's exact method uses, so
@@ -31,6 +37,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/bottom_half.h>
+#include <linux/completion.h>
 #include <linux/cpumask.h>
 #include <linux/delay.h>
 #include <linux/fs.h>
@@ -172,6 +179,89 @@ static __always_inline s64 irqburn_section(bool irqs, bool witness, u64 ns, u64 
 	}
 	destroy_hrtimer_on_stack(&w.timer);
 	return late;
+}
+
+static int pin_to_cpu(int cpu, cpumask_var_t saved);
+
+/* A section run by a timer callback on an otherwise idle CPU. */
+struct irqburn_irq_section {
+	struct hrtimer timer;
+	struct completion done;
+	bool soft;
+	u64 ns;
+	u64 start_ns;
+	u64 held;
+	u64 outer_ns;
+	int cpu;
+};
+
+/* The callback is the section: interrupts are off for all of it. */
+static noinline enum hrtimer_restart irqburn_hardirq_fn(struct hrtimer *t)
+{
+	struct irqburn_irq_section *x = container_of(t, struct irqburn_irq_section, timer);
+	u64 before = local_clock();
+
+	x->held = irqburn_hold(x->ns, &x->start_ns);
+	x->outer_ns = local_clock() - before;
+	x->cpu = raw_smp_processor_id();
+	complete(&x->done);
+	return HRTIMER_NORESTART;
+}
+
+static noinline enum hrtimer_restart irqburn_softirq_fn(struct hrtimer *t)
+{
+	struct irqburn_irq_section *x = container_of(t, struct irqburn_irq_section, timer);
+	u64 after;
+
+	x->held = irqburn_irqs_off(x->ns, &x->start_ns, &x->outer_ns, &after);
+	x->cpu = raw_smp_processor_id();
+	complete(&x->done);
+	return HRTIMER_NORESTART;
+}
+
+/* Runs on the target CPU (an IPI): the pinned timer fires there, 2 ms on, once it idles. */
+static void irqburn_arm(void *arg)
+{
+	struct irqburn_irq_section *x = arg;
+
+	hrtimer_start(&x->timer, ms_to_ktime(2),
+		      x->soft ? HRTIMER_MODE_REL_PINNED_SOFT : HRTIMER_MODE_REL_PINNED_HARD);
+}
+
+static int irqburn_in_interrupt(bool soft, u64 usec, int cpu, char *report, size_t len)
+{
+	struct irqburn_irq_section x = { .soft = soft, .ns = usec * NSEC_PER_USEC, .cpu = -1 };
+	int other = cpumask_any_but(cpu_online_mask, cpu);
+	cpumask_var_t saved;
+	int ret = 0;
+
+	if (cpu < 0 || cpu >= nr_cpu_ids || !cpu_online(cpu) || other >= nr_cpu_ids)
+		return -EINVAL;
+	if (!alloc_cpumask_var(&saved, GFP_KERNEL))
+		return -ENOMEM;
+	/* The writer waits on another CPU, so the target idles until its timer fires. */
+	ret = pin_to_cpu(other, saved);
+	if (ret)
+		goto out;
+	init_completion(&x.done);
+	hrtimer_init_on_stack(&x.timer, CLOCK_MONOTONIC,
+			      soft ? HRTIMER_MODE_REL_PINNED_SOFT : HRTIMER_MODE_REL_PINNED_HARD);
+	x.timer.function = soft ? irqburn_softirq_fn : irqburn_hardirq_fn;
+	smp_call_function_single(cpu, irqburn_arm, &x, 1);
+	if (!wait_for_completion_timeout(&x.done, msecs_to_jiffies(1000 + usec / USEC_PER_MSEC)))
+		ret = -ETIMEDOUT;
+	hrtimer_cancel(&x.timer);
+	destroy_hrtimer_on_stack(&x.timer);
+	set_cpus_allowed_ptr(current, saved);
+	if (!ret)
+		scnprintf(report, len,
+			  "op=%s cpu=%d pid=%d tgid=%d comm=%s fn=%ps start_ns=%llu duration_ns=%llu outer_ns=%llu\n",
+			  soft ? "softirq" : "hardirq", x.cpu, task_pid_nr(current),
+			  task_tgid_nr(current), current->comm, x.timer.function, x.start_ns,
+			  x.held, x.outer_ns);
+out:
+	free_cpumask_var(saved);
+	return ret;
 }
 
 static void irqburn_enable_line(struct work_struct *work)
@@ -331,6 +421,13 @@ static int run_command(struct selftest_file *f, const char *cmd)
 			goto out;
 		}
 		ret = irqburn_mask_line(a, b, nest, f->report, REPORT_LEN);
+		f->report_len = ret ? 0 : strlen(f->report);
+	} else if (!strcmp(op, "hardirq") || !strcmp(op, "softirq")) {
+		if (n < 3 || a == 0 || a > MAX_HOLD_USEC) {
+			ret = -ERANGE;
+			goto out;
+		}
+		ret = irqburn_in_interrupt(op[0] == 's', a, b, f->report, REPORT_LEN);
 		f->report_len = ret ? 0 : strlen(f->report);
 	} else if (!strcmp(op, "bench")) {
 		if (a == 0 || a > MAX_BENCH_PAIRS) {

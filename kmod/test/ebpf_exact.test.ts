@@ -2,11 +2,11 @@
 // selftest's ground truth, cross-checked with the kernel module on the same
 // workload; refusals; nothing left attached after SIGTERM.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Backend, Kind, Method, RecordFlag } from '@irqtrace/agent';
+import { Backend, Context, Kind, Method, RecordFlag } from '@irqtrace/agent';
 import type { Kallsyms, SectionRecord } from '@irqtrace/agent';
 import { Vm } from '../../test/vm/vm.js';
 import { BpfLoader } from './bpf_loader.js';
-import { Rig, distribution, errorsByLength, exactOverheadToleranceNs, exactWorkload, matching, median, must } from './harness.js';
+import { interruptWorkload, Rig, distribution, errorsByLength, exactOverheadToleranceNs, exactWorkload, expectInterruptContexts, matching, median, must, onCpuDuring } from './harness.js';
 import type { Report } from './harness.js';
 
 const THRESHOLD_NS = 100_000;
@@ -19,6 +19,7 @@ let loader: BpfLoader;
 let syms: Kallsyms;
 let bpfReports: Report[] = [];
 let bpfRecs: SectionRecord[] = [];
+let interruptReports: Report[] = [];
 let kmodReports: Report[] = [];
 let kmodRecs: SectionRecord[] = [];
 
@@ -50,6 +51,7 @@ beforeAll(async () => {
   await loader.start({ method: 'exact', threshold_ns: THRESHOLD_NS });
   await rig.irqburn('irqoff 150 0', 'irqoff 150 1', 'irqoff 20 0', 'irqoff 20 1');
   bpfReports = await rig.irqburn(...WORKLOAD);
+  interruptReports = await rig.irqburn(...interruptWorkload(3000));
   await new Promise((r) => setTimeout(r, 500));
   bpfRecs = await loader.records();
 });
@@ -82,6 +84,15 @@ describe('the eBPF backend, exact, on a kernel with the preemptirq tracepoints',
     for (const [us, those] of errorsByLength(bpfReports, errors)) {
       console.log(`ebpf exact: ${us} µs sections: ${distribution(those)}`);
       expect(median(those), `median error of the ${us} µs sections`).toBeLessThanOrEqual(exactOverheadToleranceNs(us));
+    }
+  });
+
+  it('gives a section in a timer callback or a softirq on an idle CPU to that code, not the idle loop', () => {
+    expectInterruptContexts(bpfRecs, interruptReports, syms, { slackNs: 1_000_000n, atLeast: 6 });
+    for (const report of interruptReports) {
+      const [rec] = onCpuDuring(bpfRecs, report, 1_000_000n).filter((r) => (report.op === 'hardirq' ? r.context === Context.Timer && syms.lookup(r.contextFn)?.name === 'irqburn_hardirq_fn' : r.context === Context.Softirq));
+      expect(rec?.durationNs, `${report.op}: measured`).toBeGreaterThanOrEqual(report.durationNs);
+      expect(rec?.durationNs, `${report.op}: measured`).toBeLessThanOrEqual(BigInt(report.fields.outer_ns ?? '0') + 1_000_000n);
     }
   });
 
@@ -162,7 +173,11 @@ describe('the eBPF backend, exact, on a kernel with the preemptirq tracepoints',
     interface Link { type: string; prog_id: number; tp_name?: string }
     const links = async (): Promise<{ raw: string[]; perf: number }> => {
       const all = JSON.parse((await vm.execHost('bpftool -j link show')).stdout || '[]') as Link[];
-      return { raw: all.filter((l) => l.type === 'raw_tracepoint').map((l) => l.tp_name ?? '?').sort(), perf: all.filter((l) => l.type === 'perf_event').length };
+      // The context probes run for as long as the loader does; the methods' links are the rest.
+      const context = new Set(['irq_handler_entry', 'irq_handler_exit', 'hrtimer_expire_entry', 'hrtimer_expire_exit', 'softirq_entry', 'softirq_exit']);
+      const raw = all.filter((l) => l.type === 'raw_tracepoint').map((l) => l.tp_name ?? '?');
+      expect(raw.filter((tp) => context.has(tp)).sort()).toEqual([...context].sort());
+      return { raw: raw.filter((tp) => !context.has(tp)).sort(), perf: all.filter((l) => l.type === 'perf_event').length };
     };
     const cpus = Number((await vm.run('nproc')).trim());
     /** One selftest section on CPU 0 after a setting: its records. */
@@ -193,7 +208,7 @@ describe('the eBPF backend, exact, on a kernel with the preemptirq tracepoints',
     await new Promise((r) => setTimeout(r, 300));
     expect(matching(await loader.records(), must(off), Kind.IrqsOff)).toHaveLength(0);
     expect((await loader.stop('TERM')).code).toBe(0);
-    expect(await links()).toEqual({ raw: [], perf: 0 });
+    expect((await vm.execHost('bpftool -j link show')).stdout.trim()).toMatch(/^(\[\])?$/);
   });
 
   it('stops at the end of stdin too', async () => {

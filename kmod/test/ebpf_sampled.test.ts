@@ -1,12 +1,12 @@
 // The eBPF backend on Debian's stock kernel (no preemptirq tracepoints):
 // sampled irqs-off and irq-line against the selftest's ground truth.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Backend, Kind, Method, RecordFlag } from '@irqtrace/agent';
+import { Backend, Kind, Method, RecordFlag, Running } from '@irqtrace/agent';
 import type { Kallsyms, SectionRecord } from '@irqtrace/agent';
 import { Vm } from '../../test/vm/vm.js';
 import { BpfLoader } from './bpf_loader.js';
-import { Rig, distribution, median, must, startsMasking } from './harness.js';
-import { checkEnableSites, checkSampled } from './sampling.js';
+import { interruptWorkload, Rig, distribution, expectInterruptContexts, median, must, startsMasking } from './harness.js';
+import { checkEnableSites, checkSampled, checkSampledHistograms } from './sampling.js';
 import type { Report } from './harness.js';
 
 const PERIOD_NS = 1_000_000;
@@ -22,6 +22,7 @@ let syms: Kallsyms;
 let line: number;
 let irqsOff: Report[] = [];
 let masked: Report[] = [];
+let interruptReports: Report[] = [];
 let recs: SectionRecord[] = [];
 let startLog = '';
 
@@ -40,6 +41,7 @@ beforeAll(async () => {
   // Each with the selftest's witness timer: how late the guest's timer interrupts came.
   irqsOff = await rig.irqburn('irqoff 3000 0 1', 'irqoff 5000 1 1', 'irqoff 8000 0 1', 'irqoff 4000 1 1');
   masked = await rig.irqburn(`irqline ${line} 3000 2`, `irqline ${line} 1500 1`, `irqline ${line} 2000 3`);
+  interruptReports = await rig.irqburn(...interruptWorkload(5000));
   await new Promise((r) => setTimeout(r, 500));
   recs = await loader.records();
   syms = await rig.kallsyms();
@@ -53,6 +55,16 @@ describe('the eBPF backend on a stock kernel', () => {
   it('picks sampled when the kernel has no preemptirq tracepoints', () => {
     expect(startLog).toMatch(/tracing: method=sampled irqs=\d+ threshold_ns=1500000 period_ns=1000000/);
   });
+
+  it('says in its counters what runs', async () => {
+    const { counters } = await loader.stats();
+    expect(counters.map((c) => [c.irqsOffMethod, c.running])).toEqual(counters.map(() => [Method.Sampled, Running.IrqLines]));
+  });
+
+  it('gives a section in a timer callback or a softirq on an idle CPU to that code, not the idle loop', () => {
+    expectInterruptContexts(recs, interruptReports, syms, { slackNs: 3_000_000n, atLeast: 4 });
+  });
+
 
   it('says why exact cannot run here, in one line', async () => {
     const r = await loader.runOnce({ method: 'exact' });
@@ -101,10 +113,23 @@ describe('the eBPF backend on a stock kernel', () => {
     expect(Math.abs(median(errors))).toBeLessThanOrEqual(5_000);
   });
 
-  it('keeps a per-IRQ histogram and detaches on SIGTERM', async () => {
+  it('keeps a per-IRQ histogram', async () => {
     const { hists } = await loader.stats();
     const lineHist = hists.find((h) => h.kind === Kind.IrqLine && h.irq === line);
     expect(lineHist?.count).toBeGreaterThanOrEqual(BigInt(masked.length));
+  });
+
+  it('counts sections in its histograms, not timer samples, and clears them', async () => {
+    await checkSampledHistograms({
+      stats: () => loader.stats(),
+      clear: async () => { expect(await loader.command('clear')).toMatch(/ok clear/); },
+      setFloor: async (ns) => { expect(await loader.command(`sample_floor_ns=${ns}`)).toMatch(/^irqtrace-bpf: ok /); },
+      irqburn: (...c) => rig.irqburn(...c),
+      busy: async (cpu, ms) => { await vm.execHost(`timeout ${ms / 1000} taskset -c ${cpu} sh -c 'while :; do :; done'; true`); },
+    }, PERIOD_NS);
+  });
+
+  it('detaches on SIGTERM', async () => {
     const exit = await loader.stop('TERM');
     expect(exit.code).toBe(0);
     const left = (await vm.execHost('bpftool prog show')).stdout;

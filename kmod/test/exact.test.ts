@@ -1,10 +1,10 @@
 // The exact method on the project's tracing kernel (preemptirq tracepoints),
 // against the selftest's ground truth.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Kind, Method, RecordFlag } from '@irqtrace/agent';
+import { Context, Kind, Method, RecordFlag } from '@irqtrace/agent';
 import type { Kallsyms, SectionRecord } from '@irqtrace/agent';
 import { Vm } from '../../test/vm/vm.js';
-import { Rig, distribution, errorsByLength, exactOverheadToleranceNs, exactWorkload, matching, median } from './harness.js';
+import { interruptWorkload, Rig, distribution, errorsByLength, exactOverheadToleranceNs, exactWorkload, expectInterruptContexts, matching, median, onCpuDuring } from './harness.js';
 import type { Report } from './harness.js';
 
 const THRESHOLD_NS = 100_000;
@@ -15,6 +15,7 @@ let rig: Rig;
 let syms: Kallsyms;
 let reports: Report[] = [];
 let recs: SectionRecord[] = [];
+let interruptReports: Report[] = [];
 
 beforeAll(async () => {
   // Multi-threaded TCG: with one host thread for both vCPUs, a section on one
@@ -30,6 +31,7 @@ beforeAll(async () => {
   await rig.irqburn('irqoff 150 0', 'irqoff 150 1', 'irqoff 20 0', 'irqoff 20 1');
   await rig.startReader();
   reports = await rig.irqburn(...exactWorkload(ROUNDS));
+  interruptReports = await rig.irqburn(...interruptWorkload(3000));
   recs = await rig.stopReader();
   syms = await rig.kallsyms();
 });
@@ -70,6 +72,17 @@ describe('the exact method, on a kernel with the preemptirq tracepoints', () => 
     for (const [us, those] of errorsOfLength) {
       expect(median(those), `median error of the ${us} µs sections`).toBeLessThanOrEqual(exactOverheadToleranceNs(us));
     }
+  });
+
+  it('gives a section in a timer callback or a softirq on an idle CPU to that code, not the idle loop', () => {
+    const found = expectInterruptContexts(recs, interruptReports, syms, { slackNs: 1_000_000n, atLeast: 6 });
+    for (const report of interruptReports) {
+      const [rec] = onCpuDuring(recs, report, 1_000_000n).filter((r) => (report.op === 'hardirq' ? r.context === Context.Timer && syms.lookup(r.contextFn)?.name === 'irqburn_hardirq_fn' : r.context === Context.Softirq));
+      // The whole callback or section, and the interrupt's entry and exit around it (under TCG: up to 1 ms).
+      expect(rec?.durationNs, `${report.op}: measured`).toBeGreaterThanOrEqual(report.durationNs);
+      expect(rec?.durationNs, `${report.op}: measured`).toBeLessThanOrEqual(BigInt(report.fields.outer_ns ?? '0') + 1_000_000n);
+    }
+    console.log(`exact: interrupt contexts: ${found.map((r) => `${Context[r.context]}:${r.durationNs}`).join(' ')}`);
   });
 
   it('names the selftest function in the disable and enable sites and in the stack', () => {

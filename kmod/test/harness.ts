@@ -1,8 +1,9 @@
 // Drives irqtrace.ko and the selftest module in a guest, for the kernel tests.
 import { cpSync, existsSync } from 'node:fs';
+import { expect } from 'vitest';
 import { join, relative, sep } from 'node:path';
-import { decodeAll, decodeItems, Kallsyms } from '@irqtrace/agent';
-import type { CountersItem, HistItem, Item, Kind, SectionRecord } from '@irqtrace/agent';
+import { Context, decodeAll, decodeItems, Kallsyms, Kind } from '@irqtrace/agent';
+import type { CountersItem, HistItem, Item, SectionRecord } from '@irqtrace/agent';
 import { repoRoot, scratchDir } from '../../test/lib/paths.js';
 import { buildModule } from '../../test/vm/kernels.js';
 import type { Kernel } from '../../test/vm/kernels.js';
@@ -235,4 +236,40 @@ export function must<T>(value: T | undefined, what = 'value'): T {
 export function startsMasking(report: Report, startNs: bigint): boolean {
   const disableReturned = report.startNs + report.durationNs - BigInt(report.fields.inner_ns ?? '0');
   return startNs >= report.startNs - 1_000n && startNs <= disableReturned + 1_000n;
+}
+
+/**
+ * Irqs-off records on the report's CPU that overlap its section, whoever the
+ * task (the selftest's hardirq and softirq commands run on an idle CPU).
+ */
+export function onCpuDuring(recs: SectionRecord[], report: Report, slackNs = 0n): SectionRecord[] {
+  const end = report.startNs + report.durationNs + slackNs;
+  return recs.filter((r) => r.kind === Kind.IrqsOff && r.cpu === report.cpu && r.startNs < end && r.startNs + r.durationNs > report.startNs);
+}
+
+/**
+ * Selftest commands that make sections of interrupt context on an idle CPU 1, us long: a hard
+ * hrtimer callback, an irqs-off section in a softirq; three of each.
+ */
+export function interruptWorkload(us: number): string[] {
+  return [0, 1, 2].flatMap(() => [`hardirq ${us} 1`, `softirq ${us} 1`]);
+}
+
+/**
+ * The workload's interrupt-context sections recorded as their handler's (TIMER:
+ * irqburn_hardirq_fn; SOFTIRQ: vector 8, HRTIMER), at most one each and at least atLeast in
+ * all; none in their window taken for the idle loop's.
+ */
+export function expectInterruptContexts(recs: SectionRecord[], reports: Report[], syms: Kallsyms, o: { slackNs: bigint; atLeast: number }): SectionRecord[] {
+  const found: SectionRecord[] = [];
+  for (const report of reports) {
+    const during = onCpuDuring(recs, report, o.slackNs);
+    // Other timers' callbacks (the tick) may make sections of their own nearby: the selftest's is the one named.
+    const theirs = during.filter((r) => (report.op === 'hardirq' ? r.context === Context.Timer && syms.lookup(r.contextFn)?.name === 'irqburn_hardirq_fn' : r.context === Context.Softirq && r.contextNr === 8));
+    expect(theirs.length, `at most one record for ${report.op} ${JSON.stringify(report.fields)}`).toBeLessThanOrEqual(1);
+    expect(during.filter((r) => r.context === Context.Task && r.pid === 0), `no idle-loop record for ${report.op}`).toEqual([]);
+    found.push(...theirs);
+  }
+  expect(found.length, 'interrupt-context sections recorded as theirs').toBeGreaterThanOrEqual(o.atLeast);
+  return found;
 }

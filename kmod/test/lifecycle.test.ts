@@ -48,6 +48,27 @@ describe('on the tracing kernel', () => {
     await rig.unload();
   });
 
+  it('wakes a blocked reader when a record comes, and runs nothing while none does', async () => {
+    await rig.load({ method: 'exact', threshold_ns: 50_000_000, softirqs: false, irqs: 'none' });
+    await rig.startReader();
+    // The function tracer on every traceable function of the module (its probes are notrace):
+    // with a reader blocked and no record coming, none may run (the landed module polled every 10 ms).
+    const T = '/sys/kernel/tracing';
+    await vm.run(`echo 0 > ${T}/tracing_on; echo > ${T}/trace; echo ':mod:irqtrace' > ${T}/set_ftrace_filter; echo function > ${T}/current_tracer; echo 1 > ${T}/tracing_on`);
+    await new Promise((r) => setTimeout(r, 2000));
+    await vm.run(`echo 0 > ${T}/tracing_on`);
+    const calls = (await vm.run(`grep -v '^#' ${T}/trace | awk '{print $(NF-1), $NF}' | sort | uniq -c | sort -rn | head; true`)).trim();
+    await vm.run(`echo nop > ${T}/current_tracer; echo > ${T}/set_ftrace_filter`);
+    expect(calls, 'module functions that ran in 2 s of nothing to read').toBe('');
+    // A record comes: the blocked reader gets it (woken from the writer's irq_work).
+    expect(await rig.set('threshold_ns', 1_000_000)).toMatchObject({ code: 0 });
+    const [section] = await rig.irqburn('irqoff 3000 1');
+    const recs = await rig.stopReader();
+    expect(matching(recs, must(section), Kind.IrqsOff)).toHaveLength(1);
+    expect(await vm.run('cat /tmp/reader.err')).toBe('');
+    await rig.unload();
+  });
+
   it('refuses bad parameters at load and at run time, saying why', async () => {
     const refusals: [Record<string, string | number>, RegExp][] = [
       [{ threshold_ns: 5 }, /threshold_ns=5 refused: expected a number of ns from 1000 to/],

@@ -1,11 +1,12 @@
 // The sampled and irq-line methods on Debian's stock kernel (no preemptirq
 // tracepoints), against the selftest's ground truth.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Kind, Method, RecordFlag } from '@irqtrace/agent';
+import { Kind, Method, RecordFlag, Running } from '@irqtrace/agent';
 import type { Kallsyms, SectionRecord } from '@irqtrace/agent';
 import { Vm } from '../../test/vm/vm.js';
-import { Rig, distribution, matching, median, startsMasking } from './harness.js';
-import { checkEnableSites, checkSampled } from './sampling.js';
+import { interruptWorkload, Rig, distribution, expectInterruptContexts, matching, median, startsMasking } from './harness.js';
+import { agentCli } from '../../test/lib/paths.js';
+import { checkEnableSites, checkSampled, checkSampledHistograms } from './sampling.js';
 import type { Report } from './harness.js';
 
 const PERIOD_NS = 1_000_000;
@@ -18,6 +19,7 @@ let line = 0;
 let irqsOff: Report[] = [];
 let bhOff: Report[] = [];
 let masked: Report[] = [];
+let interruptReports: Report[] = [];
 let recs: SectionRecord[] = [];
 const IRQLINE_ROUNDS = Number(process.env.IRQTRACE_IRQLINE_ROUNDS ?? 1);
 
@@ -38,6 +40,7 @@ beforeAll(async () => {
   bhOff = await rig.irqburn('bhoff 3000 1 1', 'bhoff 5000 0 1', 'bhoff 8000 1 1');
   const maskings = [`irqline ${line} 3000 2`, `irqline ${line} 1500 1`, `irqline ${line} 2000 3`];
   masked = await rig.irqburn(...Array.from({ length: IRQLINE_ROUNDS }, () => maskings).flat());
+  interruptReports = await rig.irqburn(...interruptWorkload(5000));
   recs = await rig.stopReader();
   syms = await rig.kallsyms();
 });
@@ -49,7 +52,16 @@ afterAll(async () => {
 describe('the sampled method, on a stock kernel', () => {
   it('runs sampled: this kernel has no preemptirq tracepoints', async () => {
     expect(await vm.run('cat /sys/class/misc/irqtrace_stats/stats')).toMatch(/^irqs_off sampled\nsoftirqs_off sampled\nirq_lines exact\n/);
+    // The same in the counters, for programs.
+    const { counters } = await rig.stats();
+    expect(counters.map((c) => [c.irqsOffMethod, c.running])).toEqual(counters.map(() => [Method.Sampled, Running.Softirqs | Running.IrqLines]));
   });
+
+  it('gives a section in a timer callback or a softirq on an idle CPU to that code, not the idle loop', () => {
+    // Sampled: the sample lands just after the section; the guest's timer interrupts can come late (two of six may be missed).
+    expectInterruptContexts(recs, interruptReports, syms, { slackNs: 3_000_000n, atLeast: 4 });
+  });
+
 
   it('records every irqs-off section of 3 ms and more, its timer interrupts on time, within one period of the truth', () => {
     checkSampled({ recs, reports: irqsOff, kind: Kind.IrqsOff, label: 'irqs-off', periodNs: PERIOD_NS, like: { method: Method.Sampled } });
@@ -109,5 +121,28 @@ describe('the irq-line method', () => {
     const lineHist = hists.find((h) => h.kind === Kind.IrqLine && h.irq === line);
     expect(lineHist?.count).toBeGreaterThanOrEqual(BigInt(masked.length));
     expect(lineHist?.maxNs).toBeGreaterThanOrEqual(2_900_000n);
+  });
+});
+
+// Last: it clears the statistics the tests above read.
+describe('the statistics', () => {
+  it('count sections in the histograms, not timer samples, and clear (control file)', async () => {
+    await checkSampledHistograms({
+      stats: () => rig.stats(),
+      clear: async () => { await vm.run('echo clear > /dev/irqtrace_stats'); },
+      setFloor: async (ns) => { expect(await rig.set('sample_floor_ns', ns)).toMatchObject({ code: 0 }); },
+      irqburn: (...c) => rig.irqburn(...c),
+      busy: async (cpu, ms) => { await vm.execHost(`timeout ${ms / 1000} taskset -c ${cpu} sh -c 'while :; do :; done'; true`); },
+    }, PERIOD_NS);
+  });
+
+  it('clear from the command line too: irqtrace clear --kernel', async () => {
+    await vm.execHost(`timeout 2 taskset -c 1 sh -c 'while :; do :; done'; true`);
+    const before = (await rig.stats()).counters.reduce((n, c) => n + c.samples, 0n);
+    const r = await vm.execHost(`node ${agentCli} clear --kernel`, { timeoutMs: 300_000 });
+    expect(r.stderr).toMatch(/cleared the kernel module's histograms and counters/);
+    const after = (await rig.stats()).counters.reduce((n, c) => n + c.samples, 0n);
+    // What the samples came to since the clear: the CLI's exit, not the seconds before.
+    expect(after).toBeLessThan(before / 4n);
   });
 });

@@ -3,7 +3,8 @@
 // the eBPF backend's sampled tests.
 import { expect } from 'vitest';
 import { Kind, RecordFlag } from '@irqtrace/agent';
-import type { Kallsyms, SectionRecord } from '@irqtrace/agent';
+import { LIMITS } from '@irqtrace/proto';
+import type { CountersItem, HistItem, Kallsyms, SectionRecord } from '@irqtrace/agent';
 import { distribution, matching, timerLateNs } from './harness.js';
 import type { Report } from './harness.js';
 
@@ -98,4 +99,47 @@ export function checkEnableSites(recs: SectionRecord[], irqsOff: Report[], syms:
   }
   console.log(`${label}: enable sites named: ${seen.join(', ')}`);
   expect(checked, `${label}: no section's timer interrupt came on time: the host was too busy to test enable sites`).toBeGreaterThan(0);
+}
+
+/** A sampled backend's statistics, and how to zero them and set its floor. */
+export interface SampledStats {
+  stats(): Promise<{ counters: CountersItem[]; hists: HistItem[] }>;
+  clear(): Promise<void>;
+  setFloor(ns: number): Promise<void>;
+  /** Runs selftest commands (from a task named irqburn). */
+  irqburn(...commands: string[]): Promise<Report[]>;
+  /** Keeps CPU cpu busy in user space for ms (timer samples in a task, none of them a section). */
+  busy(cpu: number, ms: number): Promise<void>;
+}
+
+/**
+ * A sampled histogram counts sections, not timer samples: one entry per section, of its measured
+ * length; the samples are counted apart. Samples later than the floor are sections: under TCG an
+ * on-time timer interrupt comes 30-260 µs after its expiry, so the floor here is 300 µs.
+ */
+export async function checkSampledHistograms(b: SampledStats, periodNs: number): Promise<void> {
+  const cpu = 1;
+  await b.setFloor(300_000);
+  await b.clear();
+  await b.busy(cpu, 2000);
+  const sections = await b.irqburn('irqoff 3000 1 1', 'irqoff 3000 1 1', 'irqoff 3000 1 1', 'irqoff 3000 1 1', 'irqoff 3000 1 1');
+  const { counters, hists } = await b.stats();
+  const samples = counters.find((c) => c.cpu === cpu)?.samples ?? 0n;
+  const hist = hists.find((h) => h.kind === Kind.IrqsOff && h.cpu === cpu);
+  const onTime = sections.filter((r) => !excusedByLateTimer(r)).length;
+  console.log(`sampled histogram, cpu ${cpu}: ${hist?.count ?? 0n} sections in ${samples} samples; selftest sections ${sections.length}, ${onTime} with the timer on time`);
+  // 2 s busy and the sections: a sample every period, each one counted in samples.
+  expect(samples).toBeGreaterThanOrEqual(BigInt(Math.floor(2e9 / periodNs / 2)));
+  // Sections only: the selftest's (those its timer came on time for, at least) and the few the guest makes itself.
+  expect(hist?.count ?? 0n).toBeGreaterThanOrEqual(BigInt(onTime));
+  expect(hist?.count ?? 0n).toBeLessThanOrEqual(samples / 10n);
+  // Each of length 2-3 ms (3 ms less up to a period, more when the timer came late): bucket 2^21 ns (2.1-4.2 ms) or next.
+  expect((hist?.buckets[21] ?? 0n) + (hist?.buckets[22] ?? 0n)).toBeGreaterThanOrEqual(BigInt(onTime));
+  // Cleared, it starts over: only what the moments since then brought (the guest makes sections of its own every few ms under TCG).
+  await b.clear();
+  const after = await b.stats();
+  const afterHist = after.hists.find((h) => h.kind === Kind.IrqsOff && h.cpu === cpu);
+  expect(afterHist?.count ?? 0n).toBeLessThan(hist?.count ?? 0n);
+  expect(after.counters.find((c) => c.cpu === cpu)?.samples ?? 0n).toBeLessThan(samples);
+  await b.setFloor(Number(LIMITS.floorNs.default));
 }

@@ -19,7 +19,7 @@ describe('CLI formatting', () => {
     buckets[12] = 100n;
     buckets[22] = 1n;
     const h: HistItem = { type: 'hist', kind: Kind.IrqsOff, method: Method.Exact, backend: Backend.Kmod, cpu: 1, irq: 0, count: 501n, sumNs: 501_000_000n, maxNs: 5_000_000n, buckets };
-    const text = formatHistogram(h, 20).split('\n');
+    const text = formatHistogram(h, undefined, 20).split('\n');
     expect(text[0]).toBe('irqs-off CPU 1 (exact): 501 sections, mean 1.00 ms, max 5.00 ms');
     expect(text).toHaveLength(2 + 13);
     expect(text[2]).toBe('    1 µs .. 2 µs             400  |********************|');

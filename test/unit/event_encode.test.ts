@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { irqtrace, toBigInt, toLong } from '@irqtrace/proto';
-import { Backend, Kallsyms, Kind, Method, RecordFlag, toEvent } from '@irqtrace/agent';
+import { Backend, Context, Kallsyms, Kind, Method, RecordFlag, toEvent } from '@irqtrace/agent';
 import type { SectionRecord } from '@irqtrace/agent';
 import { encodeEvent } from '../../agent/src/pipeline/encode.js';
 
@@ -14,7 +14,7 @@ function rec(frames: bigint[], flags = RecordFlag.SitesValid | RecordFlag.Enable
   return {
     type: 'record', kind: Kind.IrqsOff, method: Method.Exact, backend: Backend.Kmod, flags,
     cpu: 3, irq: 0, enableCpu: 3, seq: 9n, startNs: 2n ** 63n + 5n, durationNs: 1_500_000n, errorNs: 0n, cgroupId: 77n,
-    pid: 42, tgid: 40, comm: 'irqburn', enablePid: 43, enableTgid: 40, enableComm: 'kworker/3:1',
+    pid: 42, tgid: 40, comm: 'irqburn', enablePid: 43, enableTgid: 40, enableComm: 'kworker/3:1', context: Context.Task, contextNr: 0, contextFn: 0n,
     ...code, code,
   };
 }
@@ -42,6 +42,7 @@ const anyEvent = fc.record(
     stack: fc.array(frame, { maxLength: 32 }), stackTruncated: fc.boolean(),
     enrichment: fc.option(fc.record({ openFiles: fc.array(text, { maxLength: 5 }), sockets: fc.array(text, { maxLength: 5 }), heldLocks: fc.array(text, { maxLength: 3 }) })),
     traces: fc.array(text, { maxLength: 4 }),
+    context: fc.option(fc.record({ kind: enumOf(irqtrace.v1.ContextKind), irq: fc.nat({ max: 0xffffffff }), softirq: text, handler: fc.option(frame), actions: fc.array(text, { maxLength: 3 }), summary: text }, { requiredKeys: [] })),
   },
   { requiredKeys: [] },
 );

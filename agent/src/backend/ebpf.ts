@@ -154,6 +154,11 @@ export class EbpfBackend implements KernelBackend {
     return Promise.resolve(this.currentMethod);
   }
 
+  async clear(): Promise<void> {
+    const answer = await this.send('clear');
+    if (!answer.startsWith('ok')) throw new BackendError(`clear: ${answer}`, 'ebpf');
+  }
+
   async stop(): Promise<void> {
     const child = this.child;
     if (!child) return;

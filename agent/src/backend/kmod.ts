@@ -2,16 +2,21 @@
 // prebuilt one, or builds it from the shipped source against the node's
 // headers, as node agents do), loads it with the configuration as module
 // parameters, reads /dev/irqtrace, and changes parameters through sysfs.
-import { constants } from 'node:fs';
-import { cp, mkdtemp, open, readFile, writeFile } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
+//
+// Reads block in the kernel until records come (the module wakes its reader
+// from an irq_work), each in a thread of libuv's pool: nothing polls. To stop,
+// the device is closed; the module's ->flush wakes the blocked read, which
+// returns 0.
+import { close, constants, open, read } from 'node:fs';
+import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { release, tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { kernelSettings } from '../config/kernel_config.js';
 import type { KernelConfig } from '../config/kernel_config.js';
 import { decodeAll } from '../records/decode.js';
 import type { CountersItem, HistItem } from '../records/decode.js';
+import { Method } from '../records/layout.js';
 import { ItemStreamDecoder } from '../records/stream.js';
 import { exists } from '../util/fs.js';
 import { exec as defaultExec } from './exec.js';
@@ -30,12 +35,19 @@ export interface KmodOptions {
   sysRoot?: string;
   devRoot?: string;
   modulesRoot?: string;
-  /** How long to wait between reads when the rings are empty. */
-  pollMs?: number;
   exec?: Exec;
 }
 
 const READ_BYTES = 256 * 1024;
+const openFd = promisify(open);
+const readFd = promisify(read);
+const closeFd = promisify(close);
+
+/** The irqs-off method the counters say runs (the same in every CPU's item). */
+export function runningMethod(counters: readonly CountersItem[]): string {
+  const m = counters[0]?.irqsOffMethod;
+  return m === Method.Exact ? 'exact' : m === Method.Sampled ? 'sampled' : counters.length ? 'off' : 'unknown';
+}
 
 export class KmodBackend implements KernelBackend {
   readonly name = 'kmod';
@@ -43,7 +55,7 @@ export class KmodBackend implements KernelBackend {
   private readonly dev: string;
   private readonly exec: Exec;
   private loadedByUs = false;
-  private device: FileHandle | undefined;
+  private device: number | undefined;
   private reading: Promise<void> | undefined;
   private stopping = false;
   private applied: Record<string, string> = {};
@@ -102,7 +114,7 @@ export class KmodBackend implements KernelBackend {
       this.applied = settings;
     }
     try {
-      this.device = await open(join(this.dev, 'irqtrace'), constants.O_RDONLY | constants.O_NONBLOCK);
+      this.device = await openFd(join(this.dev, 'irqtrace'), constants.O_RDONLY);
     } catch (err) {
       await this.stop();
       const busy = (err as NodeJS.ErrnoException).code === 'EBUSY';
@@ -111,25 +123,21 @@ export class KmodBackend implements KernelBackend {
     this.reading = this.readLoop(this.device, sink);
   }
 
-  private async readLoop(device: FileHandle, sink: BackendSink): Promise<void> {
+  private async readLoop(device: number, sink: BackendSink): Promise<void> {
     const decoder = new ItemStreamDecoder();
     const buf = Buffer.alloc(READ_BYTES);
     while (!this.stopping) {
       let n: number;
       try {
-        n = (await device.read(buf, 0, buf.length, null)).bytesRead;
+        // Blocks until records come, or the device is closed (0).
+        n = (await readFd(device, buf, 0, buf.length, null)).bytesRead;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
-          await sleep(this.options.pollMs ?? 20);
-          continue;
-        }
         if (!this.isStopping()) sink.failed(err as Error);
         return;
       }
-      if (n === 0) {
-        await sleep(this.options.pollMs ?? 20);
-        continue;
-      }
+      // Closed meanwhile: the descriptor is gone (its number may be another file's by now).
+      if (this.isStopping()) return;
+      if (n === 0) continue;
       try {
         for (const item of decoder.items(buf.subarray(0, n))) if (item.type === 'record') sink.record(item);
       } catch (err) {
@@ -166,15 +174,20 @@ export class KmodBackend implements KernelBackend {
   }
 
   async method(): Promise<string> {
-    const summary = await readFile(join(this.sys, 'class', 'misc', 'irqtrace_stats', 'stats'), 'utf8').catch(() => '');
-    return /^irqs_off (\S+)/m.exec(summary)?.[1] ?? 'unknown';
+    return runningMethod((await this.stats()).counters);
+  }
+
+  async clear(): Promise<void> {
+    await writeFile(join(this.dev, 'irqtrace_stats'), 'clear');
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
-    await this.reading;
-    await this.device?.close();
+    const device = this.device;
     this.device = undefined;
+    // The close wakes the read blocked in the kernel (->flush); then the loop ends.
+    if (device !== undefined) await closeFd(device);
+    await this.reading;
     if (this.loadedByUs) {
       const r = await this.exec('rmmod', ['irqtrace'], { timeoutMs: 120_000 });
       if (r.code !== 0) throw new BackendError(`rmmod irqtrace: ${r.stderr.trim()}`, 'kmod');

@@ -33,6 +33,8 @@ export interface KernelBackend {
   stats(): Promise<Stats>;
   /** The irqs-off method actually in use. */
   method(): Promise<string>;
+  /** Zeroes the histograms and counters. */
+  clear(): Promise<void>;
   /** Detaches and unloads what start loaded. */
   stop(): Promise<void>;
 }

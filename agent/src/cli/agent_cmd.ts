@@ -1,5 +1,5 @@
 // `irqtrace agent`: the node agent as a service (DaemonSet pod, or systemd
-// unit on a machine outside Kubernetes), and `list` / `clear` of the local store.
+// unit on a machine outside Kubernetes). `list` and `clear` are store_cmd.ts.
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { pino } from 'pino';
@@ -9,7 +9,6 @@ import type { AgentFileConfig } from '../config/file.js';
 import { AgentMetrics, serveMetrics } from '../daemon/metrics.js';
 import { NodeAgent } from '../daemon/node_agent.js';
 import { EventStore } from '../daemon/store.js';
-import { VIOLATION_HEADER, formatNs, formatRow, formatWhere } from './format.js';
 import { backendOptionsOf } from './host_options.js';
 import type { HostOptions } from './host_options.js';
 
@@ -78,48 +77,6 @@ export async function runAgent(o: AgentCommandOptions): Promise<number> {
   log.info({}, 'stopping: detaching and unloading what this agent loaded');
   await agent.stop();
   server?.close();
-  return 0;
-}
-
-interface StoredEvent {
-  recordedAt?: string;
-  kind?: string;
-  cpu?: number;
-  irq?: number;
-  durationNs?: string;
-  task?: { pid?: number; comm?: string; podUid?: string; containerId?: string };
-  stack?: { symbol?: string }[];
-  traces?: string[];
-}
-
-export function listStore(path: string, json: boolean): number {
-  const events = new EventStore(path).list() as StoredEvent[];
-  if (json) {
-    for (const e of events) process.stdout.write(`${JSON.stringify(e)}\n`);
-    return 0;
-  }
-  process.stdout.write(`${formatRow(VIOLATION_HEADER)}\n`);
-  for (const e of events) {
-    const kind = (e.kind ?? '').replace('SECTION_KIND_', '').toLowerCase().replace('_', '-');
-    process.stdout.write(
-      `${formatRow({
-        time: (e.recordedAt ?? '').slice(11, 23),
-        kind: kind === 'irq-line' ? `irq-line ${e.irq ?? 0}` : kind,
-        cpu: String(e.cpu ?? 0),
-        duration: formatNs(BigInt(e.durationNs ?? '0')),
-        task: `${e.task?.comm ?? '?'}/${e.task?.pid ?? 0}`,
-        where: formatWhere(e.task),
-        frames: (e.stack ?? []).slice(0, 3).map((f) => f.symbol ?? '?').join(' < '),
-      })}\n`,
-    );
-  }
-  process.stderr.write(`irqtrace: ${events.length} violations in ${path}\n`);
-  return 0;
-}
-
-export function clearStore(path: string): number {
-  new EventStore(path).clear();
-  process.stderr.write(`irqtrace: cleared ${path}\n`);
   return 0;
 }
 

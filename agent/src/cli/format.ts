@@ -29,15 +29,18 @@ export const KIND_NAMES: Record<Kind, string> = {
 
 export const METHOD_NAMES: Record<Method, string> = { [Method.Exact]: 'exact', [Method.Sampled]: 'sampled' };
 
-/** One histogram as a bar chart; empty string when it counted nothing. */
-export function formatHistogram(h: HistItem, width = 40): string {
+/**
+ * One histogram as a bar chart; empty string when it counted nothing. A sampled one says of how
+ * many timer samples its sections are (samples: the CPU's counter).
+ */
+export function formatHistogram(h: HistItem, samples?: bigint, width = 40): string {
   if (h.count === 0n) return '';
   const first = h.buckets.findIndex((b) => b > 0n);
   const last = h.buckets.length - 1 - [...h.buckets].reverse().findIndex((b) => b > 0n);
   const peak = h.buckets.reduce((a, b) => (b > a ? b : a), 0n);
   const who = h.kind === Kind.IrqLine ? `IRQ ${h.irq}` : `CPU ${h.cpu}`;
   const lines = [
-    `${KIND_NAMES[h.kind]} ${who} (${METHOD_NAMES[h.method]}): ${h.count} sections, mean ${formatNs(h.sumNs / h.count)}, max ${formatNs(h.maxNs)}`,
+    `${KIND_NAMES[h.kind]} ${who} (${METHOD_NAMES[h.method]}): ${h.count} sections${h.method === Method.Sampled && samples ? ` in ${samples} samples` : ''}, mean ${formatNs(h.sumNs / h.count)}, max ${formatNs(h.maxNs)}`,
     `${'range'.padStart(21)}  ${'count'.padStart(10)}  distribution`,
   ];
   for (let i = first; i <= last; i++) {

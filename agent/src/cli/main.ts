@@ -62,17 +62,19 @@ program
   .option('--store <file>', 'the store', DEFAULT_STORE)
   .option('--json', 'one JSON object per event', false)
   .action(async (options: { store: string; json: boolean }) => {
-    const { listStore } = await import('./agent_cmd.js');
+    const { listStore } = await import('./store_cmd.js');
     process.exitCode = listStore(options.store, options.json);
   });
 
 program
   .command('clear')
-  .description("clear the standalone agent's stored violations")
+  .description("clear the standalone agent's stored violations, or with --kernel the loaded module's histograms and counters")
   .option('--store <file>', 'the store', DEFAULT_STORE)
-  .action(async (options: { store: string }) => {
-    const { clearStore } = await import('./agent_cmd.js');
-    process.exitCode = clearStore(options.store);
+  .option('--kernel', "zero the kernel module's histograms and counters instead (/dev/irqtrace_stats)", false)
+  .option('--dev <dir>', 'where /dev is', '/dev')
+  .action(async (options: { store: string; kernel: boolean; dev: string }) => {
+    const { clearKernel, clearStore } = await import('./store_cmd.js');
+    process.exitCode = options.kernel ? clearKernel(options.dev) : clearStore(options.store);
   });
 
 program

@@ -115,8 +115,10 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
     const frames = (event.stack ?? []).slice(0, 3).map((f) => f.symbol ?? `0x${toBigInt(f.address).toString(16)}`);
     const time = wallClock(rec.startNs).toISOString().slice(11, 23);
     const kind = rec.kind === Kind.IrqLine ? `irq-line ${rec.irq}` : KIND_NAMES[rec.kind];
+    // A handler's or softirq's section is its own, not the interrupted task's or pod's.
+    const who = event.context?.summary ?? `${rec.comm || '?'}/${rec.pid}`;
     if (io.err.isTTY) io.err.write('\r\x1b[K');
-    io.out.write(`${formatRow({ time, kind, cpu: String(rec.cpu), duration: formatNs(rec.durationNs), task: `${rec.comm || '?'}/${rec.pid}`, where: formatWhere(task), frames: frames.join(' < ') })}\n`);
+    io.out.write(`${formatRow({ time, kind, cpu: String(rec.cpu), duration: formatNs(rec.durationNs), task: who, where: event.context ? '-' : formatWhere(task), frames: frames.join(' < ') })}\n`);
   };
 
   const sink = {
@@ -139,6 +141,9 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
   }
   const { backend, state } = started;
   if (state.reason) io.err.write(`irqtrace: ${state.reason}\n`);
+  // The histograms at the end are this run's, also of a module that was loaded already
+  // (nobody else reads it: /dev/irqtrace has one reader).
+  await backend.clear();
   io.err.write(
     `irqtrace: tracing with ${state.backend} (irqs-off: ${state.method}, irq lines: ${Array.isArray(cfg.irqs) ? cfg.irqs.join(',') : cfg.irqs}), ` +
       `threshold ${formatNs(cfg.thresholdNs)}${durationMs === undefined ? '; Ctrl-C to stop' : `, for ${formatNs(BigInt(durationMs) * 1_000_000n)}`}\n`,
@@ -170,7 +175,7 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
     await pipeline.drained();
     if (!o.json) {
       for (const h of hists) {
-        const text = formatHistogram(h);
+        const text = formatHistogram(h, counters.find((c) => c.cpu === h.cpu && h.kind !== Kind.IrqLine)?.samples);
         if (text) io.out.write(`\n${text}\n`);
       }
     }

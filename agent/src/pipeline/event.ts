@@ -130,6 +130,8 @@ export interface Attribution {
   task?: CgroupAttribution;
   enablingTask?: CgroupAttribution;
   enrichment?: Enrichment;
+  /** The interrupt code the section belongs to (pipeline/context.ts); absent: the task's. */
+  context?: irqtrace.v1.IContext | null;
 }
 
 /**
@@ -140,6 +142,8 @@ export interface Attribution {
 export function toEvent(rec: SectionRecord, syms: Kallsyms, who: Attribution = {}): irqtrace.v1.IEvent {
   const sites = (rec.flags & RecordFlag.SitesValid) !== 0;
   const code = symbolize(syms, rec.code);
+  // A handler's section is the handler's: the task it interrupted is named, not its pod.
+  const interrupted = Boolean(who.context);
   return {
     kind: SECTION_KINDS[rec.kind],
     method: METHODS[rec.method],
@@ -149,7 +153,7 @@ export function toEvent(rec: SectionRecord, syms: Kallsyms, who: Attribution = {
     durationNs: uint64Of(rec.durationNs),
     errorBoundNs: uint64Of(rec.errorNs),
     irq: rec.irq,
-    task: taskOf(rec.pid, rec.tgid, rec.comm, rec.cgroupId, who.task),
+    task: taskOf(rec.pid, rec.tgid, rec.comm, interrupted ? 0n : rec.cgroupId, interrupted ? undefined : who.task),
     enablingTask: (rec.flags & RecordFlag.EnablerValid) !== 0 ? taskOf(rec.enablePid, rec.enableTgid, rec.enableComm, 0n, who.enablingTask) : null,
     disableSite: sites ? code.disableSite : null,
     enableSite: sites ? code.enableSite : null,
@@ -157,6 +161,7 @@ export function toEvent(rec: SectionRecord, syms: Kallsyms, who: Attribution = {
     stack: code.stack as irqtrace.v1.IFrame[],
     stackTruncated: (rec.flags & RecordFlag.StackTruncated) !== 0,
     // Shared by the events of one offender within its cache time: not copied.
-    enrichment: who.enrichment ?? null,
+    enrichment: interrupted ? null : (who.enrichment ?? null),
+    ...(who.context ? { context: who.context } : {}),
   };
 }

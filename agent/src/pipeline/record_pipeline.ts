@@ -13,10 +13,13 @@ import { TaskAttributor } from '../attribution/tasks.js';
 import { TraceTimeline } from '../config/trace_timeline.js';
 import type { Trace } from '../config/traces.js';
 import type { SectionRecord } from '../records/decode.js';
-import { Kind } from '../records/layout.js';
+import { Context, Kind } from '../records/layout.js';
+import { parseInterrupts } from '../config/irq_names.js';
+import type { InterruptLine } from '../config/irq_names.js';
 import { SymbolSource } from '../symbols/source.js';
 import { SerialQueue } from './serial_queue.js';
 import { toEvent } from './event.js';
+import { ContextNamer } from './context.js';
 
 /** Where the pipeline's counts go (the agent's Prometheus metrics, or nothing). */
 export interface PipelineCounters {
@@ -43,6 +46,9 @@ export interface RecordPipelineOptions {
 }
 
 const NO_TRACES: string[] = [];
+const NO_LINES: ReadonlyMap<number, InterruptLine> = new Map();
+/** /proc/interrupts is read again for an IRQ it did not name after this long (lines come and go with devices). */
+const INTERRUPTS_MAX_AGE_MS = 10_000;
 
 export class RecordPipeline {
   readonly symbols: SymbolSource;
@@ -50,6 +56,9 @@ export class RecordPipeline {
   private readonly offenders: OffenderEnricher;
   private readonly queue: SerialQueue<SectionRecord>;
   private readonly timeline = new TraceTimeline();
+  private readonly contexts = new ContextNamer();
+  /** IRQ numbers to their action names, from /proc/interrupts, and when it was read. */
+  private interrupts: { lines: ReadonlyMap<number, InterruptLine>; readAt: number } = { lines: NO_LINES, readAt: 0 };
   /** Records lost because the queue was full. */
   dropped = 0;
 
@@ -104,19 +113,36 @@ export class RecordPipeline {
     const task = this.tasks.cached(rec.pid);
     const enablingTask = rec.enablePid ? this.tasks.cached(rec.enablePid) : null;
     const enrichment = this.o.enrich === false ? null : this.offenders.cached(rec.pid);
-    if (task === undefined || enablingTask === undefined || enrichment === undefined) return this.slow(rec, traces);
-    this.emit(rec, traces, task.value, enablingTask?.value, enrichment?.value);
+    const lines = this.interruptLines(rec);
+    if (task === undefined || enablingTask === undefined || enrichment === undefined || lines === undefined) return this.slow(rec, traces);
+    this.emit(rec, traces, lines, task.value, enablingTask?.value, enrichment?.value);
   }
 
   private async slow(rec: SectionRecord, traces: string[]): Promise<void> {
     const task = await this.tasks.attribute(rec.pid, rec.cgroupId);
     const enablingTask = rec.enablePid ? await this.tasks.attribute(rec.enablePid) : undefined;
     const enrichment = this.o.enrich === false ? undefined : await this.offenders.enrich(rec.pid);
-    this.emit(rec, traces, task, enablingTask, enrichment);
+    const lines = this.interruptLines(rec) ?? (await this.readInterrupts());
+    this.emit(rec, traces, lines, task, enablingTask, enrichment);
   }
 
-  private emit(rec: SectionRecord, traces: string[], task?: CgroupAttribution, enablingTask?: CgroupAttribution, enrichment?: Enrichment): void {
-    const event = toEvent(rec, this.symbols.symbols, { task, enablingTask, enrichment });
+  /** The IRQ names a handler's record needs, when known well enough; undefined: read /proc/interrupts first. */
+  private interruptLines(rec: SectionRecord): ReadonlyMap<number, InterruptLine> | undefined {
+    if (rec.context !== Context.Hardirq) return NO_LINES;
+    const { lines, readAt } = this.interrupts;
+    return lines.has(rec.contextNr) || Date.now() - readAt < INTERRUPTS_MAX_AGE_MS ? lines : undefined;
+  }
+
+  private async readInterrupts(): Promise<ReadonlyMap<number, InterruptLine>> {
+    const text = (await this.o.proc.read('interrupts')) ?? '';
+    const lines = new Map(parseInterrupts(text).map((l) => [l.irq, l] as const));
+    this.interrupts = { lines, readAt: Date.now() };
+    return lines;
+  }
+
+  private emit(rec: SectionRecord, traces: string[], lines: ReadonlyMap<number, InterruptLine>, task?: CgroupAttribution, enablingTask?: CgroupAttribution, enrichment?: Enrichment): void {
+    const context = this.contexts.of(rec, this.symbols.symbols, lines);
+    const event = toEvent(rec, this.symbols.symbols, { task, enablingTask, enrichment, context });
     // Shared by the events the same traces want: not changed downstream.
     if (traces.length) event.traces = traces;
     this.o.counters?.emitted(rec.kind, rec.durationNs);

@@ -3,7 +3,7 @@
 // /dev/irqtrace_stats. Framing is by each item's preamble; a malformed item
 // ends decoding with a DecodeError that says where and why.
 import { ABI_VERSION, COMM_LEN, COUNTERS, HIST, HIST_BUCKETS, MAGIC, MAX_FRAMES, PREAMBLE_SIZE, RECORD } from './layout.js';
-import { Backend, Kind, Method } from './layout.js';
+import { Backend, Context, Kind, Method } from './layout.js';
 import { CodeInterner } from './code.js';
 import type { CodeLocation } from './code.js';
 
@@ -41,6 +41,12 @@ export interface SectionRecord {
   disableParentIp: bigint;
   enableIp: bigint;
   enableParentIp: bigint;
+  /** Where the section ran: a task, or the handler (IRQ, timer callback) or softirq it belongs to. */
+  context: Context;
+  /** The IRQ (Hardirq) or softirq vector (Softirq), else 0. */
+  contextNr: number;
+  /** The handler or timer callback, when known, else 0n. */
+  contextFn: bigint;
   frames: readonly bigint[];
   /** Sites and stack, one object shared by the records with the same ones. */
   code: CodeLocation;
@@ -62,6 +68,10 @@ export interface HistItem {
 export interface CountersItem {
   type: 'counters';
   backend: Backend;
+  /** The irqs-off method running now; undefined when off. */
+  irqsOffMethod: Method | undefined;
+  /** Running bits: softirqs off, IRQ lines. */
+  running: number;
   cpu: number;
   seen: bigint;
   recorded: bigint;
@@ -69,6 +79,8 @@ export interface CountersItem {
   droppedGuard: bigint;
   idleExcluded: bigint;
   nmiSkipped: bigint;
+  /** Sampled: timer expiries, late or not (sections are only those at least the floor late). */
+  samples: bigint;
 }
 
 export type Item = SectionRecord | HistItem | CountersItem;
@@ -88,6 +100,7 @@ function member<E extends Record<string, string | number>>(e: E, name: string): 
 }
 
 const kindOf = member(Kind, 'kind');
+const contextOf = member(Context, 'context');
 const methodOf = member(Method, 'method');
 const backendOf = member(Backend, 'backend');
 
@@ -125,6 +138,9 @@ function decodeRecord(buf: Buffer, at: number, size: number, codes: CodeInterner
     disableParentIp: code.disableParentIp,
     enableIp: code.enableIp,
     enableParentIp: code.enableParentIp,
+    context: contextOf(buf.readUInt8(at + r.context.offset), at),
+    contextNr: buf.readUInt32LE(at + r.context_nr.offset),
+    contextFn: buf.readBigUInt64LE(at + r.context_fn.offset),
     frames: code.frames,
     code,
   };
@@ -151,6 +167,8 @@ function decodeCounters(buf: Buffer, at: number): CountersItem {
   return {
     type: 'counters',
     backend: backendOf(buf.readUInt8(at + c.backend.offset), at),
+    irqsOffMethod: runningMethod(buf.readUInt8(at + c.irqs_off_method.offset), at),
+    running: buf.readUInt8(at + c.running.offset),
     cpu: buf.readUInt32LE(at + c.cpu.offset),
     seen: buf.readBigUInt64LE(at + c.seen.offset),
     recorded: buf.readBigUInt64LE(at + c.recorded.offset),
@@ -158,7 +176,13 @@ function decodeCounters(buf: Buffer, at: number): CountersItem {
     droppedGuard: buf.readBigUInt64LE(at + c.dropped_guard.offset),
     idleExcluded: buf.readBigUInt64LE(at + c.idle_excluded.offset),
     nmiSkipped: buf.readBigUInt64LE(at + c.nmi_skipped.offset),
+    samples: buf.readBigUInt64LE(at + c.samples.offset),
   };
+}
+
+/** The counters' method running: 0 is off. */
+function runningMethod(value: number, at: number): Method | undefined {
+  return value === 0 ? undefined : methodOf(value, at);
 }
 
 /**

@@ -2,7 +2,7 @@
 // test/unit/uapi_layout.test.ts compiles the C header and checks every
 // offset and size here against the compiler's, so the two cannot drift.
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 export const MAGIC = {
   record: 0x72515249,
@@ -34,7 +34,21 @@ export enum RecordFlag {
   StackTruncated = 0x01,
   EnablerValid = 0x02,
   SitesValid = 0x04,
-  InIrq = 0x08,
+}
+
+/** Where a section ran (enum irqtrace_context). */
+export enum Context {
+  Task = 0,
+  Hardirq = 1,
+  Timer = 2,
+  Softirq = 3,
+  Nmi = 4,
+}
+
+/** What runs besides the irqs-off method (irqtrace_counters.running). */
+export enum Running {
+  Softirqs = 0x01,
+  IrqLines = 0x02,
 }
 
 export interface FieldLayout {
@@ -56,7 +70,7 @@ export const PREAMBLE_SIZE = 8;
 
 export const RECORD = {
   cName: 'irqtrace_record',
-  size: 144,
+  size: 160,
   fields: {
     kind: f(8, 1),
     method: f(9, 1),
@@ -81,7 +95,10 @@ export const RECORD = {
     disable_parent_ip: f(120, 8),
     enable_ip: f(128, 8),
     enable_parent_ip: f(136, 8),
-    frames: f(144, 0),
+    context: f(144, 1),
+    context_nr: f(148, 4),
+    context_fn: f(152, 8),
+    frames: f(160, 0),
   },
 } as const satisfies StructLayout;
 
@@ -103,9 +120,11 @@ export const HIST = {
 
 export const COUNTERS = {
   cName: 'irqtrace_counters',
-  size: 64,
+  size: 72,
   fields: {
     backend: f(8, 1),
+    irqs_off_method: f(9, 1),
+    running: f(10, 1),
     cpu: f(12, 4),
     seen: f(16, 8),
     recorded: f(24, 8),
@@ -113,6 +132,7 @@ export const COUNTERS = {
     dropped_guard: f(40, 8),
     idle_excluded: f(48, 8),
     nmi_skipped: f(56, 8),
+    samples: f(64, 8),
   },
 } as const satisfies StructLayout;
 

@@ -12,6 +12,7 @@
  *                            struct irqtrace_record followed by nr_frames
  *                            __u64 kernel addresses (innermost first)
  *   IRQTRACE_MAGIC_HIST      one per-CPU log2 histogram of all sections
+ *                            (one entry per section, of its measured length)
  *   IRQTRACE_MAGIC_COUNTERS  per-CPU counters (seen, recorded, dropped, ...)
  *
  * All fields are little-endian (the format is only produced on the machine
@@ -29,7 +30,7 @@
 
 #include <linux/types.h>
 
-#define IRQTRACE_ABI_VERSION		1
+#define IRQTRACE_ABI_VERSION		2
 
 /* Item magics: ASCII "IRQr", "IRQh", "IRQc" read as little-endian __u32. */
 #define IRQTRACE_MAGIC_RECORD		0x72515249
@@ -49,6 +50,15 @@
 #define IRQTRACE_PERIOD_NS_MIN		100000		/* 100 us */
 #define IRQTRACE_PERIOD_NS_MAX		1000000000	/* 1 s */
 #define IRQTRACE_PERIOD_NS_DEFAULT	1000000		/* 1 ms */
+/*
+ * The sampled method's floor: a sample later than its timer's expiry by less
+ * than this is the timer interrupt's own latency, not a section (counted in
+ * irqtrace_counters.samples only); one this late or later is one section, of
+ * that length, in the histograms.
+ */
+#define IRQTRACE_FLOOR_NS_MIN		0
+#define IRQTRACE_FLOOR_NS_MAX		1000000		/* 1 ms */
+#define IRQTRACE_FLOOR_NS_DEFAULT	10000		/* 10 us */
 
 #define IRQTRACE_COMM_LEN		16
 #define IRQTRACE_MAX_FRAMES		32
@@ -74,11 +84,27 @@ enum irqtrace_backend {
 	IRQTRACE_BACKEND_EBPF		= 2,
 };
 
+/*
+ * Where a section ran (irqtrace_record.context). A section of interrupt
+ * context belongs to its handler, not to the task it interrupted (whose
+ * pid/comm the record still carries), and is never excluded as idle.
+ */
+enum irqtrace_context {
+	IRQTRACE_CONTEXT_TASK		= 0,	/* a task, in process context */
+	IRQTRACE_CONTEXT_HARDIRQ	= 1,	/* a device IRQ's handler: context_nr */
+	IRQTRACE_CONTEXT_TIMER		= 2,	/* an hrtimer callback in hard irq context */
+	IRQTRACE_CONTEXT_SOFTIRQ	= 3,	/* a softirq: context_nr is its vector */
+	IRQTRACE_CONTEXT_NMI		= 4,	/* an NMI (no method sees into one) */
+};
+
 /* irqtrace_record.flags */
 #define IRQTRACE_F_STACK_TRUNCATED	0x01	/* more than nr_frames frames */
 #define IRQTRACE_F_ENABLER_VALID	0x02	/* enable_* task fields are set */
 #define IRQTRACE_F_SITES_VALID		0x04	/* disable/enable ips are set */
-#define IRQTRACE_F_IN_IRQ		0x08	/* section began in hardirq ctx */
+
+/* irqtrace_counters.running: what runs besides the irqs-off method */
+#define IRQTRACE_RUNNING_SOFTIRQS	0x01	/* softirqs-off, sampled */
+#define IRQTRACE_RUNNING_IRQ_LINES	0x02	/* IRQ lines, exact */
 
 struct irqtrace_preamble {
 	__u32 magic;		/* IRQTRACE_MAGIC_* */
@@ -117,7 +143,11 @@ struct irqtrace_record {
 	__u64 disable_parent_ip;	/* 120: its caller */
 	__u64 enable_ip;		/* 128: where the section ended */
 	__u64 enable_parent_ip;		/* 136: its caller */
-	__u64 frames[];			/* 144: kernel stack, innermost first */
+	__u8  context;			/* 144: enum irqtrace_context */
+	__u8  reserved[3];		/* 145: 0 */
+	__u32 context_nr;		/* 148: IRQ (HARDIRQ), vector (SOFTIRQ), else 0 */
+	__u64 context_fn;		/* 152: the handler or callback, when known, else 0 */
+	__u64 frames[];			/* 160: kernel stack, innermost first */
 };
 
 /*
@@ -139,11 +169,16 @@ struct irqtrace_hist {
 	__u64 buckets[IRQTRACE_HIST_BUCKETS];	/*  48 */
 };
 
-/* One CPU's counters, cumulative since clear. */
+/*
+ * One CPU's counters, cumulative since clear, and what runs now (the same in
+ * every CPU's item).
+ */
 struct irqtrace_counters {
 	struct irqtrace_preamble hdr;	/*   0: magic COUNTERS */
 	__u8  backend;			/*   8: enum irqtrace_backend */
-	__u8  reserved[3];		/*   9: 0 */
+	__u8  irqs_off_method;		/*   9: enum irqtrace_method running, 0: off */
+	__u8  running;			/*  10: IRQTRACE_RUNNING_* */
+	__u8  reserved;			/*  11: 0 */
 	__u32 cpu;			/*  12 */
 	__u64 seen;			/*  16: irqs-off + softirqs-off sections
 					 * measured (IRQ-line ones: per-IRQ hists)
@@ -153,6 +188,7 @@ struct irqtrace_counters {
 	__u64 dropped_guard;		/*  40: probe re-entered, not measured */
 	__u64 idle_excluded;		/*  48: sections in the idle task */
 	__u64 nmi_skipped;		/*  56: probe hits in NMI context */
+	__u64 samples;			/*  64: sampled: timer expiries, late or not */
 };
 
 #define IRQTRACE_RECORD_SIZE(nr_frames) \

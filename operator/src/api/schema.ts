@@ -190,6 +190,7 @@ export const Violation = Type.Object({
   durationNs: Int64(),
   cpu: Type.Optional(Type.Integer()),
   irq: Type.Optional(Type.Integer()),
+  context: Type.Optional(Type.String({ description: 'The interrupt code the section belongs to (irq 24 handler (nvme0q1), hrtimer tick_sched_timer, softirq NET_RX); absent: the task\'s. comm and pid then name the task it interrupted, and no pod is given.' })),
   comm: Type.Optional(Type.String()),
   pid: Type.Optional(Type.Integer()),
   pod: Type.Optional(Type.String({ description: 'namespace/name, when the task is in a pod' })),

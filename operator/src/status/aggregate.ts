@@ -40,8 +40,16 @@ const KINDS: Record<number, string> = {
   [pb.SectionKind.SECTION_KIND_IRQ_LINE]: 'irq_line',
 };
 
+/** The interrupt code a section belongs to, in words; undefined for a task's. */
+function contextOf(e: irqtrace.v1.IEvent): string | undefined {
+  const c = e.context;
+  if (!c || c.kind === pb.ContextKind.CONTEXT_KIND_UNSPECIFIED || c.kind === pb.ContextKind.CONTEXT_KIND_TASK) return undefined;
+  return c.summary || 'interrupt';
+}
+
 function violationOf(node: string, e: irqtrace.v1.IEvent, receivedUnixNs: bigint): Violation {
   const t = e.task;
+  const context = contextOf(e);
   const frames = (e.stack ?? []).slice(0, 4).map((f) => (f.symbol ? `${f.symbol}+0x${toBigInt(f.offset).toString(16)}${f.module ? ` [${f.module}]` : ''}` : `0x${toBigInt(f.address).toString(16)}`));
   return {
     time: new Date(Number(receivedUnixNs / 1_000_000n)).toISOString(),
@@ -49,9 +57,11 @@ function violationOf(node: string, e: irqtrace.v1.IEvent, receivedUnixNs: bigint
     durationNs: Number(toBigInt(e.durationNs)),
     cpu: e.cpu ?? 0,
     ...(e.kind === pb.SectionKind.SECTION_KIND_IRQ_LINE ? { irq: e.irq ?? 0 } : {}),
+    ...(context ? { context } : {}),
     ...(t?.comm ? { comm: t.comm } : {}),
     ...(t?.pid ? { pid: t.pid } : {}),
-    ...(t?.podName ? { pod: `${t.podNamespace ?? ''}/${t.podName}` } : t?.podUid ? { pod: `uid:${t.podUid}` } : {}),
+    // An interrupt's section is not the interrupted task's pod's.
+    ...(context ? {} : t?.podName ? { pod: `${t.podNamespace ?? ''}/${t.podName}` } : t?.podUid ? { pod: `uid:${t.podUid}` } : {}),
     node,
     ...(frames.length ? { topFrames: frames } : {}),
   };
@@ -200,7 +210,7 @@ export class TraceAggregate {
       violations,
       maxDurationNs,
       lost: all.reduce((n, [, r]) => n + r.lost, 0),
-      worst: worst ? `${formatNs(worst.durationNs)} ${worst.comm ?? '?'}/${worst.pid ?? 0} on ${worst.node ?? '?'}` : '',
+      worst: worst ? `${formatNs(worst.durationNs)} ${worst.context ?? `${worst.comm ?? '?'}/${worst.pid ?? 0}`} on ${worst.node ?? '?'}` : '',
       worstOffenders,
       nodes,
       nodesOmitted: Math.max(0, notable.length - MAX_STATUS_NODES),

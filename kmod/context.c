@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * irqtrace: the interrupt context a section ran in.
+ *
+ * A section inside a hard interrupt handler, an hrtimer callback or a softirq
+ * belongs to that code, not to the task it interrupted; and one on an idle
+ * CPU is not the idle loop's. Probes on the irq_handler_entry/exit,
+ * softirq_entry/exit and hrtimer_expire_entry/exit tracepoints (present in
+ * every kernel with tracepoints) keep, per CPU, the hard handler and the
+ * softirq running now and the last of each that ran:
+ *
+ *  - exact: an irqs-off section is opened where it began (a softirq, or a
+ *    task); a hard handler can run inside one only if the section began at
+ *    the interrupt's entry, so the longest handler that ran in it is what
+ *    the section was;
+ *  - sampled: the sample comes when the section ends; a handler that took at
+ *    least half of the sample's lateness is what held the timer back;
+ *  - irq lines: where the disabling call was made.
+ *
+ * The sampler's own timers are not handlers of anything. Probes run on the
+ * CPU whose state they write, in the context they describe: no locks.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/hrtimer.h>
+#include <linux/interrupt.h>
+#include <linux/kprobes.h>
+#include <linux/sched/clock.h>
+#include <linux/string.h>
+#include <linux/tracepoint.h>
+
+#include "internal.h"
+
+static struct tracepoint *tp_irq_entry, *tp_irq_exit;
+static struct tracepoint *tp_softirq_entry, *tp_softirq_exit;
+static struct tracepoint *tp_hrtimer_entry, *tp_hrtimer_exit;
+static bool looked_up;
+static bool irq_hooked, softirq_hooked, hrtimer_hooked;
+
+static void find_tracepoint(struct tracepoint *tp, void *priv)
+{
+	static const struct {
+		const char *name;
+		struct tracepoint **tp;
+	} wanted[] = {
+		{ "irq_handler_entry", &tp_irq_entry },
+		{ "irq_handler_exit", &tp_irq_exit },
+		{ "softirq_entry", &tp_softirq_entry },
+		{ "softirq_exit", &tp_softirq_exit },
+		{ "hrtimer_expire_entry", &tp_hrtimer_entry },
+		{ "hrtimer_expire_exit", &tp_hrtimer_exit },
+	};
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(wanted); i++)
+		if (!strcmp(tp->name, wanted[i].name))
+			*wanted[i].tp = tp;
+}
+
+static __always_inline void hard_entered(struct irqtrace_cpu *c, u8 context, u32 nr,
+					 unsigned long fn)
+{
+	c->hard_now = (struct irqtrace_handler) {
+		.where = { .context = context, .nr = nr, .fn = fn },
+		.start = local_clock(),
+	};
+}
+
+static __always_inline void hard_done(struct irqtrace_cpu *c)
+{
+	struct irqtrace_handler *h = &c->hard_now;
+	u64 now = local_clock();
+
+	if (!h->where.context)
+		return;
+	h->end = now;
+	c->hard_last = *h;
+	/* Inside an open irqs-off section: it began at this interrupt's entry. */
+	if (c->off_ts && now - h->start > c->off_where_ns) {
+		c->off_where = h->where;
+		c->off_where_ns = now - h->start;
+	}
+	h->where.context = IRQTRACE_CONTEXT_TASK;
+}
+
+static void notrace probe_irq_entry(void *data, int irq, struct irqaction *action)
+{
+	hard_entered(this_cpu_ptr(irqtrace_pcpu), IRQTRACE_CONTEXT_HARDIRQ, irq,
+		     (unsigned long)action->handler);
+}
+NOKPROBE_SYMBOL(probe_irq_entry);
+
+static void notrace probe_irq_exit(void *data, int irq, struct irqaction *action, int ret)
+{
+	hard_done(this_cpu_ptr(irqtrace_pcpu));
+}
+NOKPROBE_SYMBOL(probe_irq_exit);
+
+/* A hard-mode callback other than the sampler's own. */
+static __always_inline bool foreign_hard_timer(struct irqtrace_cpu *c, struct hrtimer *t)
+{
+	return in_hardirq() && t != &c->hard_timer && t != &c->soft_timer;
+}
+
+static void notrace probe_hrtimer_entry(void *data, struct hrtimer *t, ktime_t *now)
+{
+	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
+
+	if (foreign_hard_timer(c, t))
+		hard_entered(c, IRQTRACE_CONTEXT_TIMER, 0, (unsigned long)t->function);
+}
+NOKPROBE_SYMBOL(probe_hrtimer_entry);
+
+static void notrace probe_hrtimer_exit(void *data, struct hrtimer *t)
+{
+	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
+
+	if (foreign_hard_timer(c, t))
+		hard_done(c);
+}
+NOKPROBE_SYMBOL(probe_hrtimer_exit);
+
+/* Softirqs run with interrupts on; a hard interrupt meanwhile touches only the hard_* state. */
+static void notrace probe_softirq_entry(void *data, unsigned int vec)
+{
+	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
+
+	c->soft_now = (struct irqtrace_handler) {
+		.where = { .context = IRQTRACE_CONTEXT_SOFTIRQ, .nr = vec },
+		.start = local_clock(),
+	};
+}
+NOKPROBE_SYMBOL(probe_softirq_entry);
+
+static void notrace probe_softirq_exit(void *data, unsigned int vec)
+{
+	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
+
+	if (!c->soft_now.where.context)
+		return;
+	c->soft_now.end = local_clock();
+	c->soft_last = c->soft_now;
+	c->soft_now.where.context = IRQTRACE_CONTEXT_TASK;
+}
+NOKPROBE_SYMBOL(probe_softirq_exit);
+
+/* Where code on this CPU runs now: a hard handler, else a softirq, else a task. */
+void notrace irqtrace_context_now(struct irqtrace_cpu *c, struct irqtrace_where *w)
+{
+	if (c->hard_now.where.context)
+		*w = c->hard_now.where;
+	else if (c->soft_now.where.context)
+		*w = c->soft_now.where;
+	else
+		*w = (struct irqtrace_where) { .context = IRQTRACE_CONTEXT_TASK };
+}
+
+/* *w becomes last's context if last ran for at least half of [now - late, now]. */
+void notrace irqtrace_context_held_by(const struct irqtrace_handler *last, u64 now, u64 late,
+				      struct irqtrace_where *w)
+{
+	u64 from = now - late, start, end;
+
+	if (!last->where.context || !last->end || !late)
+		return;
+	start = max(last->start, from);
+	end = min(last->end, now);
+	if (end > start && 2 * (end - start) >= late)
+		*w = last->where;
+}
+
+static int hook_pair(struct tracepoint *entry, void *on_entry, struct tracepoint *exit,
+		     void *on_exit, bool *hooked)
+{
+	int ret;
+
+	if (!entry || !exit)
+		return 0;
+	/* Exits first: one seen without its entry is ignored. */
+	ret = tracepoint_probe_register(exit, on_exit, NULL);
+	if (ret)
+		return ret;
+	ret = tracepoint_probe_register(entry, on_entry, NULL);
+	if (ret) {
+		tracepoint_probe_unregister(exit, on_exit, NULL);
+		return ret;
+	}
+	*hooked = true;
+	return 0;
+}
+
+static void unhook_pair(struct tracepoint *entry, void *on_entry, struct tracepoint *exit,
+			void *on_exit, bool *hooked)
+{
+	if (!*hooked)
+		return;
+	tracepoint_probe_unregister(entry, on_entry, NULL);
+	tracepoint_probe_unregister(exit, on_exit, NULL);
+	*hooked = false;
+}
+
+void irqtrace_context_stop(void)
+{
+	int cpu;
+
+	unhook_pair(tp_irq_entry, probe_irq_entry, tp_irq_exit, probe_irq_exit, &irq_hooked);
+	unhook_pair(tp_softirq_entry, probe_softirq_entry, tp_softirq_exit, probe_softirq_exit,
+		    &softirq_hooked);
+	unhook_pair(tp_hrtimer_entry, probe_hrtimer_entry, tp_hrtimer_exit, probe_hrtimer_exit,
+		    &hrtimer_hooked);
+	tracepoint_synchronize_unregister();
+	for_each_possible_cpu(cpu) {
+		struct irqtrace_cpu *c = per_cpu_ptr(irqtrace_pcpu, cpu);
+
+		memset(&c->hard_now, 0, sizeof(c->hard_now));
+		memset(&c->hard_last, 0, sizeof(c->hard_last));
+		memset(&c->soft_now, 0, sizeof(c->soft_now));
+		memset(&c->soft_last, 0, sizeof(c->soft_last));
+	}
+}
+
+/* Hooks what the kernel has of the three; a kernel without some names fewer contexts. */
+int irqtrace_context_start(void)
+{
+	int ret;
+
+	if (!looked_up) {
+		for_each_kernel_tracepoint(find_tracepoint, NULL);
+		looked_up = true;
+	}
+	ret = hook_pair(tp_irq_entry, probe_irq_entry, tp_irq_exit, probe_irq_exit, &irq_hooked);
+	if (!ret)
+		ret = hook_pair(tp_softirq_entry, probe_softirq_entry, tp_softirq_exit,
+				probe_softirq_exit, &softirq_hooked);
+	if (!ret)
+		ret = hook_pair(tp_hrtimer_entry, probe_hrtimer_entry, tp_hrtimer_exit,
+				probe_hrtimer_exit, &hrtimer_hooked);
+	if (ret)
+		irqtrace_context_stop();
+	return ret;
+}

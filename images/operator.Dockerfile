@@ -13,6 +13,8 @@ COPY agent/package.json agent/
 COPY operator/package.json operator/
 RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY proto/ proto/
+# The kernel side's bounds and defaults (proto/build.mjs derives LIMITS from the uapi header).
+COPY kmod/include/uapi/ kmod/include/uapi/
 COPY agent/ agent/
 COPY operator/ operator/
 RUN npm run build -w @irqtrace/proto && npm run build -w @irqtrace/operator \

@@ -109,7 +109,12 @@ describe('irqtrace agent with an ingest', () => {
     expect((await vm.run('cat /sys/module/irqtrace/parameters/threshold_ns')).trim()).toBe('5000000');
     const [short, long] = await rig.irqburn(`irqline ${line} 1500 1`, `irqline ${line} 8000 1`);
     await waitUntil('the long masking at the ingest', 60_000, async () => Promise.resolve(eventsOf(must(long)).length > 0));
-    expect(eventsOf(must(short))).toHaveLength(0);
+    // Judged by its real length: a host stall can stretch the selftest's 1.5 ms sleep past the threshold.
+    const shortReport = must(short);
+    const [inner, outer] = [BigInt(shortReport.fields.inner_ns ?? '0'), BigInt(shortReport.fields.outer_ns ?? '0')];
+    if (outer < 5_000_000n) expect(eventsOf(shortReport)).toHaveLength(0);
+    else if (inner >= 5_000_000n) expect(eventsOf(shortReport)).toHaveLength(1);
+    else console.log(`agent: the short masking took ${inner}..${outer} ns, across the threshold: either is right`);
     expect((await vm.run('dmesg | grep -c "irqtrace: tracing:" || true')).trim()).toBe(loads);
   });
 

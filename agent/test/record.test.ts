@@ -25,6 +25,7 @@ interface JsonEvent {
   disableSite?: { ip: { symbol?: string } };
   enableSite?: { ip: { symbol?: string } };
   stack?: { symbol?: string; address: string }[];
+  context?: { kind: string; summary: string; handler?: { symbol?: string } };
 }
 
 /** Runs `irqtrace record` in the guest's chroot in the background until stop(). */
@@ -107,11 +108,15 @@ describe('irqtrace record on the tracing kernel', () => {
     // 1 ms, not 100 µs: under TCG natural sections over 100 µs come by the hundred a second.
     await rec.start(`--backend kmod --module ${rig.modules.irqtrace} --target irqs-off --threshold 1ms --json`);
     const reports = await rig.irqburn('irqoff 1500 0', 'irqoff 3000 1', 'irqoff 5000 0');
+    const [inTimer] = await rig.irqburn('hardirq 3000 1');
     const { code, out, err } = await rec.stop('INT');
     expect(code, err).toBe(0);
     expect(err).toMatch(/tracing with kmod \(irqs-off: exact/);
     expect(err).toMatch(/lost: 0 in the kernel, 0 in irqtrace/);
     checkIrqsOff(events(out), reports, 'BACKEND_KMOD', 'METHOD_EXACT');
+    // A section of a timer callback on an idle CPU: the callback's, named, with no pod.
+    const timer = events(out).filter((e) => e.context?.kind === 'CONTEXT_KIND_TIMER' && e.context.handler?.symbol === 'irqburn_hardirq_fn' && (e.cpu ?? 0) === must(inTimer).cpu);
+    expect(timer.map((e) => e.context?.summary)).toEqual(['hrtimer irqburn_hardirq_fn [irqtrace_selftest]']);
     // The module was ours to load, so it is gone.
     expect((await vm.exec('test -d /sys/module/irqtrace')).code).not.toBe(0);
   });

@@ -2,11 +2,11 @@
 // selftest's ground truth, cross-checked with the kernel module on the same
 // workload; refusals; nothing left attached after SIGTERM.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Backend, Context, Kind, Method, RecordFlag } from '@irqtrace/agent';
+import { Backend, Kind, Method, RecordFlag } from '@irqtrace/agent';
 import type { Kallsyms, SectionRecord } from '@irqtrace/agent';
 import { Vm } from '../../test/vm/vm.js';
 import { BpfLoader } from './bpf_loader.js';
-import { interruptWorkload, Rig, distribution, errorsByLength, exactOverheadToleranceNs, exactWorkload, expectInterruptContexts, matching, median, must, onCpuDuring } from './harness.js';
+import { interruptWorkload, Rig, distribution, errorsByLength, exactOverheadToleranceNs, exactWorkload, expectBucketed, expectInterruptContexts, matching, median, must } from './harness.js';
 import type { Report } from './harness.js';
 
 const THRESHOLD_NS = 100_000;
@@ -88,11 +88,10 @@ describe('the eBPF backend, exact, on a kernel with the preemptirq tracepoints',
   });
 
   it('gives a section in a timer callback or a softirq on an idle CPU to that code, not the idle loop', () => {
-    expectInterruptContexts(bpfRecs, interruptReports, syms, { slackNs: 1_000_000n, atLeast: 6 });
-    for (const report of interruptReports) {
-      const [rec] = onCpuDuring(bpfRecs, report, 1_000_000n).filter((r) => (report.op === 'hardirq' ? r.context === Context.Timer && syms.lookup(r.contextFn)?.name === 'irqburn_hardirq_fn' : r.context === Context.Softirq));
-      expect(rec?.durationNs, `${report.op}: measured`).toBeGreaterThanOrEqual(report.durationNs);
-      expect(rec?.durationNs, `${report.op}: measured`).toBeLessThanOrEqual(BigInt(report.fields.outer_ns ?? '0') + 1_000_000n);
+    const found = expectInterruptContexts(bpfRecs, interruptReports, syms, { slackNs: 1_000_000n, atLeast: 6 });
+    for (const [report, rec] of found) {
+      // The whole callback or section, and the interrupt's entry and exit around it (under TCG: up to 1 ms).
+      expect(rec.durationNs, `${report.op}: measured`).toBeLessThanOrEqual(BigInt(report.fields.outer_ns ?? '0') + 1_000_000n);
     }
   });
 
@@ -122,19 +121,12 @@ describe('the eBPF backend, exact, on a kernel with the preemptirq tracepoints',
     const after = await loader.stats();
     const hist = (s: typeof before) => s.hists.find((h) => h.kind === Kind.IrqsOff && h.cpu === cpu);
     expect(hist(after)?.backend).toBe(Backend.Ebpf);
-    // The measurement lies between the burn's inner and outer clocks: so does its bucket.
-    const bucketOf = (ns: bigint) => ns.toString(2).length - 1;
-    const grew = (lo: number, hi: number) => {
-      let n = 0n;
-      for (let i = lo; i <= hi; i++) n += (hist(after)?.buckets[i] ?? 0n) - (hist(before)?.buckets[i] ?? 0n);
-      return n;
-    };
-    const lo = Math.min(...burns.map((b) => bucketOf(b.durationNs)));
-    const hi = Math.max(...burns.map((b) => bucketOf(BigInt(b.fields.outer_ns ?? '0'))));
-    expect(hi - lo).toBeLessThanOrEqual(1);
-    expect(grew(lo, hi)).toBeGreaterThanOrEqual(BigInt(burns.length));
+    expectBucketed(burns, hist(before), hist(after));
     const recs = await loader.records();
-    for (const b of burns) expect(matching(recs, b, Kind.IrqsOff)).toHaveLength(0);
+    // Under the threshold even from outside (the host can stretch one): never a record.
+    const short = burns.filter((b) => BigInt(b.fields.outer_ns ?? '0') < BigInt(THRESHOLD_NS));
+    expect(short.length).toBeGreaterThanOrEqual(5);
+    for (const b of short) expect(matching(recs, b, Kind.IrqsOff)).toHaveLength(0);
     const counters = after.counters.find((c) => c.cpu === cpu);
     expect(counters?.seen).toBeGreaterThan(before.counters.find((c) => c.cpu === cpu)?.seen ?? 0n);
   });

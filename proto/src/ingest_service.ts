@@ -39,18 +39,18 @@ export interface IngestServiceHandlers extends grpc.UntypedServiceImplementation
 /** Client side of one Connect stream. */
 export type ConnectStream = grpc.ClientDuplexStream<AgentMessage, IngestMessage>;
 
-interface IngestServiceClientShape extends grpc.Client {
-  connect(metadata?: grpc.Metadata, options?: Partial<grpc.CallOptions>): ConnectStream;
-}
-
-export const IngestServiceClient = grpc.makeGenericClientConstructor(
-  ingestServiceDefinition,
-  'irqtrace.v1.IngestService',
-) as unknown as new (
+/** A client class of IngestService whose connect() opens a Stream. */
+type IngestClientClass<Stream> = new (
   address: string,
   credentials: grpc.ChannelCredentials,
   options?: Partial<grpc.ChannelOptions>,
-) => IngestServiceClientShape;
+) => grpc.Client & { connect(metadata?: grpc.Metadata, options?: Partial<grpc.CallOptions>): Stream };
+
+function clientClass<Stream>(definition: grpc.ServiceDefinition): IngestClientClass<Stream> {
+  return grpc.makeGenericClientConstructor(definition, 'irqtrace.v1.IngestService') as unknown as IngestClientClass<Stream>;
+}
+
+export const IngestServiceClient = clientClass<ConnectStream>(ingestServiceDefinition);
 
 /**
  * The same service with requests left as bytes, for a server that scans them
@@ -74,15 +74,4 @@ export const rawRequestIngestClientDefinition = {
 /** Client side of one Connect stream whose requests are bytes. */
 export type RawConnectStream = grpc.ClientDuplexStream<Buffer, IngestMessage>;
 
-interface RawIngestServiceClientShape extends grpc.Client {
-  connect(metadata?: grpc.Metadata, options?: Partial<grpc.CallOptions>): RawConnectStream;
-}
-
-export const RawIngestServiceClient = grpc.makeGenericClientConstructor(
-  rawRequestIngestClientDefinition,
-  'irqtrace.v1.IngestService',
-) as unknown as new (
-  address: string,
-  credentials: grpc.ChannelCredentials,
-  options?: Partial<grpc.ChannelOptions>,
-) => RawIngestServiceClientShape;
+export const RawIngestServiceClient = clientClass<RawConnectStream>(rawRequestIngestClientDefinition);

@@ -27,7 +27,8 @@ const ms = (ns: number) => `${(ns / 1e6).toFixed(3)} ms`;
 
 function offenderLine(v: Violation): string {
   const where = v.kind === 'irq_line' ? `irq ${v.irq ?? '?'} masked` : `${v.kind.replace('_', ' ')} on cpu ${v.cpu ?? '?'}`;
-  return `${ms(v.durationNs).padStart(10)}  ${where.padEnd(22)} ${`${v.comm ?? '?'}/${v.pid ?? '?'}`.padEnd(16)} ${v.node ?? ''}\n${''.padEnd(12)}${(v.topFrames ?? []).slice(0, 3).join(' < ')}`;
+  // A section of interrupt code is the handler's: named instead of the task it interrupted.
+  return `${ms(v.durationNs).padStart(10)}  ${where.padEnd(22)} ${(v.context ?? `${v.comm ?? '?'}/${v.pid ?? '?'}`).padEnd(16)} ${v.node ?? ''}\n${''.padEnd(12)}${(v.topFrames ?? []).slice(0, 3).join(' < ')}`;
 }
 
 async function watchTable(plane: ControlPlane, until: () => Promise<boolean>, timeoutMs: number): Promise<void> {
@@ -77,7 +78,7 @@ async function main(): Promise<void> {
       say(`${node.name}: the agent traces with ${backend === 'kmod' ? 'the kernel module' : 'eBPF'}, ${method} (${(await node.vm.run('uname -r')).trim()})`);
     }
 
-    say('workload in each guest: ordinary load, and the selftest: 80 ms with interrupts off, then the serial line (ttyS0) masked for 30 ms');
+    say('workload in each guest: ordinary load, and the selftest: 80 ms with interrupts off, the serial line (ttyS0) masked for 30 ms, a 60 ms timer callback');
     const reports = new Map<GuestNode, Selftest<Report>>();
     for (const node of [exact, sampled]) {
       const done = await node.provoke();
@@ -85,6 +86,8 @@ async function main(): Promise<void> {
       for (const r of [done.irqsOff, done.line]) {
         say(`  ${node.name}: selftest ${r.op === 'irqoff' ? 'irqs off' : `irq ${node.serialLine} masked`} ${ms(Number(r.durationNs))} by ${r.comm}/${r.pid} on cpu ${r.cpu}`);
       }
+      const timer = await node.provokeTimer();
+      say(`  ${node.name}: selftest ${ms(Number(timer.durationNs))} in an hrtimer callback (${timer.fields.fn ?? '?'}) on idle cpu ${timer.cpu}: the callback's section, not the idle loop's`);
     }
 
     // Watched until the status names those very sections (the selftest's task makes others, such

@@ -12,7 +12,7 @@ import { repoRoot } from '../lib/paths.js';
 import { waitUntil } from '../lib/wait.js';
 import { must } from '../../kmod/test/harness.js';
 import type { Report } from '../../kmod/test/harness.js';
-import { ControlPlane, offender, sectionsOf, selftestInStatus, tallyStream, waitForSelftestInStream } from './rig.js';
+import { ControlPlane, TIMER_CONTEXT, offender, sectionsOf, selftestInStatus, tallyStream, timerSectionsOf, waitForSelftestInStream } from './rig.js';
 import type { AgentMetrics, GuestNode, Selftest } from './rig.js';
 
 const SAMPLE_PERIOD_NS = 1_000_000;
@@ -193,6 +193,24 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
       expect(s.nodesSummary).toBe('2/2');
       expect(s.conditions?.find((c) => c.type === 'Violating')).toMatchObject({ status: 'True', reason: 'ThresholdExceeded' });
       expect(s.conditions?.find((c) => c.type === 'Degraded')).toMatchObject({ status: 'False' });
+    }
+    // A 60 ms timer callback on each node's idle CPU 1: the callback's section, named so in the
+    // stream and the status (the landed agents dropped it as the idle task's).
+    const timers = new Map<GuestNode, Report>();
+    for (const node of [exact, sampled]) timers.set(node, await node.provokeTimer());
+    await waitOrExplain('the timer callbacks among the worst offenders', 60_000, async () => {
+      const s = await plane.status('all-irqs');
+      return [exact, sampled].every((node) => s?.worstOffenders?.some((v) => v.node === node.name && v.context === TIMER_CONTEXT));
+    }, ['all-irqs']);
+    const tally = await tallyStream(plane.nats.url);
+    const withTimers = must(await plane.status('all-irqs'));
+    for (const [node, r] of timers) {
+      const [section] = timerSectionsOf(tally, 'all-irqs', node, r);
+      expect(section, `${node.name}: the timer callback's section in the stream`).toBeDefined();
+      expect(must(section).durationNs).toBeGreaterThanOrEqual(Number(r.durationNs) - (node === exact ? 0 : SAMPLE_PERIOD_NS));
+      const v = must(withTimers.worstOffenders?.find((o) => o.node === node.name && o.context === TIMER_CONTEXT));
+      expect(v).toMatchObject({ kind: 'irqs_off', cpu: r.cpu });
+      expect(v).not.toHaveProperty('pod');
     }
     const table = await plane.kubectl(['get', 'irqtraces']);
     expect(table).toMatch(/\nall-irqs\s+all\s+1ms\s+2\/2\s+\d+\s+\d+\.\d+ms \S+\/\d+ on guest-\w+\s+True\s+\S+\n/);

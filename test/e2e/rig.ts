@@ -265,6 +265,11 @@ export class GuestNode {
     return { irqsOff: must(irqsOff), line: must(line) };
   }
 
+  /** A 60 ms hrtimer callback on CPU 1 (idle meanwhile): a section of interrupt code, not of the idle loop. */
+  async provokeTimer(): Promise<Report> {
+    return must((await this.rig.irqburn('hardirq 60000 1'))[0]);
+  }
+
   /**
    * Ordinary load next to the selftest, in the background for about `seconds`:
    * file reads over 9p (virtio interrupts), compression, forks.
@@ -313,6 +318,8 @@ export interface StreamSection {
   pid: number;
   startNs: bigint;
   durationNs: number;
+  /** The interrupt code it belongs to (Event.context's summary); absent: a task's. */
+  context?: string;
 }
 
 export interface StreamTally {
@@ -345,7 +352,7 @@ export async function tallyStream(natsUrl: string): Promise<StreamTally> {
       seen.add(key);
       const n = batch.events.length;
       for (const e of batch.events) {
-        tally.sections.push({ trace: batch.trace, node: batch.node, kind: e.kind ?? 0, pid: e.task?.pid ?? 0, startNs: toBigInt(e.startNs), durationNs: Number(e.durationNs) });
+        tally.sections.push({ trace: batch.trace, node: batch.node, kind: e.kind ?? 0, pid: e.task?.pid ?? 0, startNs: toBigInt(e.startNs), durationNs: Number(e.durationNs), ...(e.context?.summary ? { context: e.context.summary } : {}) });
       }
       tally.events.set(batch.trace, (tally.events.get(batch.trace) ?? 0) + n);
       tally.byNode.set(`${batch.trace}/${batch.node}`, (tally.byNode.get(`${batch.trace}/${batch.node}`) ?? 0) + n);
@@ -368,6 +375,15 @@ export interface Selftest<T> {
 const SELFTEST_TRACES = { irqsOff: 'all-irqs', line: 'serial-line' } as const;
 
 /** The trace's sections in the stream from the selftest's task that overlap its report in time. */
+/** The selftest's timer callback's section (GuestNode.provokeTimer) in the trace's stream: on its CPU's node, in its time, the callback's. */
+export function timerSectionsOf(tally: StreamTally, trace: string, node: GuestNode, r: Report): StreamSection[] {
+  const end = r.startNs + r.durationNs + 10_000_000n;
+  return tally.sections.filter((s) => s.trace === trace && s.node === node.name && s.context === TIMER_CONTEXT && s.startNs < end && s.startNs + BigInt(s.durationNs) > r.startNs);
+}
+
+/** How the selftest's timer callback is named in events and status. */
+export const TIMER_CONTEXT = 'hrtimer irqburn_hardirq_fn [irqtrace_selftest]';
+
 export function sectionsOf(tally: StreamTally, trace: string, node: GuestNode, kind: number, r: Report): StreamSection[] {
   const end = r.startNs + r.durationNs;
   return tally.sections.filter((s) => s.trace === trace && s.node === node.name && s.kind === kind && s.pid === r.pid && s.startNs < end && s.startNs + BigInt(s.durationNs) > r.startNs);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../lib/paths.js';
 import { runOk } from '../lib/process.js';
 
-export type Tool = 'kube' | 'etcd' | 'helm' | 'nats';
+export type Tool = 'kube' | 'etcd' | 'helm' | 'nats' | 'containerd' | 'runc' | 'cni';
 
 const script = join(repoRoot, 'test/cluster/build-binaries.sh');
 const dirs = new Map<Tool, string>();

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the real control-plane binaries the tests run (kube-apiserver,
-# kube-controller-manager, kubectl, etcd, helm, nats-server) from the Go module
-# proxy, pinned by the modules in test/cluster/gomod/<tool>/.
+# Builds the real Kubernetes binaries the tests run from the Go module proxy,
+# pinned by the modules in test/cluster/gomod/<tool>/: the control plane
+# (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd,
+# helm, nats-server) and what the guests need to be nodes (kubelet from the
+# same module, containerd v2 with ctr and its runc shim, runc, CNI plugins).
 #
 # Each tool is cached outside the repo in $IRQTRACE_CACHE/cluster-bin/<tool>-<key>,
 # where <key> hashes its go.mod, go.sum, the Go version and RECIPE (bump it when
@@ -12,7 +14,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${IRQTRACE_CACHE:-$HOME/.cache/irqtrace}/cluster-bin"
-tools=(kube etcd helm nats)
+tools=(kube etcd helm nats containerd runc cni)
 export GOFLAGS="-mod=mod -buildvcs=false"
 RECIPE=1
 
@@ -51,7 +53,9 @@ build_tool() {
 		(cd "$mod" && go build -trimpath -ldflags "$(kube_ldflags)" -o "$out/" \
 			k8s.io/kubernetes/cmd/kube-apiserver \
 			k8s.io/kubernetes/cmd/kube-controller-manager \
-			k8s.io/kubernetes/cmd/kubectl) ;;
+			k8s.io/kubernetes/cmd/kube-scheduler \
+			k8s.io/kubernetes/cmd/kubectl \
+			k8s.io/kubernetes/cmd/kubelet) ;;
 	etcd)
 		(cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3) ;;
 	helm)
@@ -63,6 +67,28 @@ build_tool() {
 	nats)
 		(cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/nats-server" \
 			github.com/nats-io/nats-server/v2) ;;
+	containerd)
+		local v
+		v=$(mod_version containerd github.com/containerd/containerd/v2)
+		# Static: they run in the guests' own root, which has no libc of the host's.
+		(cd "$mod" && CGO_ENABLED=0 go build -trimpath \
+			-ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$v" -o "$out/" \
+			github.com/containerd/containerd/v2/cmd/containerd \
+			github.com/containerd/containerd/v2/cmd/ctr \
+			github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2) ;;
+	runc)
+		local v
+		v=$(mod_version runc github.com/opencontainers/runc)
+		# runc's own "static" target: cgo (nsenter) with libseccomp linked in.
+		(cd "$mod" && CGO_ENABLED=1 go build -trimpath -tags "seccomp netgo osusergo urfave_cli_no_docs" \
+			-ldflags "-s -w -X main.version=${v#v} -extldflags -static" -o "$out/runc" \
+			github.com/opencontainers/runc) ;;
+	cni)
+		mkdir -p "$out"
+		(cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/" \
+			github.com/containernetworking/plugins/plugins/main/bridge \
+			github.com/containernetworking/plugins/plugins/main/loopback \
+			github.com/containernetworking/plugins/plugins/ipam/host-local) ;;
 	*) echo "build-binaries: unknown tool $tool" >&2; return 1 ;;
 	esac
 }
@@ -80,7 +106,7 @@ for tool in "${tools[@]}"; do
 		continue
 	fi
 	start=$(date +%s)
-	echo "cluster-bin: building $tool (first time for this version; kube takes ~11 min on 2 cores)"
+	echo "cluster-bin: building $tool (first time for this version; kube takes ~11 min on 2 cores when cold)"
 	rm -rf "$dir.tmp"
 	mkdir -p "$dir.tmp"
 	build_tool "$tool" "$dir.tmp"

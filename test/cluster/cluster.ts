@@ -1,10 +1,14 @@
 // A real Kubernetes control plane for tests: etcd, kube-apiserver and
-// kube-controller-manager on 127.0.0.1 with random free ports, RBAC on,
-// service-account keys generated per cluster. No kubelet: pods never run,
-// but every API object, admission check, CRD validation and controller does.
+// kube-controller-manager (and kube-scheduler when asked) on 127.0.0.1 with
+// random free ports, RBAC on, service-account keys generated per cluster.
+// Pods run only where guests join as nodes (test/node): for them the cluster
+// has a token per node name (Node authorizer, NodeRestriction) and a client
+// certificate to reach their kubelets; without nodes every API object,
+// admission check, CRD validation and controller still works.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { makePki } from '../lib/certs.js';
 import { scratchDir } from '../lib/paths.js';
 import { freePort } from '../lib/ports.js';
 import { Service, run } from '../lib/process.js';
@@ -15,6 +19,26 @@ import { binary } from './binaries.js';
 export interface ClusterOptions {
   /** Also run kube-controller-manager (garbage collection, DaemonSet status, ...). Default true. */
   controllerManager?: boolean;
+  /** Also run kube-scheduler (pods other than DaemonSets' need it). Default false. */
+  scheduler?: boolean;
+  /** Names of the nodes that may join (test/node): each gets a token of system:node:<name>. */
+  nodes?: readonly string[];
+  /**
+   * Pod Security admission as hardened clusters configure it: enforce
+   * baseline, warn and audit restricted, in every namespace not labelled
+   * otherwise. Default false (the API server's own default: privileged).
+   */
+  podSecurity?: boolean;
+}
+
+/** What a guest needs to join the cluster as a node. */
+export interface NodeCredentials {
+  /** Bearer token of system:node:<name> in group system:nodes. */
+  token: string;
+  /** The API server's CA (its self-signed serving certificate). */
+  caPem: string;
+  /** CA of the API server's client certificate, for the kubelet's x509 authentication. */
+  kubeletClientCaPem: string;
 }
 
 export interface Cluster {
@@ -26,6 +50,8 @@ export interface Cluster {
   kubeconfig: string;
   /** A kubeconfig for a user with no RBAC grants at all. */
   nobodyKubeconfigPath: string;
+  /** Credentials of a node named in ClusterOptions.nodes. */
+  nodeCredentials(name: string): NodeCredentials;
   /** Runs kubectl against this cluster as admin. */
   kubectl(args: readonly string[], input?: string): Promise<RunResult>;
   /** Runs helm against this cluster as admin. */
@@ -96,17 +122,27 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const tokens = {
       admin: randomBytes(24).toString('hex'),
       kcm: randomBytes(24).toString('hex'),
+      scheduler: randomBytes(24).toString('hex'),
       nobody: randomBytes(24).toString('hex'),
     };
+    const nodeTokens = new Map((options.nodes ?? []).map((name) => [name, randomBytes(24).toString('hex')]));
     writeFileSync(
       join(work, 'tokens.csv'),
       [
         `${tokens.admin},admin,admin-uid,"system:masters"`,
         `${tokens.kcm},system:kube-controller-manager,kcm-uid`,
+        `${tokens.scheduler},system:kube-scheduler,scheduler-uid`,
         `${tokens.nobody},nobody,nobody-uid`,
+        ...[...nodeTokens].map(([name, token]) => `${token},system:node:${name},node-${name}-uid,"system:nodes"`),
         '',
       ].join('\n'),
     );
+    // The API server's client certificate for kubelets (logs, exec, port-forward).
+    const kubeletPki = makePki('kube-apiserver');
+    const kubeletClient = { cert: join(work, 'kubelet-client.crt'), key: join(work, 'kubelet-client.key') };
+    writeFileSync(kubeletClient.cert, kubeletPki.client.cert);
+    writeFileSync(kubeletClient.key, kubeletPki.client.key, { mode: 0o600 });
+    const admission = options.podSecurity ? [`--admission-control-config-file=${writeAdmissionConfig(work)}`] : [];
 
     const certDir = join(work, 'pki');
     const apiserver = new Service('kube-apiserver', apiserverBin, [
@@ -115,7 +151,13 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       '--advertise-address', '127.0.0.1',
       '--secure-port', String(apiPort),
       '--cert-dir', certDir,
-      '--authorization-mode', 'RBAC',
+      '--authorization-mode', 'Node,RBAC',
+      '--enable-admission-plugins', 'NodeRestriction',
+      ...admission,
+      '--kubelet-client-certificate', kubeletClient.cert,
+      '--kubelet-client-key', kubeletClient.key,
+      // Nodes are guests whose kubelets are reached through forwards on 127.0.0.1 (test/node).
+      '--kubelet-preferred-address-types', 'InternalIP',
       '--token-auth-file', join(work, 'tokens.csv'),
       '--service-account-key-file', join(work, 'sa.pub'),
       '--service-account-signing-key-file', join(work, 'sa.key'),
@@ -165,12 +207,32 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       services.push(kcm);
       await kcm.waitForOutput(/Started controller|Starting controller/, 60_000);
     }
+    if (options.scheduler) {
+      const schedulerKubeconfig = join(work, 'scheduler.kubeconfig');
+      writeFileSync(schedulerKubeconfig, kubeconfigYaml(server, caPem, 'system:kube-scheduler', tokens.scheduler));
+      const scheduler = new Service('kube-scheduler', await binary('kube', 'kube-scheduler'), [
+        '--kubeconfig', schedulerKubeconfig,
+        '--authentication-kubeconfig', schedulerKubeconfig,
+        '--authorization-kubeconfig', schedulerKubeconfig,
+        '--bind-address', '127.0.0.1',
+        '--secure-port', '0',
+        '--leader-elect=false',
+        '--v=1',
+      ], join(work, 'kube-scheduler.log'));
+      services.push(scheduler);
+      await scheduler.waitForOutput(/Starting Kubernetes Scheduler/, 60_000);
+    }
 
     return {
       server,
       kubeconfigPath,
       kubeconfig,
       nobodyKubeconfigPath,
+      nodeCredentials: (name) => {
+        const token = nodeTokens.get(name);
+        if (!token) throw new Error(`node ${name} was not named in ClusterOptions.nodes`);
+        return { token, caPem, kubeletClientCaPem: kubeletPki.ca.toString() };
+      },
       kubectl,
       helm: (args) =>
         run(helmBin, ['--kubeconfig', kubeconfigPath, ...args], {
@@ -183,4 +245,25 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     await stop();
     throw err;
   }
+}
+
+/**
+ * Pod Security admission's cluster default as hardened clusters set it:
+ * enforce baseline, warn and audit restricted; namespaces opt out by label.
+ */
+function writeAdmissionConfig(work: string): string {
+  const path = join(work, 'admission.yaml');
+  writeFileSync(path, [
+    'apiVersion: apiserver.config.k8s.io/v1',
+    'kind: AdmissionConfiguration',
+    'plugins:',
+    '- name: PodSecurity',
+    '  configuration:',
+    '    apiVersion: pod-security.admission.config.k8s.io/v1',
+    '    kind: PodSecurityConfiguration',
+    '    defaults: {enforce: baseline, enforce-version: latest, audit: restricted, audit-version: latest, warn: restricted, warn-version: latest}',
+    '    exemptions: {usernames: [], runtimeClasses: [], namespaces: [kube-system]}',
+    '',
+  ].join('\n'));
+  return path;
 }

@@ -4,6 +4,17 @@
 # `chroot /hostroot`), the guest kernel's modules at /lib/modules, and starts
 # dropbear on the slirp-only network that QEMU forwards from 127.0.0.1.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+# Move / from the initramfs's rootfs to a tmpfs first: container runtimes
+# pivot_root into their containers, which the kernel refuses on rootfs.
+if [ ! -e /.tmpfs-root ]; then
+	mkdir -p /newroot
+	mount -t tmpfs -o mode=0755 tmpfs /newroot
+	for f in /* /.[!.]*; do
+		[ -e "$f" ] && [ "$f" != /newroot ] && cp -a "$f" /newroot/
+	done
+	touch /newroot/.tmpfs-root
+	exec switch_root /newroot /init
+fi
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev

@@ -25,6 +25,8 @@ export interface BootOptions {
   /** Extra kernel command-line words. */
   cmdline?: readonly string[];
   bootTimeoutMs?: number;
+  /** TCP ports QEMU forwards from the host's 127.0.0.1 to the same port in the guest (e.g. a kubelet's). */
+  forwards?: readonly number[];
 }
 
 export interface ExecOptions {
@@ -67,7 +69,7 @@ export class Vm {
       '-append', cmdline.join(' '),
       '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
       // restrict=on: the guest can reach nothing outside; only the forwarded port comes in.
-      '-netdev', `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${sshPort}-:22`,
+      '-netdev', ['user,id=n0,restrict=on', `hostfwd=tcp:127.0.0.1:${sshPort}-:22`, ...(options.forwards ?? []).map((p) => `hostfwd=tcp:127.0.0.1:${p}-:${p}`)].join(','),
       '-device', 'virtio-net-pci,netdev=n0',
     ];
     const qemu = new Service(`qemu(${options.flavour})`, 'qemu-system-x86_64', args, join(workDir, 'console.log'));

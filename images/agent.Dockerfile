@@ -30,7 +30,7 @@ FROM ${NODE_IMAGE}
 # kmod: insmod/rmmod; gcc, make, libelf: building irqtrace.ko against the node's headers; libbpf: the loader.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends kmod gcc make libc6-dev libelf1 libelf-dev libbpf1 zlib1g bc \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 WORKDIR /opt/irqtrace
 COPY --from=build /src/node_modules node_modules/
 COPY --from=build /src/package.json ./

@@ -29,6 +29,7 @@
 #include <linux/percpu.h>
 #include <linux/slab.h>
 #include <linux/string.h>
+#include <linux/stringify.h>
 
 #include "internal.h"
 
@@ -491,4 +492,6 @@ static void __exit irqtrace_exit(void)
 module_init(irqtrace_init);
 module_exit(irqtrace_exit);
 MODULE_DESCRIPTION("irqtrace: how long interrupts stay off, and who did it");
+/* The record ABI: a driver loader keeps a loaded module only when it matches. */
+MODULE_VERSION(__stringify(IRQTRACE_ABI_VERSION));
 MODULE_LICENSE("GPL");

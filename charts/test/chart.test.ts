@@ -10,7 +10,7 @@ import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CRD_NAME, irqTraceCrd } from '@irqtrace/operator';
 import { parseOperatorConfig } from '../../operator/src/config.js';
-import { CLUSTER_RULES, EVENT_RULES, NAMESPACE_RULES } from '../../operator/src/deploy/rbac.js';
+import { CLUSTER_RULES, EVENT_RULES, NAMESPACE_RULES, ownNamespaceRules } from '../../operator/src/deploy/rbac.js';
 import { repoRoot } from '../../test/lib/paths.js';
 import { waitUntil } from '../../test/lib/wait.js';
 import { startCluster } from '../../test/cluster/cluster.js';
@@ -72,15 +72,26 @@ describe('the Helm chart', () => {
     expect(find(objs, 'ClusterRole', 'irqtrace-operator')?.rules).toEqual(CLUSTER_RULES);
     expect(find(objs, 'Role', 'irqtrace-operator')?.rules).toEqual(NAMESPACE_RULES);
     expect(find(objs, 'Role', 'irqtrace-operator-events')?.rules).toEqual(EVENT_RULES);
+    expect(find(objs, 'ClusterRole', 'irqtrace-operator-namespace')?.rules).toEqual(ownNamespaceRules(NS));
     // No other grants anywhere in the chart; the agents' account is bound to nothing.
-    expect(objs.filter((o) => /Role$/.test(o.kind)).map((o) => o.metadata.name).sort()).toEqual(['irqtrace-operator', 'irqtrace-operator', 'irqtrace-operator-events']);
+    expect(objs.filter((o) => /Role$/.test(o.kind)).map((o) => o.metadata.name).sort()).toEqual(['irqtrace-operator', 'irqtrace-operator', 'irqtrace-operator-events', 'irqtrace-operator-namespace']);
     expect(JSON.stringify(objs.filter((o) => /RoleBinding$/.test(o.kind)))).not.toContain('irqtrace-agent');
-    for (const values of [[], ['-f', MAXIMAL]]) {
-      const config = find(await render(values), 'ConfigMap', 'irqtrace-operator')?.data?.['operator.yaml'] ?? '';
+    // The ingest Service by default; a node address where agents cannot reach Services (maximal):
+    // either way TLS checks the Service's name.
+    for (const [values, address] of [[[], /^irqtrace-ingest\.irqtrace-system\.svc:\d+$/], [['-f', MAXIMAL], /^127\.0\.0\.1:7443$/]] as const) {
+      const config = find(await render([...values]), 'ConfigMap', 'irqtrace-operator')?.data?.['operator.yaml'] ?? '';
       const parsed = parseOperatorConfig(config);
-      expect(parsed.agents.ingestAddress).toMatch(/^irqtrace-ingest\.irqtrace-system\.svc:\d+$/);
+      expect(parsed.agents.ingestAddress).toMatch(address);
+      expect(parsed.agents.tlsServerName).toBe('irqtrace-ingest.irqtrace-system.svc');
+      expect(parsed.agents.podSecurityLabel).toBe(true);
       expect(parsed.ingest.tls?.requireClientCert).toBe(true);
     }
+  });
+
+  it('rolls a host-network operator one pod at a time (a surge pod would want the same node ports)', async () => {
+    const strategy = async (values: string[]) => (find(await render(values), 'Deployment', 'irqtrace-operator')?.spec as { strategy?: unknown } | undefined)?.strategy;
+    expect(await strategy([])).toBeUndefined();
+    expect(await strategy(['--set', 'operator.hostNetwork=true'])).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } });
   });
 
   it(`refuses each of the bad values files, naming the value`, async () => {

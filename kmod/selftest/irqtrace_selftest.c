@@ -49,6 +49,7 @@
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/proc_fs.h>
 #include <linux/sched.h>
 #include <linux/sched/clock.h>
 #include <linux/slab.h>
@@ -516,13 +517,45 @@ static struct miscdevice selftest_dev = {
 	.mode	= 0600,
 };
 
+/*
+ * The same commands through /proc/irqtrace_selftest (root's, mode 0600): a
+ * container sees the host's procfs entries but has no such device in its /dev
+ * (nor may open one unless privileged), and the tests want an ordinary pod, root
+ * without capabilities, to be the task that holds the section. Off unless asked
+ * for at load.
+ */
+static bool proc_trigger;
+module_param(proc_trigger, bool, 0444);
+MODULE_PARM_DESC(proc_trigger, "also take commands at /proc/irqtrace_selftest (for unprivileged containers)");
+
+static const struct proc_ops selftest_proc_ops = {
+	.proc_open	= selftest_open,
+	.proc_release	= selftest_release,
+	.proc_read	= selftest_read,
+	.proc_write	= selftest_write,
+	.proc_lseek	= no_llseek,
+};
+
+static struct proc_dir_entry *selftest_proc;
+
 static int __init irqtrace_selftest_init(void)
 {
-	return misc_register(&selftest_dev);
+	int ret = misc_register(&selftest_dev);
+
+	if (ret || !proc_trigger)
+		return ret;
+	selftest_proc = proc_create("irqtrace_selftest", 0600, NULL, &selftest_proc_ops);
+	if (!selftest_proc) {
+		misc_deregister(&selftest_dev);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 static void __exit irqtrace_selftest_exit(void)
 {
+	/* Waits for commands in progress; open files are released. */
+	proc_remove(selftest_proc);
 	misc_deregister(&selftest_dev);
 }
 

@@ -73,6 +73,17 @@ export const OperatorConfig = Type.Object(
           ),
         ),
         metricsPort: Type.Integer({ default: 9101, minimum: 1, maximum: 65535 }),
+        /**
+         * Agents in the node's network namespace: for clusters where pods cannot
+         * reach the ingest's Service (no kube-proxy), with ingestAddress on the node.
+         */
+        hostNetwork: Type.Boolean({ default: false }),
+        /**
+         * Label the operator's namespace pod-security.kubernetes.io/enforce=privileged
+         * before the agents are created: they need the host (PID, paths, BPF, modules),
+         * which a cluster default of baseline refuses. false: the admin labels it.
+         */
+        podSecurityLabel: Type.Boolean({ default: true }),
       },
       { default: {} },
     ),

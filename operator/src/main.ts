@@ -32,7 +32,15 @@ program
     const kc = new k8s.KubeConfig();
     if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
     else kc.loadFromDefault();
-    const running = await runOperator(config, kc, log);
+    let running: Awaited<ReturnType<typeof runOperator>>;
+    try {
+      running = await runOperator(config, kc, log);
+    } catch (err) {
+      // A service log to the end: `kubectl logs --previous` says why in one JSON line.
+      log.fatal({ err: err instanceof Error ? { message: err.message, code: (err as NodeJS.ErrnoException).code } : String(err) }, 'operator failed to start');
+      process.exitCode = 1;
+      return;
+    }
     log.info({ roles: config.roles, ingestPort: running.ingestPort, metricsPort: running.metricsPort }, 'operator running');
     const stop = () => {
       log.info('stopping');

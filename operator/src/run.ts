@@ -101,6 +101,8 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
           imagePullPolicy: config.agents.imagePullPolicy,
           ingestAddress: config.agents.ingestAddress,
           metricsPort: config.agents.metricsPort,
+          hostNetwork: config.agents.hostNetwork,
+          podSecurityLabel: config.agents.podSecurityLabel,
           ...(config.agents.tlsSecret ? { tlsSecret: config.agents.tlsSecret } : {}),
           ...(config.agents.tlsServerName ? { tlsServerName: config.agents.tlsServerName } : {}),
           ...(config.agents.priorityClassName ? { priorityClassName: config.agents.priorityClassName } : {}),

@@ -68,6 +68,8 @@ describe("the operator's RBAC", () => {
       ['delete', 'daemonsets.apps', NS],
       ['update', 'leases.coordination.k8s.io', NS],
       ['create', 'events.events.k8s.io', 'default'],
+      // Its own namespace's Pod Security label, and no other namespace.
+      ['patch', `namespaces/${NS}`],
     ];
     const refused: [string, string, string?][] = [
       ['create', 'irqtraces.irqtrace.io'],
@@ -82,6 +84,8 @@ describe("the operator's RBAC", () => {
       ['create', 'clusterrolebindings.rbac.authorization.k8s.io'],
       ['create', 'events.events.k8s.io', NS],
       ['create', 'serviceaccounts/token', NS],
+      ['patch', 'namespaces/kube-system'],
+      ['delete', `namespaces/${NS}`],
     ];
     const wrong: string[] = [];
     for (const [verb, resource, ns] of allowed) if (!(await can(verb, resource, ns))) wrong.push(`refused: ${verb} ${resource} ${ns ?? ''}`);
@@ -109,6 +113,9 @@ describe("the operator's RBAC", () => {
         const t = JSON.parse((await cluster.kubectl(['get', 'irqtrace', 'rbac', '-o', 'json'])).stdout) as { metadata: { finalizers?: string[] }; status?: { observedGeneration?: number } };
         return (t.metadata.finalizers?.length ?? 0) > 0 && t.status?.observedGeneration === 1;
       });
+      // Before its first DaemonSet, the namespace was labelled so Pod Security admits the privileged agents.
+      const enforce = await cluster.kubectl(['get', 'namespace', NS, '-o', 'jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}']);
+      expect(enforce.stdout).toBe('privileged');
       expect(configs.tracesFor('any-node').map((t) => t.name)).toEqual(['rbac']);
       const reasons = await cluster.kubectl(['get', 'events.events.k8s.io', '-n', 'default', '-o', 'jsonpath={.items[*].reason}']);
       expect(reasons.stdout).toContain('NoNodesMatch');

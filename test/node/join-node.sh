@@ -6,6 +6,8 @@
 #   RUNC_BIN    host dir with runc            CNI_BIN         CNI plugins
 #   IMAGES      host paths of docker-archive images to import
 #   NODE_NAME   the node's name               KUBELET_ARGS    extra kubelet flags
+#   MODULES     host dir of lib/modules/<release>
+#   HEADERS     "<host dir>:<guest dir> ..." of header trees (/usr/src/linux-headers-*, Debian's /usr/lib/linux-kbuild-*)
 # Prints "join-node: <step> <ms>" per step, so the caller can say what took long.
 set -eu
 ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
@@ -43,6 +45,32 @@ for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
 	echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
 done
 echo 1 >/proc/sys/net/ipv4/ip_forward
+
+# Modules and headers where distributions put them, as the agent's hostPath
+# volumes expect: /lib/modules/<release>/build -> /usr/src/linux-headers-<release>.
+rel=$(uname -r)
+umount /lib/modules 2>/dev/null || true
+mount -t tmpfs -o mode=0755 tmpfs /lib/modules
+mkdir -p "/lib/modules/$rel"
+for e in "$h$MODULES"/*; do
+	n=${e##*/}
+	case $n in
+	build | source) ;;
+	*) if [ -d "$e" ]; then
+		mkdir "/lib/modules/$rel/$n"
+		mount --bind "$e" "/lib/modules/$rel/$n"
+	else
+		cp "$e" "/lib/modules/$rel/"
+	fi ;;
+	esac
+done
+ln -s "/usr/src/linux-headers-$rel" "/lib/modules/$rel/build"
+ln -s "/usr/src/linux-headers-$rel" "/lib/modules/$rel/source"
+for spec in $HEADERS; do
+	mkdir -p "${spec##*:}"
+	mount --bind "$h${spec%:*}" "${spec##*:}"
+done
+[ -f "/lib/modules/$rel/build/Makefile" ] || { echo "join-node: no headers at /lib/modules/$rel/build" >&2; exit 1; }
 mkdir -p /var/log /var/lib/kubelet /var/lib/containerd /run/containerd
 step prepare
 
@@ -57,7 +85,8 @@ done
 step containerd
 
 for image in $IMAGES; do
-	ctr -n k8s.io images import --local "$h$image" >/dev/null
+	# Layers are dropped from the content store once unpacked: the root is RAM.
+	ctr -n k8s.io images import --local --discard-unpacked-layers "$h$image" >/dev/null
 done
 step images
 

@@ -10,8 +10,8 @@
 // would (sets the addresses, removes the "uninitialized" taint), since the
 // kubelet refuses a loopback --node-ip and every guest's own address is the
 // same slirp 10.0.2.15.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { repoRoot, scratchDir } from '../lib/paths.js';
 import { runOk } from '../lib/process.js';
 import { waitUntil } from '../lib/wait.js';
@@ -57,6 +57,15 @@ export async function nodeImages(): Promise<{ pause: Image; busybox: Image }> {
   return { pause: find('registry.k8s.io/pause:'), busybox: find('localhost/irqtrace/busybox:') };
 }
 
+/** An image images/build-archives.sh built (test/setup): agent or operator. */
+export async function builtImage(name: 'agent' | 'operator'): Promise<Image> {
+  const out = await runOk(join(repoRoot, 'images/build-archives.sh'), ['--cached-only', name]).catch((err: unknown) => {
+    throw new Error(`the ${name} image is not built for these sources: run test/setup (${String(err)})`);
+  });
+  const [, ref = '', archive = ''] = out.trim().split(' ');
+  return { ref, archive };
+}
+
 /** Times of the steps of a join, in ms, as the guest measured them. */
 export type JoinTimes = Record<string, number>;
 
@@ -73,7 +82,8 @@ export class KubeNode {
     const { name } = options;
     const credentials = cluster.nodeCredentials(name);
     const apiPort = Number(new URL(cluster.server).port);
-    const guestApiPort = await vm.forwardToHost(apiPort);
+    // The same port as the host's, on every node: a pod in the node's network finds the API server there.
+    const guestApiPort = await vm.forwardToHost(apiPort, apiPort);
     const { pause } = await nodeImages();
 
     const stage = scratchDir(`node-${name}`);
@@ -97,7 +107,7 @@ export class KubeNode {
     ]);
     const dir = (path: string) => path.slice(0, path.lastIndexOf('/'));
     const labels = Object.entries(options.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
-    const env = {
+    const env: Record<string, string> = {
       STAGE: stage,
       KUBE_BIN: dir(kubelet),
       CONTAINERD_BIN: dir(containerd),
@@ -107,8 +117,18 @@ export class KubeNode {
       NODE_NAME: name,
       KUBELET_ARGS: ['--cloud-provider=external', ...(labels ? [`--node-labels=${labels}`] : []), '--v=1'].join(' '),
     };
+    // Debian's headers come as two trees (arch and -common) side by side, linking to
+    // /usr/lib/linux-kbuild-<version> for scripts and tools; the tracing kernel's is its source.
+    const buildDir = vm.kernel.buildDir;
+    const usr = dirname(dirname(buildDir));
+    const within = (dir: string, prefix: string) =>
+      readdirSync(join(usr, dir)).filter((n) => n.startsWith(prefix)).map((n) => `${join(usr, dir, n)}:/usr/${dir}/${n}`);
+    const headers = basename(buildDir).startsWith('linux-headers-')
+      ? [...within('src', 'linux-headers-'), ...within('lib', 'linux-kbuild-')]
+      : [`${buildDir}:/usr/src/linux-headers-${vm.kernel.release}`];
+    Object.assign(env, { MODULES: vm.kernel.modulesDir, HEADERS: headers.join(' ') });
     const assignments = Object.entries(env).map(([k, v]) => `${k}='${v}'`).join(' ');
-    say(`${name}: starting containerd and kubelet (${vm.kernel.release}), importing ${env.IMAGES.split(' ').length} images`);
+    say(`${name}: starting containerd and kubelet (${vm.kernel.release}), importing ${1 + options.images.length} images`);
     const out = await vm.run(`${assignments} sh ${vm.hostPath(join(repoRoot, 'test/node/join-node.sh'))}`, { timeoutMs: 600_000 });
     const times: JoinTimes = {};
     for (const m of out.matchAll(/^join-node: (\S+) (\d+)$/gm)) times[m[1] ?? ''] = Number(m[2]);
@@ -167,6 +187,11 @@ export class KubeNode {
   }
 
   /** CPU seconds the kubelet and containerd (with their shims) used so far, from /proc. */
+  /** Another name for an image the node has (as a registry push of a new tag would give it). */
+  async tagImage(from: string, to: string): Promise<void> {
+    await this.vm.run(`ctr -n k8s.io images tag --force ${from} ${to} >/dev/null`);
+  }
+
   async cpuSeconds(): Promise<{ kubelet: number; containerd: number }> {
     const out = await this.vm.run(
       'hz=$(getconf CLK_TCK 2>/dev/null || echo 100); for p in kubelet containerd; do t=0; for pid in $(pidof $p; pidof containerd-shim-runc-v2); do ' +

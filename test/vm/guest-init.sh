@@ -8,7 +8,8 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 # pivot_root into their containers, which the kernel refuses on rootfs.
 if [ ! -e /.tmpfs-root ]; then
 	mkdir -p /newroot
-	mount -t tmpfs -o mode=0755 tmpfs /newroot
+	# Up to 90% of RAM: a node keeps its images and containers here (tmpfs uses only what it holds).
+	mount -t tmpfs -o mode=0755,size=90% tmpfs /newroot
 	for f in /* /.[!.]*; do
 		[ -e "$f" ] && [ "$f" != /newroot ] && cp -a "$f" /newroot/
 	done

@@ -141,10 +141,12 @@ export class Vm {
 
   /**
    * Makes 127.0.0.1:<returned port> in the guest lead to 127.0.0.1:hostPort on
-   * the host (ssh -R over the existing connection).
+   * the host (ssh -R over the existing connection); guestPort picks the port
+   * (the same on every guest, for a DaemonSet's one address), else any free one.
    */
-  async forwardToHost(hostPort: number): Promise<number> {
-    const out = await runOk('ssh', [...sshOptions(this.sshPort, this.workDir), '-O', 'forward', '-R', `0:127.0.0.1:${hostPort}`, 'root@127.0.0.1']);
+  async forwardToHost(hostPort: number, guestPort?: number): Promise<number> {
+    const out = await runOk('ssh', [...sshOptions(this.sshPort, this.workDir), '-O', 'forward', '-R', `${guestPort ?? 0}:127.0.0.1:${hostPort}`, 'root@127.0.0.1']);
+    if (guestPort !== undefined) return guestPort;
     const port = Number(out.trim());
     if (!Number.isInteger(port) || port <= 0) throw new Error(`ssh -R returned no port: ${out}`);
     return port;

@@ -8,12 +8,14 @@
 // the device is closed; the module's ->flush wakes the blocked read, which
 // returns 0.
 import { close, constants, open, read } from 'node:fs';
-import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { release, tmpdir } from 'node:os';
-import { join, relative, sep } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import { release } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { kernelSettings } from '../config/kernel_config.js';
 import type { KernelConfig } from '../config/kernel_config.js';
+import { BuildError, buildModule, linkHostKbuild } from '../driver/build.js';
+import { readDriverState } from '../driver/state.js';
 import { decodeAll } from '../records/decode.js';
 import type { CountersItem, HistItem } from '../records/decode.js';
 import { Method } from '../records/layout.js';
@@ -31,10 +33,20 @@ export interface KmodOptions {
   moduleDir?: string;
   /** The module's source (kmod/), built when no prebuilt one matches. */
   sourceDir?: string;
+  /**
+   * The driver loader's state file (`irqtrace driver load`, the pod's init
+   * container): the module it loaded and verified, or why there is none. The
+   * agent then builds nothing, and owns the module: it unloads it at stop.
+   */
+  driverState?: string;
   kernelRelease?: string;
   sysRoot?: string;
   devRoot?: string;
+  procRoot?: string;
   modulesRoot?: string;
+  /** The host's /usr/lib as mounted here, for Debian's headers (linked to its linux-kbuild-<version>). */
+  hostUsrLib?: string;
+  usrLib?: string;
   exec?: Exec;
 }
 
@@ -47,6 +59,36 @@ const closeFd = promisify(close);
 export function runningMethod(counters: readonly CountersItem[]): string {
   const m = counters[0]?.irqsOffMethod;
   return m === Method.Exact ? 'exact' : m === Method.Sampled ? 'sampled' : counters.length ? 'off' : 'unknown';
+}
+
+/** The module file the driver loader verified (null: it only found one loaded), or its reason for none. */
+async function driverModule(path: string): Promise<string | null> {
+  const state = await readDriverState(path);
+  if (!state) throw new BackendError(`no driver state at ${path}: the driver loader did not run`, 'kmod');
+  if (!state.ok) throw new BackendError(state.reason, 'kmod');
+  return state.module;
+}
+
+/** A module for this kernel: given, prebuilt for its release, or built from source. */
+export async function findModule(options: KmodOptions, run: Exec = defaultExec): Promise<string> {
+  const rel = options.kernelRelease ?? release();
+  if (options.modulePath) {
+    if (!(await exists(options.modulePath))) throw new BackendError(`no module at ${options.modulePath}`, 'kmod');
+    return options.modulePath;
+  }
+  if (options.moduleDir) {
+    const prebuilt = join(options.moduleDir, rel, 'irqtrace.ko');
+    if (await exists(prebuilt)) return prebuilt;
+  }
+  const source = options.sourceDir;
+  if (!source) throw new BackendError(`no prebuilt irqtrace.ko for kernel ${rel} and no module source to build one`, 'kmod');
+  try {
+    if (options.hostUsrLib) await linkHostKbuild(options.hostUsrLib, options.usrLib ?? '/usr/lib');
+    return await buildModule(source, join(options.modulesRoot ?? '/lib/modules', rel, 'build'), run);
+  } catch (err) {
+    if (err instanceof BuildError) throw new BackendError(`no prebuilt irqtrace.ko for kernel ${rel}, and ${err.message}`, 'kmod');
+    throw err;
+  }
 }
 
 export class KmodBackend implements KernelBackend {
@@ -70,40 +112,20 @@ export class KmodBackend implements KernelBackend {
     return join(this.sys, 'module', 'irqtrace', 'parameters', name);
   }
 
-  /** A module for this kernel: given, prebuilt for its release, or built from source. */
-  private async findModule(): Promise<string> {
-    const rel = this.options.kernelRelease ?? release();
-    if (this.options.modulePath) {
-      if (!(await exists(this.options.modulePath))) throw new BackendError(`no module at ${this.options.modulePath}`, 'kmod');
-      return this.options.modulePath;
-    }
-    if (this.options.moduleDir) {
-      const prebuilt = join(this.options.moduleDir, rel, 'irqtrace.ko');
-      if (await exists(prebuilt)) return prebuilt;
-    }
-    const source = this.options.sourceDir;
-    const build = join(this.options.modulesRoot ?? '/lib/modules', rel, 'build');
-    if (!source) throw new BackendError(`no prebuilt irqtrace.ko for kernel ${rel} and no module source to build one`, 'kmod');
-    if (!(await exists(join(build, 'Makefile')))) {
-      throw new BackendError(`no prebuilt irqtrace.ko for kernel ${rel}, and no kernel headers at ${build} to build one`, 'kmod');
-    }
-    const dir = await mkdtemp(join(tmpdir(), 'irqtrace-kmod-'));
-    await cp(source, dir, { recursive: true, filter: (src) => !['test', 'bpf', 'selftest'].includes(relative(source, src).split(sep)[0] ?? '') });
-    const made = await this.exec('make', ['-C', build, `M=${dir}`, 'modules'], { timeoutMs: 900_000 });
-    if (made.code !== 0) {
-      const why = made.stderr.trim().split('\n').filter((l) => /error/i.test(l)).at(0) ?? made.stderr.trim().split('\n').at(-1) ?? '';
-      throw new BackendError(`building irqtrace.ko against ${build} failed: ${why}`, 'kmod');
-    }
-    return join(dir, 'irqtrace.ko');
-  }
-
   async start(cfg: KernelConfig, sink: BackendSink): Promise<void> {
     const settings = kernelSettings(cfg);
+    const driver = this.options.driverState !== undefined ? await driverModule(this.options.driverState) : undefined;
     if (await exists(join(this.sys, 'module', 'irqtrace'))) {
-      // Loaded already (by an earlier agent, or by hand): adopt it, leave it loaded at stop.
+      // Loaded already (by an earlier agent, or by hand): adopt it, leave it loaded at stop;
+      // unless the driver loader loaded it for this agent, whose pod owns the node's module.
       await this.apply(cfg);
+      this.loadedByUs = !!this.options.driverState;
     } else {
-      const ko = await this.findModule();
+      // Checked first: building the module takes minutes, and insmod would only say EPERM.
+      const disabled = await readFile(join(this.options.procRoot ?? '/proc', 'sys/kernel/modules_disabled'), 'utf8').catch(() => '0');
+      if (disabled.trim() === '1') throw new BackendError('module loading is disabled on this node (kernel.modules_disabled=1)', 'kmod');
+      if (driver === null) throw new BackendError('the module the driver loader found loaded is gone, and it verified no file to load again', 'kmod');
+      const ko = driver ?? (await findModule(this.options, this.exec));
       const args = Object.entries(settings).map(([k, v]) => `${k}=${v}`);
       const r = await this.exec('insmod', [ko, ...args], { timeoutMs: 120_000 });
       if (r.code !== 0) {
@@ -117,8 +139,12 @@ export class KmodBackend implements KernelBackend {
       this.device = await openFd(join(this.dev, 'irqtrace'), constants.O_RDONLY);
     } catch (err) {
       await this.stop();
-      const busy = (err as NodeJS.ErrnoException).code === 'EBUSY';
-      throw new BackendError(busy ? '/dev/irqtrace has a reader already (another agent?)' : `cannot open /dev/irqtrace: ${String(err)}`, 'kmod', { cause: err });
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'EBUSY'
+        ? `${this.dev}/irqtrace has a reader already (another agent?)`
+        // A container's /dev is made when it starts, before the module made its device.
+        : code === 'ENOENT' ? `loaded, but no ${this.dev}/irqtrace: in a container, mount the host's /dev and pass --dev` : `cannot open ${this.dev}/irqtrace: ${String(err)}`;
+      throw new BackendError(why, 'kmod', { cause: err });
     }
     this.reading = this.readLoop(this.device, sink);
   }

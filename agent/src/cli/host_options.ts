@@ -7,6 +7,9 @@ export interface HostOptions {
   module?: string;
   moduleDir?: string;
   source?: string;
+  hostUsrLib?: string;
+  driverState?: string;
+  dev: string;
   loader?: string;
   proc: string;
   cgroupRoot: string;
@@ -17,6 +20,9 @@ export function addHostOptions(command: Command): Command {
     .option('--module <path>', 'kmod: this irqtrace.ko')
     .option('--module-dir <dir>', 'kmod: prebuilt modules as <dir>/<uname -r>/irqtrace.ko')
     .option('--source <dir>', "kmod: the module's source, built against /lib/modules/<uname -r>/build")
+    .option('--host-usr-lib <dir>', "kmod: the host's /usr/lib, for Debian's headers (they link to its linux-kbuild-<version>)")
+    .option('--driver-state <file>', "kmod: the state `irqtrace driver load` wrote (a pod's init container): load its module, build nothing, unload it at stop")
+    .option('--dev <dir>', "kmod: where the host's /dev is (a container's own /dev never gets the module's devices, made at load)", '/dev')
     .option('--loader <path>', 'ebpf: the irqtrace-bpf loader')
     .option('--proc <dir>', 'where the host /proc is', '/proc')
     .option('--cgroup-root <dir>', 'where the host cgroup2 hierarchy is', '/sys/fs/cgroup');
@@ -28,6 +34,9 @@ export function backendOptionsOf(o: HostOptions): BackendOptions {
       ...(o.module ? { modulePath: o.module } : {}),
       ...(o.moduleDir ? { moduleDir: o.moduleDir } : {}),
       ...(o.source ? { sourceDir: o.source } : {}),
+      ...(o.hostUsrLib ? { hostUsrLib: o.hostUsrLib } : {}),
+      ...(o.driverState ? { driverState: o.driverState } : {}),
+      devRoot: o.dev,
     },
     ebpf: o.loader ? { loaderPath: o.loader } : {},
   };

@@ -8,6 +8,7 @@
 import { Command, Option } from 'commander';
 import type { AgentCommandOptions } from './agent_cmd.js';
 import type { BenchCommandOptions } from './bench_cmd.js';
+import type { DriverLoadOptions } from './driver_cmd.js';
 import { addHostOptions } from './host_options.js';
 import type { RecordOptions } from './record.js';
 import { DEFAULT_STORE } from './defaults.js';
@@ -55,6 +56,21 @@ addHostOptions(agentCommand).action(async (options: AgentCommandOptions) => {
   const { runAgent } = await import('./agent_cmd.js');
   process.exitCode = await runAgent(options);
 });
+
+program
+  .command('driver')
+  .description('the kernel module for this machine')
+  .command('load')
+  .description('load irqtrace.ko: one already loaded if its ABI fits, else the one cached for this exact kernel (checked), else built against the headers and cached; else say why, for the agent to use eBPF')
+  .option('--source <dir>', "the module's source", '/usr/lib/irqtrace/kmod')
+  .option('--cache <dir>', 'built modules, by kernel release, build id and source digest', '/var/lib/irqtrace/modules')
+  .option('--state <file>', 'write the outcome here as JSON (the agent reads it: --driver-state)')
+  .option('--host-usr-lib <dir>', "the host's /usr/lib, for Debian's headers (they link to its linux-kbuild-<version>)")
+  .option('--proc <dir>', 'where the host /proc is', '/proc')
+  .action(async (options: DriverLoadOptions) => {
+    const { driverLoad } = await import('./driver_cmd.js');
+    process.exitCode = await driverLoad(options);
+  });
 
 program
   .command('list')

@@ -14,7 +14,7 @@ import { RoleInformers } from '../informers.js';
 import type { SharedInformers } from '../informers.js';
 import type { IrqTrace } from '../api/schema.js';
 import { isLive, traceEndUnixNs } from '../model/node_config.js';
-import { AGENT_NAME, agentDaemonSet } from './daemonset.js';
+import { AGENT_NAME, AGENT_POD_SECURITY, agentDaemonSet } from './daemonset.js';
 import type { AgentDeployment } from './daemonset.js';
 import { EventRecorder } from './events.js';
 import { controllerStatus, targetedNodes } from './trace_status.js';
@@ -53,6 +53,9 @@ export class TraceController {
   private readonly objects: k8s.KubernetesObjectApi;
   private readonly custom: k8s.CustomObjectsApi;
   private readonly apps: k8s.AppsV1Api;
+  private readonly core: k8s.CoreV1Api;
+  /** The namespace carries AGENT_POD_SECURITY (checked once per term, before the first DaemonSet). */
+  private namespaceAdmitsAgents = false;
   private readonly informers: RoleInformers;
   private readonly events: EventRecorder;
   private running: Promise<void> | undefined;
@@ -68,6 +71,7 @@ export class TraceController {
     this.objects = k8s.KubernetesObjectApi.makeApiClient(kc);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     this.apps = kc.makeApiClient(k8s.AppsV1Api);
+    this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.events = new EventRecorder(kc, 'irqtrace-controller', o.log);
     const trigger = (): void => { this.trigger(); };
     this.informers = new RoleInformers(o.informers, kc, o.log, { traces: { change: trigger }, nodes: { change: trigger } });
@@ -78,6 +82,7 @@ export class TraceController {
   /** Starts watching and reconciling; an aborted signal (leadership lost meanwhile) stops it before the first write. */
   async start(signal?: AbortSignal): Promise<void> {
     this.stopped = false;
+    this.namespaceAdmitsAgents = false;
     await this.informers.start();
     if (signal?.aborted) {
       await this.stop();
@@ -151,6 +156,7 @@ export class TraceController {
     const desired = agentDaemonSet(live, this.o.agents);
     const ns = this.o.agents.namespace;
     if (desired) {
+      await this.admitAgents(ns);
       await this.objects.patch(desired, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply);
       return;
     }
@@ -160,6 +166,30 @@ export class TraceController {
     } catch (err) {
       if (!isStatus(err, 404)) throw err;
     }
+  }
+
+  /**
+   * Pod Security's label on the agents' namespace: a cluster default of baseline refuses
+   * host PID, hostPath and privileged containers, and the DaemonSet would make no pods.
+   * Refused (RBAC without the namespace rule): logged, and the DaemonSet applied anyway.
+   */
+  private async admitAgents(ns: string): Promise<void> {
+    if (this.namespaceAdmitsAgents || this.o.agents.podSecurityLabel === false) return;
+    const labels = (await this.core.readNamespace({ name: ns })).metadata?.labels ?? {};
+    const missing = Object.entries(AGENT_POD_SECURITY).filter(([k, v]) => labels[k] !== v);
+    if (missing.length) {
+      try {
+        await this.core.patchNamespace(
+          { name: ns, body: { metadata: { labels: Object.fromEntries(missing) } } },
+          k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+        );
+        this.o.log.info({ namespace: ns, labels: Object.fromEntries(missing), was: labels['pod-security.kubernetes.io/enforce'] ?? null }, 'namespace labelled so Pod Security admits the privileged agents');
+      } catch (err) {
+        if (!isStatus(err, 403)) throw err;
+        this.o.log.warn({ namespace: ns, err: String(err) }, 'cannot label the namespace for Pod Security: the agents may be refused (label it pod-security.kubernetes.io/enforce=privileged)');
+      }
+    }
+    this.namespaceAdmitsAgents = true;
   }
 
   /** JSON patches guarded by the resourceVersion read: a concurrent change makes them fail and retry. */

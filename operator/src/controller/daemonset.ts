@@ -1,7 +1,7 @@
 // The one agent DaemonSet, as the IrqTraces want it (DESIGN.md §4): on the
 // union of the traces' nodes, owned by every live trace (so garbage collection
 // removes it with the last one), with only the privileges the backends need.
-import type { V1DaemonSet, V1NodeAffinity, V1OwnerReference, V1ResourceRequirements, V1Toleration } from '@kubernetes/client-node';
+import type { V1Container, V1DaemonSet, V1NodeAffinity, V1OwnerReference, V1ResourceRequirements, V1Toleration } from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, KIND } from '../api/crd.js';
 import type { IrqTrace } from '../api/schema.js';
 import { affinityTerm } from '../model/selector.js';
@@ -15,6 +15,8 @@ export interface AgentDeployment {
   image: string;
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
   resources?: V1ResourceRequirements;
+  /** The driver loader's (init container's): building the module with gcc. */
+  driverResources?: V1ResourceRequirements;
   /** Default: tolerate every taint, so control-plane and dedicated nodes are traced too. */
   tolerations?: V1Toleration[];
   priorityClassName?: string;
@@ -26,7 +28,14 @@ export interface AgentDeployment {
   /** The name the ingest's certificate has, when the address differs. */
   tlsServerName?: string;
   metricsPort?: number;
+  /** Agents in the node's network namespace (their metrics port is then the node's). */
+  hostNetwork?: boolean;
+  /** Label the namespace so Pod Security admits the agents (default true). */
+  podSecurityLabel?: boolean;
 }
+
+/** What Pod Security must enforce in the agents' namespace: they use the host, so privileged. */
+export const AGENT_POD_SECURITY = { 'pod-security.kubernetes.io/enforce': 'privileged' } as const;
 
 /**
  * Capabilities the agent needs without the module: eBPF (BPF, PERFMON,
@@ -63,6 +72,35 @@ function ownerOf(t: IrqTrace): V1OwnerReference {
 
 const hostPath = (name: string, path: string, type: string) => ({ name, hostPath: { path, type } });
 
+/** What the agent's rmmod may take (it waits for the module's readers to go): its grace period is this and more. */
+export const AGENT_STOP_SECONDS = 120;
+const DRIVER_DIR = '/run/irqtrace';
+const DRIVER_STATE = `${DRIVER_DIR}/driver.json`;
+
+/**
+ * The init container that loads the module (`irqtrace driver load`, as Falco's driver loader): a loaded one of
+ * the agent's ABI, the node's cached build for this exact kernel, or a new build against the node's headers,
+ * cached; else the reason, for the agent to use eBPF. gcc needs more memory than the agent ever does.
+ */
+function driverLoader(d: AgentDeployment): V1Container {
+  return {
+    name: 'driver',
+    image: d.image,
+    imagePullPolicy: d.imagePullPolicy ?? 'IfNotPresent',
+    args: ['driver', 'load', '--source', '/usr/lib/irqtrace/kmod', '--cache', '/var/lib/irqtrace/modules', '--state', DRIVER_STATE, '--host-usr-lib', '/host/usr/lib'],
+    resources: d.driverResources ?? { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '1Gi' } },
+    securityContext: { privileged: true },
+    volumeMounts: [
+      { name: 'modules', mountPath: '/lib/modules', readOnly: true },
+      { name: 'usr-src', mountPath: '/usr/src', readOnly: true },
+      { name: 'usr-lib', mountPath: '/host/usr/lib', readOnly: true },
+      { name: 'spool', mountPath: '/var/lib/irqtrace' },
+      { name: 'driver', mountPath: DRIVER_DIR },
+      { name: 'tmp', mountPath: '/tmp' },
+    ],
+  };
+}
+
 /** The DaemonSet for these (live) traces; undefined when there are none: nothing runs, nothing is loaded. */
 export function agentDaemonSet(traces: readonly IrqTrace[], d: AgentDeployment): V1DaemonSet | undefined {
   if (!traces.length) return undefined;
@@ -93,10 +131,14 @@ export function agentDaemonSet(traces: readonly IrqTrace[], d: AgentDeployment):
           automountServiceAccountToken: false,
           // The host's tasks, for attribution (pid -> cgroup -> pod).
           hostPID: true,
+          ...(d.hostNetwork ? { hostNetwork: true, dnsPolicy: 'ClusterFirstWithHostNet' } : {}),
           priorityClassName: d.priorityClassName ?? 'system-node-critical',
           tolerations: d.tolerations ?? [{ operator: 'Exists' }],
           ...(affinity ? { affinity: { nodeAffinity: affinity } } : {}),
-          terminationGracePeriodSeconds: 30,
+          // The agent unloads what it loaded at SIGTERM (rmmod waits up to AGENT_STOP_SECONDS for the module's
+          // readers), then flushes its spool: the kubelet must not kill it first, or the module stays loaded.
+          terminationGracePeriodSeconds: AGENT_STOP_SECONDS + 30,
+          ...(privileged ? { initContainers: [driverLoader(d)] } : {}),
           containers: [
             {
               name: 'agent',
@@ -109,7 +151,8 @@ export function agentDaemonSet(traces: readonly IrqTrace[], d: AgentDeployment):
                 '--spool', '/var/lib/irqtrace/spool',
                 '--metrics-port', String(metricsPort),
                 '--metrics-host', '0.0.0.0',
-                '--source', '/usr/lib/irqtrace/kmod',
+                // The module the init container loaded (or why none): the agent builds nothing.
+                ...(privileged ? ['--driver-state', DRIVER_STATE, '--dev', '/host/dev'] : []),
                 '--cgroup-root', '/host/sys/fs/cgroup',
               ],
               env: [
@@ -117,15 +160,15 @@ export function agentDaemonSet(traces: readonly IrqTrace[], d: AgentDeployment):
                 { name: 'NODE_OPTIONS', value: '--max-semi-space-size=2 --max-old-space-size=192' },
               ],
               ports: [{ name: 'metrics', containerPort: metricsPort }],
-              readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 10 },
-              livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 20, failureThreshold: 6 },
+              // Timeouts a slow node holds: an emulated or overloaded node answers in seconds, not milliseconds.
+              readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 10, timeoutSeconds: 10 },
+              livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 20, timeoutSeconds: 10, failureThreshold: 6 },
               resources: d.resources ?? { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '256Mi' } },
               securityContext: privileged
                 ? { privileged: true }
                 : { privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'], add: EBPF_CAPABILITIES } },
               volumeMounts: [
-                { name: 'modules', mountPath: '/lib/modules', readOnly: true },
-                { name: 'usr-src', mountPath: '/usr/src', readOnly: true },
+                ...(privileged ? [{ name: 'driver', mountPath: DRIVER_DIR, readOnly: true }, { name: 'dev', mountPath: '/host/dev' }] : []),
                 { name: 'cgroup', mountPath: '/host/sys/fs/cgroup', readOnly: true },
                 { name: 'tracefs', mountPath: '/sys/kernel/tracing', readOnly: true },
                 { name: 'spool', mountPath: '/var/lib/irqtrace' },
@@ -135,15 +178,26 @@ export function agentDaemonSet(traces: readonly IrqTrace[], d: AgentDeployment):
             },
           ],
           volumes: [
-            // Headers to build the module against the node's kernel, as node agents do.
-            hostPath('modules', '/lib/modules', 'Directory'),
-            hostPath('usr-src', '/usr/src', 'Directory'),
+            ...(privileged
+              ? [
+                  // The node's headers, to build the module against its kernel, as node agents do.
+                  hostPath('modules', '/lib/modules', 'Directory'),
+                  // Where distributions keep headers; a node without them gets eBPF, and its status says so.
+                  hostPath('usr-src', '/usr/src', 'DirectoryOrCreate'),
+                  // Debian's headers link scripts/ and tools/ to /usr/lib/linux-kbuild-<version>.
+                  hostPath('usr-lib', '/usr/lib', 'DirectoryOrCreate'),
+                  // The module's devices (/dev/irqtrace, _stats) appear at load, in the host's /dev only.
+                  hostPath('dev', '/dev', 'Directory'),
+                  // The loader's outcome, for the agent container of the same pod.
+                  { name: 'driver', emptyDir: { sizeLimit: '1Mi' } },
+                ]
+              : []),
             hostPath('cgroup', '/sys/fs/cgroup', 'Directory'),
             // Tracepoint ids for the eBPF programs (libbpf reads events/*/*/id); a container's /sys has no tracefs.
             hostPath('tracefs', '/sys/kernel/tracing', 'Directory'),
-            // Unacked batches survive agent restarts and upgrades.
+            // Unacked batches survive agent restarts and upgrades; built modules survive them too (modules/).
             hostPath('spool', '/var/lib/irqtrace', 'DirectoryOrCreate'),
-            // The root filesystem is read-only; building the module needs scratch space.
+            // The root filesystem is read-only; the module build needs scratch space.
             { name: 'tmp', emptyDir: { sizeLimit: '256Mi' } },
             ...(d.tlsSecret ? [{ name: 'tls', secret: { secretName: d.tlsSecret, defaultMode: 0o400 } }] : []),
           ],

@@ -30,6 +30,11 @@ export const NAMESPACE_RULES: Rule[] = [
   { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
 ];
 
+/** Its own namespace only: the Pod Security label that admits the agents (agents.podSecurityLabel). */
+export function ownNamespaceRules(namespace: string): Rule[] {
+  return [{ apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'patch'], resourceNames: [namespace] }];
+}
+
 /** Events about cluster-scoped objects are written to the default namespace. */
 export const EVENT_RULES: Rule[] = [{ apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] }];
 
@@ -56,6 +61,8 @@ export function rbacObjects(n: RbacNames): Json[] {
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'irqtrace-agent', namespace: n.namespace, labels: { ...labels, 'app.kubernetes.io/component': 'agent' } }, automountServiceAccountToken: false },
     role('ClusterRole', 'irqtrace-operator', undefined, CLUSTER_RULES),
     binding('ClusterRoleBinding', 'irqtrace-operator', undefined, 'ClusterRole'),
+    role('ClusterRole', 'irqtrace-operator-namespace', undefined, ownNamespaceRules(n.namespace)),
+    binding('ClusterRoleBinding', 'irqtrace-operator-namespace', undefined, 'ClusterRole'),
     role('Role', 'irqtrace-operator', n.namespace, NAMESPACE_RULES),
     binding('RoleBinding', 'irqtrace-operator', n.namespace, 'Role'),
     role('Role', 'irqtrace-operator-events', 'default', EVENT_RULES),

@@ -179,8 +179,8 @@ export class TraceAggregate {
       .flatMap(([, r]) => r.worst ?? [])
       .sort((a, b) => b.durationNs - a.durationNs)
       .slice(0, MAX_WORST);
-    // Nodes worth a line: with violations, losses or problems; the worst first, capped.
-    const notable = all.filter(([name, r]) => r.violations > 0 || r.lost > 0 || r.backend?.phase === 'failed' || silentNames.has(name));
+    // Nodes worth a line: with violations, losses or problems (a backend that fell back says why); the worst first, capped.
+    const notable = all.filter(([name, r]) => r.violations > 0 || r.lost > 0 || r.backend?.phase === 'failed' || !!r.backend?.reason || silentNames.has(name));
     notable.sort(([, a], [, b]) => b.maxDurationNs - a.maxDurationNs || b.violations - a.violations);
     const nodes: NodeStatus[] = notable.slice(0, MAX_STATUS_NODES).map(([name, r]) => ({
       name,

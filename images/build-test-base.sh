@@ -16,8 +16,28 @@ if buildah "${S[@]}" inspect --type image "$image" >/dev/null 2>&1; then
 fi
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-echo "images: debootstrap bookworm minbase" >&2
-debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >/dev/null
+# The Debian mirror this machine's apt uses (one-line or deb822 sources): no host is written here.
+mirror=$(python3 - <<'PY'
+import glob, re
+for f in ['/etc/apt/sources.list', *sorted(glob.glob('/etc/apt/sources.list.d/*.list'))]:
+    try:
+        lines = open(f).read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        w = re.sub(r'\[[^]]*\]', '', line.split('#')[0]).split()
+        if len(w) >= 3 and w[0] == 'deb' and w[2] == 'bookworm':
+            print(w[1]); raise SystemExit
+for f in sorted(glob.glob('/etc/apt/sources.list.d/*.sources')):
+    for para in open(f).read().split('\n\n'):
+        fields = dict(re.findall(r'^([A-Za-z-]+):[ \t]*(.*)$', para, re.M))
+        if 'bookworm' in fields.get('Suites', '').split() and 'deb' in fields.get('Types', '').split() and fields.get('Enabled', 'yes') != 'no':
+            print(fields['URIs'].split()[0]); raise SystemExit
+PY
+)
+[ -n "$mirror" ] || { echo "images: no Debian bookworm mirror in this machine's apt sources" >&2; exit 1; }
+echo "images: debootstrap bookworm minbase from $mirror (this machine's apt source)" >&2
+debootstrap --variant=minbase bookworm "$root" "$mirror" >/dev/null
 npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
 mkdir -p "$root/usr/local/bin" "$root/usr/local/lib/node_modules" "$root/nodejs/bin"
 cp "$(readlink -f "$(command -v node)")" "$root/usr/local/bin/node"

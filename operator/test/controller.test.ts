@@ -130,6 +130,34 @@ describe('the IrqTrace controller', () => {
     expect(events.split(' ').sort()).toEqual(['AgentsScheduled', 'NoNodesMatch']);
   });
 
+  it('says exactly what to label while Pod Security would refuse the agents, and labels the namespace itself unless told not to', async () => {
+    await controller?.stop();
+    await kubectl(['label', 'namespace', NS, 'pod-security.kubernetes.io/enforce=baseline', '--overwrite']);
+    // Told not to label (agents.podSecurityLabel false): it says what to do instead.
+    controller = new TraceController({ kubeConfig: kc, agents: { ...agents, podSecurityLabel: false }, log, applied });
+    await controller.start();
+    await kubectl(['apply', '-f', '-'], yamlTrace('psa', '  target: {all: true}\n'));
+    await waitUntil('Ready=False AgentsRefused', 30_000, async () => ready(await trace('psa'))?.reason === 'AgentsRefused');
+    const refused = ready(await trace('psa')) as { status: string; message?: string } | undefined;
+    expect(refused?.status).toBe('False');
+    expect(refused?.message).toBe(`namespace ${NS} enforces Pod Security 'baseline', which refuses the agents (host PID, host paths, privileged): kubectl label namespace ${NS} pod-security.kubernetes.io/enforce=privileged --overwrite`);
+    const events = await kubectl(['get', 'events.events.k8s.io', '-n', 'default', '--field-selector', 'regarding.name=psa', '-o', 'jsonpath={.items[*].reason}']);
+    expect(events.split(' ')).toContain('AgentsRefused');
+    // The admin labels it: the next reconcile (here, a spec change) sees it.
+    await kubectl(['label', 'namespace', NS, 'pod-security.kubernetes.io/enforce=privileged', '--overwrite']);
+    await kubectl(['patch', 'irqtrace', 'psa', '--type=merge', '-p', '{"spec":{"threshold":"2ms"}}']);
+    await waitUntil('Ready=True once labelled', 30_000, async () => ready(await trace('psa'))?.reason === 'AgentsScheduled');
+    await controller.stop();
+    // By default it labels the namespace itself, before the DaemonSet.
+    await kubectl(['label', 'namespace', NS, 'pod-security.kubernetes.io/enforce=baseline', '--overwrite']);
+    controller = new TraceController({ kubeConfig: kc, agents, log, applied });
+    await controller.start();
+    await waitUntil('the namespace labelled privileged', 30_000, async () =>
+      (await kubectl(['get', 'namespace', NS, '-o', 'jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}'])) === 'privileged');
+    expect(ready(await trace('psa'))?.reason).toBe('AgentsScheduled');
+    await kubectl(['delete', 'irqtrace', 'psa']);
+  });
+
   it('shares its informers, Nodes metadata-only (names and labels, no spec or status)', async () => {
     const informers = new SharedInformers(kc, log);
     await informers.start();

@@ -56,6 +56,8 @@ export interface Cluster {
   kubectl(args: readonly string[], input?: string): Promise<RunResult>;
   /** Runs helm against this cluster as admin. */
   helm(args: readonly string[]): Promise<RunResult>;
+  /** The kubectl and helm binaries, for a person at a shell (with --kubeconfig / KUBECONFIG). */
+  binaries: { kubectl: string; helm: string };
   /** Stops every process and removes the data; leaves nothing running. */
   stop(): Promise<void>;
 }
@@ -234,6 +236,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         return { token, caPem, kubeletClientCaPem: kubeletPki.ca.toString() };
       },
       kubectl,
+      binaries: { kubectl: kubectlBin, helm: helmBin },
       helm: (args) =>
         run(helmBin, ['--kubeconfig', kubeconfigPath, ...args], {
           timeoutMs: 120_000,

@@ -87,8 +87,9 @@ step containerd
 for image in $IMAGES; do
 	# Layers are dropped from the content store once unpacked: the root is RAM.
 	ctr -n k8s.io images import --local --discard-unpacked-layers "$h$image" >/dev/null
+	name=${image##*/}
+	step "import:${name%.tar}"
 done
-step images
 
 # shellcheck disable=SC2086
 kubelet --config /var/lib/kubelet/config.yaml --kubeconfig /etc/kubernetes/kubelet.kubeconfig \

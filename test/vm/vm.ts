@@ -163,6 +163,11 @@ export class Vm {
   }
 
   /** Powers the guest off and leaves nothing running. */
+  /** A shell command that logs a person into the guest (over the running connection). */
+  sshCommand(): string {
+    return ['ssh', ...sshOptions(this.sshPort, this.workDir), 'root@127.0.0.1'].map((a) => (/^[\w@./:=,-]+$/.test(a) ? a : `'${a}'`)).join(' ');
+  }
+
   async stop(): Promise<void> {
     if (this.qemu.running) {
       await this.exec('poweroff -f', { timeoutMs: 5000 });

@@ -56,6 +56,8 @@ export class TraceController {
   private readonly core: k8s.CoreV1Api;
   /** The namespace carries AGENT_POD_SECURITY (checked once per term, before the first DaemonSet). */
   private namespaceAdmitsAgents = false;
+  /** Why Pod Security refuses the agents and what to label, while it does (checked at every reconcile). */
+  private podSecurityRefusal: string | undefined;
   private readonly informers: RoleInformers;
   private readonly events: EventRecorder;
   private running: Promise<void> | undefined;
@@ -83,6 +85,7 @@ export class TraceController {
   async start(signal?: AbortSignal): Promise<void> {
     this.stopped = false;
     this.namespaceAdmitsAgents = false;
+    this.podSecurityRefusal = undefined;
     await this.informers.start();
     if (signal?.aborted) {
       await this.stop();
@@ -170,25 +173,41 @@ export class TraceController {
 
   /**
    * Pod Security's label on the agents' namespace: a cluster default of baseline refuses
-   * host PID, hostPath and privileged containers, and the DaemonSet would make no pods.
-   * Refused (RBAC without the namespace rule): logged, and the DaemonSet applied anyway.
+   * host PID, hostPath and privileged containers, and the DaemonSet would make no pods. The
+   * operator labels it (agents.podSecurityLabel, RBAC on that namespace only); where it may not,
+   * or is told not to, every trace's Ready says exactly what to label (with an Event), until it is.
    */
   private async admitAgents(ns: string): Promise<void> {
-    if (this.namespaceAdmitsAgents || this.o.agents.podSecurityLabel === false) return;
-    const labels = (await this.core.readNamespace({ name: ns })).metadata?.labels ?? {};
+    if (this.namespaceAdmitsAgents) return;
+    let labels: Record<string, string>;
+    try {
+      labels = (await this.core.readNamespace({ name: ns })).metadata?.labels ?? {};
+    } catch (err) {
+      if (!isStatus(err, 403)) throw err;
+      // Not allowed to look (RBAC without the namespace rule): nothing to say either way.
+      this.namespaceAdmitsAgents = true;
+      return;
+    }
     const missing = Object.entries(AGENT_POD_SECURITY).filter(([k, v]) => labels[k] !== v);
-    if (missing.length) {
+    const was = labels['pod-security.kubernetes.io/enforce'];
+    if (missing.length && this.o.agents.podSecurityLabel !== false) {
       try {
         await this.core.patchNamespace(
           { name: ns, body: { metadata: { labels: Object.fromEntries(missing) } } },
           k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
         );
-        this.o.log.info({ namespace: ns, labels: Object.fromEntries(missing), was: labels['pod-security.kubernetes.io/enforce'] ?? null }, 'namespace labelled so Pod Security admits the privileged agents');
+        this.o.log.info({ namespace: ns, labels: Object.fromEntries(missing), was: was ?? null }, 'namespace labelled so Pod Security admits the privileged agents');
+        missing.length = 0;
       } catch (err) {
         if (!isStatus(err, 403)) throw err;
-        this.o.log.warn({ namespace: ns, err: String(err) }, 'cannot label the namespace for Pod Security: the agents may be refused (label it pod-security.kubernetes.io/enforce=privileged)');
+        this.o.log.warn({ namespace: ns, err: String(err) }, 'cannot label the namespace for Pod Security');
       }
     }
+    if (missing.length) {
+      this.podSecurityRefusal = `namespace ${ns} enforces Pod Security '${was ?? 'the cluster default'}', which refuses the agents (host PID, host paths, privileged): kubectl label namespace ${ns} ${missing.map(([k, v]) => `${k}=${v}`).join(' ')} --overwrite`;
+      return;
+    }
+    this.podSecurityRefusal = undefined;
     this.namespaceAdmitsAgents = true;
   }
 
@@ -255,7 +274,7 @@ export class TraceController {
   }
 
   private async writeStatus(t: IrqTrace, nodes: { name: string; labels: Record<string, string> }[]): Promise<void> {
-    const next = controllerStatus(t, nodes);
+    const next = controllerStatus(t, nodes, new Date(), this.podSecurityRefusal);
     const current = t.status;
     const ready = current?.conditions?.find((c) => c.type === 'Ready');
     const nextReady = next.conditions[0];

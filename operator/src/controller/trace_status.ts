@@ -39,12 +39,14 @@ export function targetedNodes(t: IrqTrace, nodes: readonly { name: string; label
 
 /**
  * The controller's status of a trace. The Ready condition keeps its
- * lastTransitionTime while its status stays the same.
+ * lastTransitionTime while its status stays the same. agentsRefused: why Pod
+ * Security refuses the agents' pods, and what to label.
  */
 export function controllerStatus(
   t: IrqTrace,
   nodes: readonly { name: string; labels: Record<string, string> }[],
   now = new Date(),
+  agentsRefused?: string,
 ): ControllerStatus {
   const generation = t.metadata.generation ?? 0;
   const targeted = targetedNodes(t, nodes).length;
@@ -54,6 +56,8 @@ export function controllerStatus(
     ready = { status: 'False', reason: 'Expired', message: `the trace ended at ${new Date(Number(traceEndUnixNs(t) / 1_000_000n)).toISOString()} (spec.duration ${t.spec.duration ?? ''}); agents unloaded it` };
   } else if (!targeted) {
     ready = { status: 'False', reason: 'NoNodesMatch', message: 'no node has the labels spec.nodeSelector asks for' };
+  } else if (agentsRefused) {
+    ready = { status: 'False', reason: 'AgentsRefused', message: agentsRefused };
   } else {
     ready = { status: 'True', reason: 'AgentsScheduled', message: `agents are scheduled on ${targeted} node${targeted === 1 ? '' : 's'}` };
   }

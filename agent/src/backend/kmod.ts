@@ -35,7 +35,7 @@ export interface KmodOptions {
   sourceDir?: string;
   /**
    * The driver loader's state file (`irqtrace driver load`, the pod's init
-   * container): the module it loaded and verified, or why there is none. The
+   * container): the module file it checked (or found loaded), or why there is none. The
    * agent then builds nothing, and owns the module: it unloads it at stop.
    */
   driverState?: string;
@@ -61,7 +61,7 @@ export function runningMethod(counters: readonly CountersItem[]): string {
   return m === Method.Exact ? 'exact' : m === Method.Sampled ? 'sampled' : counters.length ? 'off' : 'unknown';
 }
 
-/** The module file the driver loader verified (null: it only found one loaded), or its reason for none. */
+/** The module file the driver loader checked (null: it only found one loaded), or its reason for none. */
 async function driverModule(path: string): Promise<string | null> {
   const state = await readDriverState(path);
   if (!state) throw new BackendError(`no driver state at ${path}: the driver loader did not run`, 'kmod');
@@ -117,14 +117,15 @@ export class KmodBackend implements KernelBackend {
     const driver = this.options.driverState !== undefined ? await driverModule(this.options.driverState) : undefined;
     if (await exists(join(this.sys, 'module', 'irqtrace'))) {
       // Loaded already (by an earlier agent, or by hand): adopt it, leave it loaded at stop;
-      // unless the driver loader loaded it for this agent, whose pod owns the node's module.
+      // unless this agent runs with the driver loader: its pod owns the node's module (one left by
+      // an agent that was killed is taken over, and unloaded when this one stops).
       await this.apply(cfg);
       this.loadedByUs = !!this.options.driverState;
     } else {
       // Checked first: building the module takes minutes, and insmod would only say EPERM.
       const disabled = await readFile(join(this.options.procRoot ?? '/proc', 'sys/kernel/modules_disabled'), 'utf8').catch(() => '0');
       if (disabled.trim() === '1') throw new BackendError('module loading is disabled on this node (kernel.modules_disabled=1)', 'kmod');
-      if (driver === null) throw new BackendError('the module the driver loader found loaded is gone, and it verified no file to load again', 'kmod');
+      if (driver === null) throw new BackendError('the module the driver loader found loaded is gone, and it checked no file to load again', 'kmod');
       const ko = driver ?? (await findModule(this.options, this.exec));
       const args = Object.entries(settings).map(([k, v]) => `${k}=${v}`);
       const r = await this.exec('insmod', [ko, ...args], { timeoutMs: 120_000 });

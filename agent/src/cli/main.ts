@@ -61,7 +61,7 @@ program
   .command('driver')
   .description('the kernel module for this machine')
   .command('load')
-  .description('load irqtrace.ko: one already loaded if its ABI fits, else the one cached for this exact kernel (checked), else built against the headers and cached; else say why, for the agent to use eBPF')
+  .description('find irqtrace.ko for the agent to load: one already loaded if its ABI fits, else the one cached for this exact kernel (checked), else built against the headers and cached; else say why, for the agent to use eBPF')
   .option('--source <dir>', "the module's source", '/usr/lib/irqtrace/kmod')
   .option('--cache <dir>', 'built modules, by kernel release, build id and source digest', '/var/lib/irqtrace/modules')
   .option('--state <file>', 'write the outcome here as JSON (the agent reads it: --driver-state)')

@@ -2,15 +2,19 @@
 // as Falco runs one. In order, it
 //   1. keeps a module already loaded whose record ABI is this agent's
 //      (unloads one of another ABI);
-//   2. loads the one cached for this exact kernel (<cache>/<release>/
-//      <build id>-<source digest>/irqtrace.ko, checked before insmod: the
-//      file's digest against its manifest, its vermagic against the kernel's
-//      release and the build's, its ABI; a file that fails is thrown away and
-//      rebuilt, never loaded);
+//   2. takes the one cached for this exact kernel (<cache>/<release>/
+//      <build id>-<source digest>/irqtrace.ko, checked: the file's digest
+//      against its manifest, its vermagic against the kernel's release and the
+//      build's, its ABI; a file that fails is thrown away and rebuilt, never
+//      loaded);
 //   3. else builds it against /lib/modules/<release>/build and caches it;
 //   4. else says why (module loading disabled, lockdown, no headers, the
 //      compiler's error) in the state file, and the agent uses eBPF.
-// The state file is what the agent container reads: it never builds anything.
+// The state file is what the agent container reads: it never builds anything,
+// and it is the one that loads the checked file. A module loaded here would
+// stay loaded if the pod went before its agent started (a trace deleted
+// meanwhile: seen on the test nodes); loaded by the agent, it is unloaded by
+// the agent at SIGTERM.
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { release as osRelease } from 'node:os';
@@ -42,7 +46,7 @@ export interface DriverOptions {
   log?: (fields: Record<string, unknown>, message: string) => void;
 }
 
-/** What is written next to a cached module: the checks a later loader repeats before insmod. */
+/** What is written next to a cached module: the checks a later loader repeats. */
 interface Manifest {
   release: string;
   buildId: string;
@@ -58,6 +62,13 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 class Refused extends Error {}
 
+/** The log line of each outcome: what a person reading the init container's log wants to know. */
+const SAID = {
+  'already loaded': "the loaded module has this agent's record ABI: the agent takes it over",
+  cached: 'the module cached for this kernel passed its checks: no build; the agent loads it',
+  built: "built against the node's headers and cached; the agent loads it",
+} as const;
+
 export async function loadDriver(o: DriverOptions): Promise<DriverState> {
   const started = performance.now();
   const run = o.exec ?? defaultExec;
@@ -71,7 +82,7 @@ export async function loadDriver(o: DriverOptions): Promise<DriverState> {
   const key = { release: rel, buildId, sourceDigest: digest };
   const done = (outcome: DriverOutcome): DriverState => {
     const full: DriverState = { ...outcome, ...key, seconds: seconds(started) };
-    say({ ...full }, full.ok ? `driver: ${full.how}` : `driver: no module, the agent will use eBPF: ${full.reason}`);
+    say({ ...full }, full.ok ? `driver: ${SAID[full.how]}` : `driver: no module, the agent will use eBPF: ${full.reason}`);
     return full;
   };
 
@@ -97,9 +108,7 @@ export async function loadDriver(o: DriverOptions): Promise<DriverState> {
   if (await exists(dir)) {
     try {
       await verified(ko, rel, buildId, digest);
-      const r = await run('insmod', [ko], { timeoutMs: 120_000 });
-      if (r.code !== 0) throw new Refused(`insmod refused it: ${lastLine(r.stderr)}`);
-      return done({ ok: true, how: 'loaded the cached module', module: ko });
+      return done({ ok: true, how: 'cached', module: ko });
     } catch (err) {
       if (!(err instanceof Refused)) throw err;
       say({ path: ko, why: err.message }, 'driver: the cached module failed its checks: removing it and building another');
@@ -141,12 +150,10 @@ export async function loadDriver(o: DriverOptions): Promise<DriverState> {
     if (err instanceof Refused) return done({ ok: false, reason: `the module built against ${build} does not fit this kernel: ${err.message}` });
     throw err;
   }
-  const r = await run('insmod', [ko], { timeoutMs: 120_000 });
-  if (r.code !== 0) return done({ ok: false, reason: `insmod ${ko}: ${lastLine(r.stderr).replace(/^insmod: (ERROR: )?/, '')}` });
-  return done({ ok: true, how: 'built and loaded', module: ko, buildSeconds: manifest.buildSeconds });
+  return done({ ok: true, how: 'built', module: ko, buildSeconds: manifest.buildSeconds });
 }
 
-/** The checks a cached module passes before insmod; a Refused error says which failed. */
+/** The checks a cached module passes before it is handed to the agent; a Refused error says which failed. */
 async function verified(ko: string, rel: string, buildId: string, digest: string): Promise<void> {
   const manifest = JSON.parse(await readFile(join(dirname(ko), 'manifest.json'), 'utf8').catch(() => 'null')) as Manifest | null;
   if (!manifest) throw new Refused('no readable manifest.json');

@@ -15,8 +15,8 @@ interface Key {
 export type DriverOutcome =
   | {
       ok: true;
-      how: 'already loaded' | 'loaded the cached module' | 'built and loaded';
-      /** The verified module file, for the agent to load again after it unloaded it; null when only a loaded one fits. */
+      how: 'already loaded' | 'cached' | 'built';
+      /** The checked module file, for the agent to load (again, after it unloaded it); null when only a loaded one fits. */
       module: string | null;
       buildSeconds?: number;
     }

@@ -78,9 +78,11 @@ const DRIVER_DIR = '/run/irqtrace';
 const DRIVER_STATE = `${DRIVER_DIR}/driver.json`;
 
 /**
- * The init container that loads the module (`irqtrace driver load`, as Falco's driver loader): a loaded one of
- * the agent's ABI, the node's cached build for this exact kernel, or a new build against the node's headers,
- * cached; else the reason, for the agent to use eBPF. gcc needs more memory than the agent ever does.
+ * The init container that finds the module (`irqtrace driver load`, as Falco's driver loader): a loaded one of
+ * the agent's ABI, the node's cached build for this exact kernel (checked), or a new build against the node's
+ * headers, cached; else the reason, for the agent to use eBPF. The agent loads the file (and unloads it at
+ * SIGTERM): loaded here, it would stay if the pod went before the agent started. gcc needs more memory than
+ * the agent ever does.
  */
 function driverLoader(d: AgentDeployment): V1Container {
   return {
@@ -151,7 +153,7 @@ export function agentDaemonSet(traces: readonly IrqTrace[], d: AgentDeployment):
                 '--spool', '/var/lib/irqtrace/spool',
                 '--metrics-port', String(metricsPort),
                 '--metrics-host', '0.0.0.0',
-                // The module the init container loaded (or why none): the agent builds nothing.
+                // The module the init container found or built (or why none): the agent loads it and builds nothing.
                 ...(privileged ? ['--driver-state', DRIVER_STATE, '--dev', '/host/dev'] : []),
                 '--cgroup-root', '/host/sys/fs/cgroup',
               ],

@@ -27,10 +27,17 @@ RUN npm run build -w @irqtrace/proto && npm run build -w @irqtrace/agent \
  && npm ci --no-audit --no-fund --ignore-scripts --omit=dev -w @irqtrace/agent -w @irqtrace/proto
 
 FROM ${NODE_IMAGE}
-# kmod: insmod/rmmod; gcc, make, libelf: building irqtrace.ko against the node's headers; libbpf: the loader.
+# kmod: insmod/rmmod; gcc, make: building irqtrace.ko against the node's headers (whose prebuilt objtool
+# needs libelf1); libbpf: the loader. What a module build never uses goes: the sanitizer and LTO parts of
+# gcc, binutils' other linkers and profilers, static C libraries, documentation, locales. A node imports every byte.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends kmod gcc make libc6-dev libelf1 libelf-dev libbpf1 zlib1g bc \
- && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+ && apt-get install -y --no-install-recommends kmod gcc make libc6-dev libelf1 libbpf1 zlib1g bc \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/log/* \
+ && rm -rf /usr/share/doc /usr/share/man /usr/share/info /usr/share/locale /usr/share/lintian /usr/lib/x86_64-linux-gnu/gprofng \
+ && rm -f /usr/lib/x86_64-linux-gnu/lib*san.so* /usr/lib/gcc/x86_64-linux-gnu/12/lto1 /usr/lib/gcc/x86_64-linux-gnu/12/lto-wrapper \
+    /usr/lib/gcc/x86_64-linux-gnu/12/lib*san*.so /usr/lib/gcc/x86_64-linux-gnu/12/lib*san*.a /usr/bin/*lto-dump* \
+    /usr/bin/*gp-* /usr/bin/gprofng /usr/lib/x86_64-linux-gnu/libgprofng* \
+    /usr/bin/*ld.gold /usr/bin/*dwp /usr/lib/x86_64-linux-gnu/libc.a /usr/lib/x86_64-linux-gnu/libm-2.36.a /usr/lib/x86_64-linux-gnu/libmvec.a
 WORKDIR /opt/irqtrace
 COPY --from=build /src/node_modules node_modules/
 COPY --from=build /src/package.json ./

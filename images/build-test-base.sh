@@ -8,7 +8,8 @@
 set -euo pipefail
 S=(--storage-driver vfs)
 node_version=$(node -p process.version)
-key=$(printf '%s %s' "$node_version" "$(sha256sum /etc/ssl/certs/ca-certificates.crt | cut -c1-16)" | sha256sum | cut -c1-12)
+# The trailing word is this script's own version: a change to what it makes is a new base.
+key=$(printf '%s %s slim1' "$node_version" "$(sha256sum /etc/ssl/certs/ca-certificates.crt | cut -c1-16)" | sha256sum | cut -c1-12)
 image="localhost/irqtrace/node-base:${node_version#v}-$key"
 if buildah "${S[@]}" inspect --type image "$image" >/dev/null 2>&1; then
 	echo "$image"
@@ -38,6 +39,10 @@ PY
 [ -n "$mirror" ] || { echo "images: no Debian bookworm mirror in this machine's apt sources" >&2; exit 1; }
 echo "images: debootstrap bookworm minbase from $mirror (this machine's apt source)" >&2
 debootstrap --variant=minbase bookworm "$root" "$mirror" >/dev/null
+# What debootstrap leaves that no image needs: the downloaded packages, the package lists (a build
+# runs apt-get update), documentation and locales. Every image on this base carries what stays.
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc "$root"/usr/share/man \
+	"$root"/usr/share/info "$root"/usr/share/locale "$root"/var/log/*
 npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
 mkdir -p "$root/usr/local/bin" "$root/usr/local/lib/node_modules" "$root/nodejs/bin"
 cp "$(readlink -f "$(command -v node)")" "$root/usr/local/bin/node"

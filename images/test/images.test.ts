@@ -56,7 +56,9 @@ describe('the container images', () => {
     await build('agent.Dockerfile', 'localhost/irqtrace/agent:test', base);
     const help = await inImage('localhost/irqtrace/agent:test', ['node', '/opt/irqtrace/agent/dist/cli/main.js', '--help']);
     expect(help).toMatch(/^Usage: irqtrace /);
-    const tools = await inImage('localhost/irqtrace/agent:test', ['sh', '-c', 'for x in insmod rmmod gcc make; do command -v $x >/dev/null || echo "missing $x"; done; ldd /usr/lib/irqtrace/irqtrace-bpf | grep "not found"; test -f /usr/lib/irqtrace/kmod/Makefile || echo "no kmod source"; echo "loader=$IRQTRACE_BPF_LOADER"']);
+    const tools = await inImage('localhost/irqtrace/agent:test', ['sh', '-c', 'for x in insmod rmmod gcc make; do command -v $x >/dev/null || echo "missing $x"; done; ldd /usr/lib/irqtrace/irqtrace-bpf | grep "not found"; test -f /usr/lib/irqtrace/kmod/Makefile || echo "no kmod source"; echo "int f(void) { return 0; }" | gcc -O2 -x c -c -o /tmp/t.o - || echo "gcc cannot compile"; echo "loader=$IRQTRACE_BPF_LOADER"']);
     expect(tools.trim()).toBe('loader=/usr/lib/irqtrace/irqtrace-bpf');
+    // The init container's command.
+    expect(await inImage('localhost/irqtrace/agent:test', ['node', '/opt/irqtrace/agent/dist/cli/main.js', 'driver', 'load', '--help'])).toMatch(/--cache <dir>/);
   });
 });

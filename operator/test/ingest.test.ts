@@ -65,9 +65,9 @@ afterAll(async () => {
   await nats.stop();
 });
 
-async function startIngest(configs: NodeConfigSource, pods = new Map<string, { namespace: string; name: string }>()) {
+async function startIngest(configs: NodeConfigSource, pods = new Map<string, { namespace: string; name: string }>(), via: Pick<StreamPublisher, 'publish'> = publisher) {
   const metrics = new IngestMetrics();
-  const server = new IngestServer({ publisher, configs, pods: { lookup: (uid) => pods.get(uid) }, metrics, log, name: 'ingest-0' });
+  const server = new IngestServer({ publisher: via, configs, pods: { lookup: (uid) => pods.get(uid) }, metrics, log, name: 'ingest-0' });
   const port = await server.listen('127.0.0.1', 0);
   stops.push(() => server.close());
   return { server, port, metrics };
@@ -178,6 +178,26 @@ describe('the ingest', () => {
     await waitUntil('6 acked after NATS is back', 30_000, async () => Promise.resolve(agent.outbox.ackedSeq === 6n));
     const seqs = (await streamMessages()).filter((m) => m.batch?.events.length).map((m) => toBigInt(m.batch?.seq));
     expect(seqs).toEqual([1n, 2n, 3n, 4n, 5n, 6n]);
+  });
+
+  it('holds a fast agent back while JetStream is slow, in one stream: every batch acked, none sent twice', async () => {
+    // Every publish 20 ms late, as from an ingest on a slow node: the agent (window 64) sends faster
+    // than the ingest publishes (at most 32 waiting). The landed ingest cut the stream off at 32, and the
+    // agent, re-sending its whole backlog at each reconnect, got stuck there.
+    const slow: Pick<StreamPublisher, 'publish'> = {
+      publish: async (subj, data, msgID) => {
+        await new Promise((r) => setTimeout(r, 20));
+        return publisher.publish(subj, data, msgID);
+      },
+    };
+    const { port, metrics } = await startIngest(new StaticConfigs([{ name: 'cpus', target: { all: true } }]), new Map(), slow);
+    const agent = startAgent(port, NODE, 'boot-3');
+    await waitUntil('connected', 10_000, async () => Promise.resolve(agent.client.connected));
+    for (let s = 1n; s <= 200n; s++) agent.send(s, [event(Number(s), ['cpus'])]);
+    await waitUntil('200 acked', 60_000, async () => Promise.resolve(agent.outbox.ackedSeq === 200n));
+    expect(agent.client.connects).toBe(1);
+    expect(agent.client.resent).toBe(0);
+    expect(await metrics.registry.getSingleMetricAsString('irqtrace_ingest_backpressure_total')).toMatch(/ [1-9]\d*$/m);
   });
 
   it('refuses a bad hello with the reason, and a malformed stream ends alone', async () => {

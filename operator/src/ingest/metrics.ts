@@ -6,7 +6,7 @@ export class IngestMetrics {
   readonly batches: Counter;
   readonly events: Counter;
   readonly refused: Counter;
-  readonly dropped: Counter<'reason'>;
+  readonly paused: Counter;
   readonly publishFailures: Counter;
   readonly publishSeconds: Histogram;
 
@@ -16,7 +16,7 @@ export class IngestMetrics {
     this.batches = new Counter({ name: 'irqtrace_ingest_batches_total', help: 'Agent batches published and acked', registers });
     this.events = new Counter({ name: 'irqtrace_ingest_events_total', help: 'Events published (once per trace they belong to)', registers });
     this.refused = new Counter({ name: 'irqtrace_ingest_refused_total', help: 'Agent streams refused (bad hello)', registers });
-    this.dropped = new Counter({ name: 'irqtrace_ingest_dropped_total', help: 'Streams cut off, by reason (their batches are re-sent)', labelNames: ['reason'], registers });
+    this.paused = new Counter({ name: 'irqtrace_ingest_backpressure_total', help: 'Times a stream was not read because maxPendingPerAgent of its batches waited for JetStream', registers });
     this.publishFailures = new Counter({ name: 'irqtrace_ingest_publish_failures_total', help: 'Publishes to JetStream that failed', registers });
     this.publishSeconds = new Histogram({
       name: 'irqtrace_ingest_publish_seconds',

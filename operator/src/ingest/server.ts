@@ -3,8 +3,8 @@
 // config, pushed again whenever it changes; each batch is split per trace,
 // published, and acked to the agent only once every PubAck is in. Batches of a
 // stream are handled in order (acks are cumulative) and at most maxPending
-// wait: an agent that sends more is cut off (it re-sends after reconnecting),
-// counted. A failed publish ends that stream, not the process; a malformed
+// wait: then the stream is not read until one is published (backpressure
+// through HTTP/2 flow control), counted. A failed publish ends that stream, not the process; a malformed
 // message ends that stream in grpc-js before it reaches here.
 import * as grpc from '@grpc/grpc-js';
 import { PROTOCOL_VERSION, Reader, TAGS, irqtrace, rawRequestIngestServiceDefinition, toBigInt, toLong } from '@irqtrace/proto';
@@ -248,12 +248,15 @@ export class IngestServer {
   }
 
   private batch(agent: Agent, batch: ScannedBatch): void {
-    if (agent.pending >= (this.o.maxPending ?? 32)) {
-      this.o.metrics.dropped.inc({ reason: 'stream_queue_full' });
-      endWithStatus(agent.call, grpc.status.RESOURCE_EXHAUSTED, 'too many batches waiting to be published; reconnect and re-send');
-      return;
+    const max = this.o.maxPending ?? 32;
+    // Backpressure, not a cut: with maxPending batches waiting for JetStream, the stream is not read
+    // (HTTP/2 flow control then holds the agent) until one is published. Cutting the stream off made
+    // the agent re-send its whole backlog at once, over the bound again: a slow path to NATS (an
+    // ingest on an emulated node) published nothing for minutes, each reconnect starting over.
+    if (++agent.pending >= max && !agent.call.isPaused()) {
+      agent.call.pause();
+      this.o.metrics.paused.inc();
     }
-    agent.pending++;
     const received = BigInt(Date.now()) * 1_000_000n;
     const state = batchState(batch.state);
     if (state) this.backendState(agent, state);
@@ -271,6 +274,7 @@ export class IngestServer {
         return;
       } finally {
         agent.pending--;
+        if (agent.pending < max && agent.call.isPaused()) agent.call.resume();
       }
       this.o.metrics.publishSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
       this.o.metrics.batches.inc();

@@ -187,7 +187,8 @@ export class NodeAgent {
         await this.backend.apply(merged.kernel);
         this.running = merged;
         this.method = await this.backend.method();
-        applied(Phase.PHASE_RUNNING, '');
+        // Still the backend it fell back to, for the same reason: the node's status keeps saying why.
+        applied(Phase.PHASE_RUNNING, this.reason);
         return;
       } catch (err) {
         this.o.log.warn({ err: String(err) }, 'run-time change refused; restarting the backend');

@@ -1,41 +1,46 @@
-// `npm run demo`: irqtrace end to end on this machine, as a person would use it.
-// A real control plane and NATS, the operator (every role, as the chart runs
-// it), two QEMU guests as Kubernetes nodes with the agent inside — one on the
-// project's tracing kernel with the kernel module (exact), one on Debian's
-// stock kernel with only the eBPF loader (sampled) — then: kubectl apply two
-// IrqTraces, make the guests keep interrupts off and mask an IRQ line, watch
-// `kubectl get irqtraces` and the status, delete the traces and see the kernel
-// side unloaded. It leaves nothing running.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import type { Violation } from '@irqtrace/operator';
-import { repoRoot } from './lib/paths.js';
+// `npm run demo`: irqtrace as a user installs it, on this machine. A real
+// control plane (Pod Security: baseline enforced), two QEMU guests that are
+// kubelet nodes — one on the project's tracing kernel, one on Debian's stock
+// kernel with module loading off, as a hardened node has it — then `helm
+// install` from charts/irqtrace, `kubectl apply` of an IrqTrace, the agents as
+// DaemonSet pods (the module built by their init container on the tracing node,
+// eBPF on Debian's), a workload pod on each node that keeps interrupts off,
+// named by pod in `kubectl get irqtraces` and the status; then delete and
+// `helm uninstall`. It says how long each step took and leaves nothing running.
 import { waitUntil } from './lib/wait.js';
-import { must } from '../kmod/test/harness.js';
-import type { Report } from '../kmod/test/harness.js';
-import { ControlPlane, selftestInStatus, selftestInStream } from './e2e/rig.js';
-import type { GuestNode, Selftest } from './e2e/rig.js';
+import { FLAVOURS, NODE_THRESHOLD, NS, NodeRig, OFFENDER_US, allIrqsExample, WORKLOAD_NS, isReady, nodeName, offenderName } from './node/rig.js';
+import type { TraceStatus } from './node/rig.js';
 
 const started = Date.now();
 const say = (line: string) => {
-  console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s] ${line}`);
+  console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${line}`);
 };
 const show = (text: string) => {
   console.log(text.replace(/\n+$/, '').replace(/^/gm, '    '));
 };
-const ms = (ns: number) => `${(ns / 1e6).toFixed(3)} ms`;
+const ms = (ns: number | string | undefined) => `${(Number(ns ?? 0) / 1e6).toFixed(3)} ms`;
 
-function offenderLine(v: Violation): string {
-  const where = v.kind === 'irq_line' ? `irq ${v.irq ?? '?'} masked` : `${v.kind.replace('_', ' ')} on cpu ${v.cpu ?? '?'}`;
-  // A section of interrupt code is the handler's: named instead of the task it interrupted.
-  return `${ms(v.durationNs).padStart(10)}  ${where.padEnd(22)} ${(v.context ?? `${v.comm ?? '?'}/${v.pid ?? '?'}`).padEnd(16)} ${v.node ?? ''}\n${''.padEnd(12)}${(v.topFrames ?? []).slice(0, 3).join(' < ')}`;
+/** Runs a step, then says how long it took. */
+async function step<T>(what: string, run: () => Promise<T>): Promise<T> {
+  const t0 = Date.now();
+  say(`${what} ...`);
+  const out = await run();
+  say(`${what}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return out;
 }
 
-async function watchTable(plane: ControlPlane, until: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+type Offender = NonNullable<TraceStatus['worstOffenders']>[number];
+
+function offenderLine(v: Offender): string {
+  const who = v.pod ? `pod ${v.pod}` : 'no pod';
+  return `${ms(v.durationNs).padStart(11)}  ${(v.kind ?? '').replace('_', ' ')} cpu ${v.cpu ?? '?'}  ${`${v.comm ?? '?'}/${v.pid ?? '?'}`.padEnd(12)} ${who.padEnd(30)} ${v.node ?? ''}\n${''.padEnd(13)}${(v.topFrames ?? []).slice(0, 3).join(' < ')}`;
+}
+
+async function watchTable(rig: NodeRig, until: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   let last = '';
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const table = await plane.kubectl(['get', 'irqtraces']);
+    const table = await rig.kubectl(['get', 'irqtraces']);
     // AGE changes every second: print the table when anything else does.
     const key = table.replace(/\s+\S+$/gm, '');
     if (key !== last) {
@@ -44,88 +49,94 @@ async function watchTable(plane: ControlPlane, until: () => Promise<boolean>, ti
       last = key;
     }
     if (await until()) return;
-    if (Date.now() > deadline) throw new Error('the status did not show the selftest in time');
+    if (Date.now() > deadline) throw new Error('the status did not name the workload pods in time');
     await new Promise((r) => setTimeout(r, 3000));
   }
 }
 
 async function main(): Promise<void> {
-  const plane = await ControlPlane.start({ controllerManager: true, say });
+  say('starting the control plane (etcd, kube-apiserver with Pod Security baseline, controller-manager, scheduler), then two QEMU guests as kubelet nodes');
+  const rig = await step('nodes joined (containerd, kubelet, images imported without a registry)', () => NodeRig.start({ say, debianModulesDisabled: true }));
   const cleanup = async () => {
-    say('stopping the guests, the operator, NATS and the control plane');
-    await plane.stop();
+    say('stopping the nodes, the guests, NATS and the control plane');
+    await rig.stop();
   };
   process.once('SIGINT', () => { void cleanup().then(() => process.exit(130)); });
+  let agentPodsRunning = 0;
+  let offenderPod = '';
+  let nodesReady = 0;
+  let helmState = 'none';
   try {
-    const exact = await plane.addNode({ name: 'guest-exact', flavour: 'tracing', backend: 'kmod' });
-    const sampled = await plane.addNode({ name: 'guest-sampled', flavour: 'debian', backend: 'ebpf' });
-    say('starting the agent in each guest (what the DaemonSet pod runs), reaching the ingest over an ssh forward');
-    await Promise.all([exact.startAgent(), sampled.startAgent()]);
-    say('$ kubectl get nodes');
-    show(await plane.kubectl(['get', 'nodes', '-L', 'kubernetes.io/os']));
+    say('$ kubectl get nodes -o wide');
+    show(await rig.kubectl(['get', 'nodes', '-o', 'wide']));
+    const conditions = await rig.kubectl(['get', 'nodes', '-o', 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}']);
+    nodesReady = conditions.split('\n').filter((c) => c === 'True').length;
+    say(`${nodeName('debian')}: kernel.modules_disabled=1 (a hardened node): the agent there must fall back to eBPF`);
 
-    for (const file of ['irqtrace-all.yaml', 'irqtrace-line.yaml']) {
-      say(`$ kubectl apply -f examples/${file}`);
-      show(await plane.kubectl(['apply', '-f', '-'], readFileSync(join(repoRoot, 'examples', file), 'utf8')));
+    say('$ helm install irqtrace charts/irqtrace -n irqtrace-system --wait  (values: the built images, external NATS, host network — why: test/node/rig.ts)');
+    const install = await step('helm install (operator pod Ready)', () => rig.helm('install'));
+    if (install.code !== 0) throw new Error(`helm install: ${install.stderr}`);
+    show(install.stdout.split('\n').slice(0, 6).join('\n'));
+
+    say(`$ kubectl apply -f examples/irqtrace-all.yaml   (threshold ${NODE_THRESHOLD} here: under emulation 1-50 ms sections are everywhere)`);
+    show(await rig.kubectl(['apply', '-f', '-'], allIrqsExample()));
+    const pods = await step('agent pods Ready on both nodes (the operator made the DaemonSet)', () => rig.waitForAgents());
+    say('$ kubectl get pods -n irqtrace-system -o wide');
+    show(await rig.kubectl(['get', 'pods', '-n', NS, '-o', 'wide']));
+    await step(`${nodeName('tracing')}: the driver loader (the pod's init container) builds irqtrace.ko against the node's headers, caches and loads it`, () =>
+      waitUntil('irqtrace.ko loaded', 900_000, () => rig.moduleLoaded('tracing'), 3000));
+    for (const pod of pods) {
+      say(`$ kubectl logs -n irqtrace-system ${pod.metadata.name} -c driver | tail -1   (on ${pod.spec.nodeName})`);
+      show((await rig.kubectl(['logs', '-n', NS, pod.metadata.name, '-c', 'driver'])).trim().split('\n').slice(-1).join('\n'));
     }
-    await waitUntil('the agents DaemonSet', 30_000, async () => (await plane.cluster.kubectl(['get', 'daemonset', '-n', 'irqtrace-system', 'irqtrace-agent'])).code === 0);
-    say('the operator made the agents\' DaemonSet (no kubelet here: the guests run the agent instead)');
-    show(await plane.kubectl(['get', 'daemonset', '-n', 'irqtrace-system', '-o', 'wide']));
-
-    for (const node of [exact, sampled]) {
-      await node.waitTracing();
-      const [backend, method] = (await node.metrics()).backend.split('/');
-      say(`${node.name}: the agent traces with ${backend === 'kmod' ? 'the kernel module' : 'eBPF'}, ${method} (${(await node.vm.run('uname -r')).trim()})`);
+    await step('both nodes reporting to the trace', () => waitUntil('both nodes reporting', 300_000, async () => (await rig.status('all-irqs')).nodesReporting === FLAVOURS.length, 2000));
+    for (const n of (await rig.status('all-irqs')).nodes ?? []) {
+      say(`  ${n.name}: ${n.backend ?? '?'}/${n.method ?? '?'}${n.message ? ` — ${n.message}` : ''}`);
+    }
+    const agent = pods.find((p) => p.spec.nodeName === nodeName('tracing'));
+    if (agent) {
+      say(`$ kubectl logs -n irqtrace-system ${agent.metadata.name} | tail -3   (a service log: JSON)`);
+      show((await rig.kubectl(['logs', '-n', NS, agent.metadata.name])).trim().split('\n').slice(-3).join('\n'));
     }
 
-    say('workload in each guest: ordinary load, and the selftest: 80 ms with interrupts off, the serial line (ttyS0) masked for 30 ms, a 60 ms timer callback');
-    const reports = new Map<GuestNode, Selftest<Report>>();
-    for (const node of [exact, sampled]) {
-      const done = await node.provoke();
-      reports.set(node, done);
-      for (const r of [done.irqsOff, done.line]) {
-        say(`  ${node.name}: selftest ${r.op === 'irqoff' ? 'irqs off' : `irq ${node.serialLine} masked`} ${ms(Number(r.durationNs))} by ${r.comm}/${r.pid} on cpu ${r.cpu}`);
-      }
-      const timer = await node.provokeTimer();
-      say(`  ${node.name}: selftest ${ms(Number(timer.durationNs))} in an hrtimer callback (${timer.fields.fn ?? '?'}) on idle cpu ${timer.cpu}: the callback's section, not the idle loop's`);
+    say(`a workload pod on each node (namespace ${WORKLOAD_NS}, root without capabilities: baseline admits it) keeps interrupts off for ${OFFENDER_US / 1000} ms every 10 s`);
+    await rig.startOffenders();
+    await step('the workload pods named in the status', () => watchTable(rig, async () => {
+      const worst = (await rig.status('all-irqs')).worstOffenders ?? [];
+      return FLAVOURS.every((f) => worst.some((v) => v.pod === `${WORKLOAD_NS}/${offenderName(f)}`));
+    }, 300_000));
+    const s = await rig.status('all-irqs');
+    say('all-irqs: worst offenders (from its status)');
+    for (const v of s.worstOffenders ?? []) show(offenderLine(v));
+    say('all-irqs: per node');
+    for (const n of s.nodes ?? []) show(`${n.name.padEnd(14)} ${`${n.backend ?? '?'}/${n.method ?? '?'}`.padEnd(14)} ${n.phase ?? ''}  ${String(n.violations ?? 0)} violations, max ${ms(n.maxDurationNs)}, lost ${String(n.lost ?? 0)}`);
+    offenderPod = s.worstOffenders?.find((v) => v.pod?.startsWith(`${WORKLOAD_NS}/`))?.pod ?? '';
+    for (const f of FLAVOURS) {
+      say(`$ kubectl logs -n ${WORKLOAD_NS} ${offenderName(f)} | tail -1   (the selftest's own account of its last section)`);
+      show((await rig.kubectl(['logs', '-n', WORKLOAD_NS, offenderName(f)])).trim().split('\n').slice(-1).join('\n'));
     }
+    const release = JSON.parse((await rig.cluster.helm(['status', 'irqtrace', '-n', NS, '-o', 'json'])).stdout || '{}') as { info?: { status?: string } };
+    helmState = release.info?.status === 'deployed' ? 'installed' : release.info?.status ?? 'none';
+    agentPodsRunning = (await rig.podsOf('agent')).filter((p) => p.status.phase === 'Running' && isReady(p)).length;
 
-    // Watched until the status names those very sections (the selftest's task makes others, such
-    // as the masking's warm-up just before it, which would otherwise be shown as the masking).
-    let found: Awaited<ReturnType<typeof selftestInStream>>;
-    await watchTable(plane, async () => {
-      found ??= await selftestInStream(plane.nats.url, reports);
-      return found !== undefined && (await selftestInStatus(plane, found));
-    }, 120_000);
-
-    for (const trace of ['all-irqs', 'serial-line']) {
-      const s = must(await plane.status(trace));
-      say(`${trace}: worst offenders (from its status)`);
-      for (const v of s.worstOffenders ?? []) show(offenderLine(v));
-      say(`${trace}: per node`);
-      for (const n of s.nodes ?? []) {
-        show(`${n.name.padEnd(14)} ${`${n.backend ?? '?'}/${n.method ?? '?'}`.padEnd(14)} ${n.phase ?? ''}  ${n.violations} violations, max ${ms(n.maxDurationNs)}, lost ${n.lost ?? 0}`);
-      }
-    }
-    say('$ kubectl get irqtrace serial-line -o yaml   (its status)');
-    const yaml = await plane.kubectl(['get', 'irqtrace', 'serial-line', '-o', 'yaml']);
-    show(yaml.slice(yaml.indexOf('\nstatus:') + 1));
-
-    say('$ kubectl delete irqtrace all-irqs serial-line');
-    show(await plane.kubectl(['delete', 'irqtrace', 'all-irqs', 'serial-line']));
-    await waitUntil('the module unloaded in guest-exact', 120_000, async () => !(await exact.moduleLoaded()));
-    say('guest-exact: the agent was told, and unloaded irqtrace.ko (no /sys/module/irqtrace)');
-    await waitUntil('the eBPF loader gone in guest-sampled', 120_000, async () => !(await sampled.loaderRunning()));
-    say('guest-sampled: the agent was told, and detached its eBPF programs (no irqtrace-bpf running)');
-    await waitUntil('the DaemonSet gone', 30_000, async () => (await plane.cluster.kubectl(['get', 'daemonset', '-n', 'irqtrace-system', 'irqtrace-agent'])).code !== 0);
-    say('$ kubectl get daemonset -n irqtrace-system');
-    show((await plane.cluster.kubectl(['get', 'daemonset', '-n', 'irqtrace-system'])).stderr || 'No resources found');
-    say('the DaemonSet is gone, so its pods would be too: stopping the agents');
-    await Promise.all([exact.stopAgent(), sampled.stopAgent()]);
+    say('$ kubectl delete irqtrace all-irqs');
+    show(await rig.kubectl(['delete', 'irqtrace', 'all-irqs', '--timeout=300s']));
+    await step(`${nodeName('tracing')}: irqtrace.ko unloaded`, () => waitUntil('module unloaded', 120_000, async () => !(await rig.moduleLoaded('tracing')), 2000));
+    await step(`${nodeName('debian')}: the eBPF programs detached`, () =>
+      waitUntil('loader gone', 120_000, async () => (await rig.node('debian').vm.run('pidof irqtrace-bpf || true')).trim() === '', 2000));
+    say('$ helm uninstall irqtrace -n irqtrace-system --wait');
+    const uninstall = await step('helm uninstall', () => rig.cluster.helm(['uninstall', 'irqtrace', '-n', NS, '--wait', '--timeout', '5m']));
+    show(uninstall.stdout || uninstall.stderr);
+    await waitUntil('no irqtrace pod left', 300_000, async () => (await rig.kubectl(['get', 'pods', '-n', NS, '-o', 'name'])).trim() === '', 2000);
+    say('$ kubectl get pods,daemonsets -n irqtrace-system; kubectl get crd irqtraces.irqtrace.io');
+    show((await rig.cluster.kubectl(['get', 'pods,daemonsets', '-n', NS])).stderr || 'No resources found');
+    show(await rig.kubectl(['get', 'crd', 'irqtraces.irqtrace.io']));
+    say('the CRD is kept on uninstall (deleting it would delete every IrqTrace)');
   } finally {
     await cleanup();
   }
   say('done: nothing left running.');
+  console.log(`demo: nodes_ready=${nodesReady} agent_pods_running=${agentPodsRunning} offender_pod=${offenderPod || 'none'} helm=${helmState}`);
 }
 
 main().catch((err: unknown) => {

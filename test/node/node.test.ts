@@ -3,70 +3,63 @@
 // Ready with their kernel versions, and run a pod from an image imported
 // without a registry, in real cgroups the runtime made. Pod Security admission
 // is the hardened default: baseline enforced unless a namespace says otherwise.
+// Then irqtrace as a user installs it: `helm install` of charts/irqtrace with
+// the images built by images/, `kubectl apply` of an example, agents as
+// DaemonSet pods doing their job from inside the container, `helm uninstall`.
+import { statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../lib/ports.js';
 import { waitUntil } from '../lib/wait.js';
-import { startCluster } from '../cluster/cluster.js';
-import type { Cluster } from '../cluster/cluster.js';
-import { Vm } from '../vm/vm.js';
+import { tallyStream } from '../e2e/rig.js';
+import { FLAVOURS as flavours, NODE_THRESHOLD, NS, NodeRig, OFFENDER_US, allIrqsExample, WORKLOAD_NS, isReady, nodeName, offenderName } from './rig.js';
+import type { PodJson, TraceStatus } from './rig.js';
+import { builtImage } from './node.js';
 import type { Flavour } from '../vm/vm.js';
-import { KubeNode, nodeImages } from './node.js';
+import { ABI_VERSION } from '../../agent/src/records/layout.js';
 
-const flavours: Flavour[] = ['debian', 'tracing'];
-const nodeName = (f: Flavour) => `node-${f}`;
-
-let cluster: Cluster;
-const vms: Vm[] = [];
-const nodes = new Map<Flavour, KubeNode>();
-let busybox = '';
+// NodeRig.start stops what it started when it fails.
+let rig: NodeRig;
 
 beforeAll(async () => {
-  cluster = await startCluster({ scheduler: true, podSecurity: true, nodes: flavours.map(nodeName) });
-  const images = await nodeImages();
-  busybox = images.busybox.ref;
-  let subnet = 1;
-  for (const flavour of flavours) {
-    const kubeletPort = await freePort();
-    const vm = await Vm.boot({ flavour, memoryMb: 3072, forwards: [kubeletPort] });
-    vms.push(vm);
-    nodes.set(flavour, await KubeNode.join(vm, cluster, {
-      name: nodeName(flavour),
-      kubeletPort,
-      podCidr: `10.244.${subnet++}.0/24`,
-      images: [images.busybox.archive],
-      labels: { 'irqtrace.test/kernel': flavour },
-      say: (line) => {
-        console.log(line);
-      },
-    }));
-  }
+  rig = await NodeRig.start({ debianModulesDisabled: true });
 });
 
 afterAll(async () => {
-  for (const node of nodes.values()) await node.stop();
-  for (const vm of vms) await vm.stop();
-  await cluster.stop();
+  await rig.stop();
 });
 
-async function kubectl(args: string[], input?: string): Promise<string> {
-  const r = await cluster.kubectl(args, input);
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const kubectl = (args: string[], input?: string) => rig.kubectl(args, input);
 
 interface NodeJson {
   metadata: { name: string };
   status: { nodeInfo: { kernelVersion: string; containerRuntimeVersion: string; kubeletVersion: string }; conditions: { type: string; status: string }[] };
 }
 
+/**
+ * Quiet (threshold out of reach), then: every event in the stream once, and the status counting
+ * exactly those, per node; the threshold back after. Returns the status.
+ */
+async function expectExactCounts(after: string): Promise<TraceStatus> {
+  await kubectl(['patch', 'irqtrace', 'all-irqs', '--type=merge', '-p', '{"spec":{"threshold":"60s"}}']);
+  await new Promise((r) => setTimeout(r, 20_000));
+  const tally = await tallyStream(rig.nats?.url ?? '');
+  expect(tally.duplicates, 'a batch published twice').toBe(0);
+  const want = tally.events.get('all-irqs') ?? 0;
+  await waitUntil(`the status counting what the stream holds (${want})`, 60_000, async () => Number((await rig.status('all-irqs')).violations ?? 0) === want, 2000);
+  const s = await rig.status('all-irqs');
+  for (const f of flavours) expect(Number(s.nodes?.find((n) => n.name === nodeName(f))?.violations ?? 0), nodeName(f)).toBe(tally.byNode.get(`all-irqs/${nodeName(f)}`) ?? 0);
+  console.log(`node: after ${after} status violations=${String(s.violations)} stream events=${want} duplicates=${tally.duplicates} lost=${String(s.lost ?? 0)}`);
+  await kubectl(['patch', 'irqtrace', 'all-irqs', '--type=merge', '-p', JSON.stringify({ spec: { threshold: NODE_THRESHOLD } })]);
+  return s;
+}
+
 describe('guests as Kubernetes nodes', () => {
   it('shows every guest Ready with its kernel version and containerd 2', async () => {
     const list = JSON.parse(await kubectl(['get', 'nodes', '-o', 'json'])) as { items: NodeJson[] };
-    for (const [i, flavour] of flavours.entries()) {
+    for (const flavour of flavours) {
       const node = list.items.find((n) => n.metadata.name === nodeName(flavour));
       expect(node, nodeName(flavour)).toBeDefined();
       expect(node?.status.conditions.find((c) => c.type === 'Ready')?.status).toBe('True');
-      expect(node?.status.nodeInfo.kernelVersion).toBe(vms[i]?.kernel.release);
+      expect(node?.status.nodeInfo.kernelVersion).toBe(rig.node(flavour).vm.kernel.release);
       expect(node?.status.nodeInfo.containerRuntimeVersion).toMatch(/^containerd:\/\/2\./);
     }
     console.log(await kubectl(['get', 'nodes', '-o', 'wide']));
@@ -84,7 +77,7 @@ describe('guests as Kubernetes nodes', () => {
           restartPolicy: 'Never',
           containers: [{
             name: 'hello',
-            image: busybox,
+            image: rig.images.busybox,
             imagePullPolicy: 'Never',
             command: ['sh', '-c', 'uname -r; cat /proc/self/cgroup; sleep 3600'],
             securityContext: { allowPrivilegeEscalation: false, runAsNonRoot: true, runAsUser: 1000, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } },
@@ -93,22 +86,22 @@ describe('guests as Kubernetes nodes', () => {
       };
       await kubectl(['apply', '-f', '-'], JSON.stringify(pod));
     }
-    for (const [i, flavour] of flavours.entries()) {
+    for (const flavour of flavours) {
       await waitUntil(`pod hello-${flavour} Running`, 300_000, async () =>
         (await kubectl(['get', 'pod', '-n', 'workload', `hello-${flavour}`, '-o', 'jsonpath={.status.phase}'])) === 'Running', 2000);
       const uid = await kubectl(['get', 'pod', '-n', 'workload', `hello-${flavour}`, '-o', 'jsonpath={.metadata.uid}']);
       // kubectl logs: the API server reaches the kubelet through its forward.
       let logs = '';
       await waitUntil(`logs of hello-${flavour}`, 60_000, async () => {
-        const r = await cluster.kubectl(['logs', '-n', 'workload', `hello-${flavour}`]);
+        const r = await rig.cluster.kubectl(['logs', '-n', 'workload', `hello-${flavour}`]);
         logs = r.stdout;
         return r.code === 0 && logs.includes('0::');
       }, 1000);
-      expect(logs.split('\n')[0]).toBe(vms[i]?.kernel.release);
+      expect(logs.split('\n')[0]).toBe(rig.node(flavour).vm.kernel.release);
       // In its own cgroup namespace the container sees "/"; the node sees where the
       // cgroupfs driver put it: kubepods/<qos>/pod<uid>/<container id>.
       expect(logs).toMatch(/^0::\/$/m);
-      const seen = await vms[i]?.run('for p in $(pidof sleep); do cat /proc/$p/cgroup; done');
+      const seen = await rig.node(flavour).vm.run('for p in $(pidof sleep); do cat /proc/$p/cgroup; done');
       expect(seen).toMatch(new RegExp(`^0::/kubepods/(besteffort/|burstable/)?pod${uid}/[0-9a-f]{64}$`, 'm'));
     }
   });
@@ -118,9 +111,9 @@ describe('guests as Kubernetes nodes', () => {
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name: 'privileged', namespace },
-      spec: { containers: [{ name: 'c', image: busybox, imagePullPolicy: 'Never', command: ['true'], securityContext: { privileged: true } }] },
+      spec: { restartPolicy: 'Never', containers: [{ name: 'c', image: rig.images.busybox, imagePullPolicy: 'Never', command: ['true'], securityContext: { privileged: true } }] },
     });
-    const refused = await cluster.kubectl(['apply', '-f', '-'], privileged('workload'));
+    const refused = await rig.cluster.kubectl(['apply', '-f', '-'], privileged('workload'));
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/violates PodSecurity "baseline:latest": privileged/);
     await kubectl(['create', 'namespace', 'host-access']);
@@ -129,7 +122,7 @@ describe('guests as Kubernetes nodes', () => {
   });
 
   it('reports what a node costs at rest: kubelet and containerd CPU, guest memory', async () => {
-    for (const [flavour, node] of nodes) {
+    for (const [flavour, node] of rig.nodes) {
       const before = await node.cpuSeconds();
       const seconds = 30;
       await new Promise((r) => setTimeout(r, seconds * 1000));
@@ -139,6 +132,146 @@ describe('guests as Kubernetes nodes', () => {
       console.log(`node: flavour=${flavour} kubelet_cpu_pct=${pct(after.kubelet, before.kubelet)} containerd_cpu_pct=${pct(after.containerd, before.containerd)} guest_mem_used_mb=${mem} ` +
         Object.entries(node.times).map(([k, v]) => `${k}_s=${(v / 1000).toFixed(1)}`).join(' '));
       expect(after.kubelet).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('irqtrace installed with helm: the operator and the agents as pods', () => {
+  /** The pod's one agent on this node. */
+  const agentOn = async (f: Flavour) => (await rig.podsOf('agent')).find((p) => p.spec.nodeName === nodeName(f));
+  /** What the pod's driver loader (init container) said it did: its last JSON line. */
+  const driverSaid = async (pod: PodJson) => {
+    const lines = (await kubectl(['logs', '-n', NS, pod.metadata.name, '-c', 'driver'])).trim().split('\n');
+    return JSON.parse(lines.at(-1) ?? '{}') as { msg?: string; how?: string; ok?: boolean; reason?: string; seconds?: number; buildSeconds?: number; module?: string };
+  };
+  const measured = new Map<Flavour, Record<string, number | string>>();
+  const measure = (f: Flavour, fields: Record<string, number | string>) => { measured.set(f, { ...measured.get(f), ...fields }); };
+
+  it('installs from charts/irqtrace; agents 1/1 Running on both nodes: the module built by the driver loader in the pod on the tracing kernel, eBPF where modules are off, saying why', async () => {
+    let started = Date.now();
+    const install = await rig.helm('install');
+    expect(install.code, install.stderr).toBe(0);
+    console.log(`node: helm install (operator pod Ready) took ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    const [operatorPod] = await rig.podsOf('operator');
+    expect(operatorPod?.spec.nodeName).toBe(nodeName('tracing'));
+
+    started = Date.now();
+    await kubectl(['apply', '-f', '-'], allIrqsExample());
+    const pods = await rig.waitForAgents();
+    const readyS = (Date.now() - started) / 1000;
+    console.log(`node: agent pods Ready on both nodes ${readyS.toFixed(0)} s after kubectl apply`);
+    const wide = await kubectl(['get', 'pods', '-n', NS, '-o', 'wide']);
+    console.log(wide);
+    for (const f of flavours) expect(wide).toMatch(new RegExp(`^irqtrace-agent-\\S+\\s+1/1\\s+Running\\s+\\d+\\s.*\\s${nodeName(f)}\\s`, 'm'));
+    for (const pod of [...pods, operatorPod].filter((p): p is PodJson => !!p)) {
+      const lines = (await kubectl(['logs', '-n', NS, pod.metadata.name])).trim().split('\n');
+      // A service log: every line one JSON object.
+      for (const line of lines) expect(() => JSON.parse(line) as unknown, line).not.toThrow();
+      console.log(`${pod.metadata.name} on ${pod.spec.nodeName}: ${lines.length} log lines; last: ${lines.at(-1) ?? ''}`);
+    }
+
+    // The tracing kernel: built in the init container against the node's headers, cached, loaded.
+    const tracingPod = await agentOn('tracing');
+    if (!tracingPod) throw new Error('no agent pod on the tracing node');
+    const built = await driverSaid(tracingPod);
+    console.log(`node: driver loader on ${nodeName('tracing')}: ${JSON.stringify(built)}`);
+    expect(built).toMatchObject({ ok: true, how: 'built' });
+    expect(built.module).toMatch(/^\/var\/lib\/irqtrace\/modules\//);
+    expect(await rig.moduleLoaded('tracing')).toBe(true);
+    expect(await rig.node('tracing').vm.run('cat /sys/module/irqtrace/version')).toBe(`${ABI_VERSION}\n`);
+    expect(await kubectl(['logs', '-n', NS, tracingPod.metadata.name])).toMatch(/"backend":"kmod"/);
+    measure('tracing', { driver_build_s: built.buildSeconds ?? -1, pod_ready_s: Math.round(readyS) });
+
+    // Debian's node refuses modules: the loader says so before building, the agent uses eBPF, the status says why.
+    const debianPod = await agentOn('debian');
+    if (!debianPod) throw new Error('no agent pod on the Debian node');
+    const refused = await driverSaid(debianPod);
+    expect(refused).toMatchObject({ ok: false, reason: 'module loading is disabled on this node (kernel.modules_disabled=1)' });
+    measure('debian', { driver_build_s: 0, pod_ready_s: Math.round(readyS) });
+    await waitUntil('all-irqs reported by both nodes', 300_000, async () =>
+      (await kubectl(['get', 'irqtrace', 'all-irqs', '-o', 'jsonpath={.status.nodesReporting}'])) === String(flavours.length), 2000);
+    let status: TraceStatus = {};
+    await waitUntil("the Debian node's fallback in the status", 120_000, async () => {
+      status = await rig.status('all-irqs');
+      return !!status.nodes?.some((n) => n.name === nodeName('debian') && n.backend === 'ebpf');
+    }, 2000);
+    const onDebian = status.nodes?.find((n) => n.name === nodeName('debian'));
+    expect(onDebian?.method).toBe('sampled');
+    expect(onDebian?.message).toMatch(/kmod: module loading is disabled on this node \(kernel\.modules_disabled=1\); using ebpf/);
+    console.log(await kubectl(['get', 'irqtraces']));
+  });
+
+  it('names the workload pod that held interrupts off, by namespace and name, on both nodes', async () => {
+    await rig.startOffenders();
+    let worst: NonNullable<TraceStatus['worstOffenders']> = [];
+    await waitUntil('both workload pods among the worst offenders', 300_000, async () => {
+      worst = (await rig.status('all-irqs')).worstOffenders ?? [];
+      return flavours.every((f) => worst.some((v) => v.pod === `${WORKLOAD_NS}/${offenderName(f)}` && v.node === nodeName(f)));
+    }, 3000);
+    for (const f of flavours) {
+      const v = worst.find((o) => o.pod === `${WORKLOAD_NS}/${offenderName(f)}`);
+      console.log(`node: ${nodeName(f)} offender pod=${v?.pod ?? ''} comm=${v?.comm ?? ''} duration_ns=${String(v?.durationNs ?? '')} frames=${(v?.topFrames ?? []).join(' < ')}`);
+      // The selftest's busy wait is the section: exact on the tracing kernel, up to a period short when sampled.
+      expect(Number(v?.durationNs)).toBeGreaterThan(OFFENDER_US * 1000 * 0.9);
+      expect(Number(v?.durationNs)).toBeLessThan(OFFENDER_US * 1000 * 3);
+      expect(v?.comm).toBe('sh');
+    }
+    console.log(await kubectl(['get', 'irqtraces']));
+  });
+
+  it('an agent pod deleted: the kubelet starts another, whose driver loader loads the cached module (no rebuild); status and stream agree to the event', async () => {
+    const status = () => rig.status('all-irqs');
+    const onTracing = async () => (await status()).nodes?.find((n) => n.name === nodeName('tracing'));
+    const old = await agentOn('tracing');
+    if (!old) throw new Error('an agent pod on the tracing node');
+    const was = await onTracing();
+    await kubectl(['delete', 'pod', '-n', NS, old.metadata.name, '--wait=true', '--timeout=300s']);
+    // The old agent unloaded what it owned when it stopped.
+    expect(await rig.moduleLoaded('tracing')).toBe(false);
+    const started = Date.now();
+    let next: PodJson | undefined;
+    await waitUntil('a new agent pod Ready on the tracing node', 300_000, async () => {
+      next = (await rig.podsOf('agent')).find((p) => p.spec.nodeName === nodeName('tracing') && p.metadata.name !== old.metadata.name && isReady(p));
+      return !!next;
+    }, 3000);
+    const readyS = (Date.now() - started) / 1000;
+    if (!next) throw new Error('no new pod');
+    const cached = await driverSaid(next);
+    console.log(`node: driver loader of the new pod: ${JSON.stringify(cached)}; pod Ready ${readyS.toFixed(0)} s after the old one was gone`);
+    expect(cached).toMatchObject({ ok: true, how: 'cached' });
+    expect(await rig.moduleLoaded('tracing')).toBe(true);
+    await waitUntil("the workload's next section counted after the restart", 180_000, async () => Number((await onTracing())?.violations ?? 0) > Number(was?.violations ?? 0), 3000);
+    const s = await expectExactCounts('the agent restart');
+    // The restart itself lost nothing: what the old agent had not had acked came from its spool.
+    const lost = Number(s.nodes?.find((n) => n.name === nodeName('tracing'))?.lost ?? 0) - Number(was?.lost ?? 0);
+    expect(lost).toBe(0);
+    measure('tracing', { driver_cached_s: cached.seconds ?? -1, restart_pod_ready_s: Math.round(readyS), restart_lost: lost });
+    // What the guests hold with the pods running: the images and containers are in their RAM.
+    for (const f of flavours) {
+      const mem = (await rig.node(f).vm.run("awk '/MemTotal|MemAvailable/ { printf \"%d \", $2 / 1024 }' /proc/meminfo")).trim().split(' ');
+      measure(f, { guest_mem_used_mb: Number(mem[0]) - Number(mem[1]), guest_mem_mb: Number(mem[0]) });
+    }
+  });
+
+  it('deleting the trace unloads the module and detaches the programs, and removes the agents; helm uninstall leaves no pod', async () => {
+    await kubectl(['delete', 'irqtrace', 'all-irqs', '--timeout=300s']);
+    // The finalizer released the trace only once the agents had unloaded: nothing is left when delete returns.
+    expect(await rig.moduleLoaded('tracing')).toBe(false);
+    expect((await rig.node('debian').vm.run('pidof irqtrace-bpf || true')).trim()).toBe('');
+    await waitUntil('no agent pod left', 300_000, async () => (await rig.podsOf('agent')).length === 0, 2000);
+    const r = await rig.cluster.helm(['uninstall', 'irqtrace', '-n', NS, '--wait', '--timeout', '5m']);
+    expect(r.code, r.stderr).toBe(0);
+    await waitUntil('no irqtrace pod left', 300_000, async () => (await kubectl(['get', 'pods', '-n', NS, '-o', 'name'])).trim() === '', 2000);
+    expect((await kubectl(['get', 'daemonsets', '-n', NS, '-o', 'name'])).trim()).toBe('');
+    expect(await kubectl(['get', 'crd', 'irqtraces.irqtrace.io', '-o', 'name'])).toMatch(/irqtraces\.irqtrace\.io/);
+    // What the issue asks to be measured, per flavour, in one fixed line each.
+    const agent = await builtImage('agent');
+    const imageMb = Math.round(statSync(agent.archive).size / 1e6);
+    for (const f of flavours) {
+      const times = rig.node(f).times;
+      const importMs = Object.entries(times).find(([k]) => k.startsWith('import:agent-'))?.[1] ?? -1;
+      const m = measured.get(f) ?? {};
+      console.log(`pods: flavour=${f} image_mb=${imageMb} import_s=${(importMs / 1000).toFixed(1)} driver_build_s=${String(m.driver_build_s ?? -1)} driver_cached_s=${String(m.driver_cached_s ?? -1)} pod_ready_s=${String(m.pod_ready_s ?? -1)} restart_lost=${String(m.restart_lost ?? 0)} guest_mem_used_mb=${String(m.guest_mem_used_mb ?? -1)}`);
     }
   });
 });

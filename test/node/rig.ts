@@ -144,16 +144,6 @@ export class NodeRig {
     if (options.debianModulesDisabled) await debian.run('echo 1 >/proc/sys/kernel/modules_disabled');
   }
 
-  /**
-   * The agent image under a new tag on every node: what an upgrade to a new release looks like
-   * to the kubelet and the DaemonSet (a new image reference), without a second build.
-   */
-  async retagAgentImage(suffix: string): Promise<string> {
-    const next = `${this.images.agent}-${suffix}`;
-    for (const node of this.nodes.values()) await node.tagImage(this.images.agent, next);
-    return next;
-  }
-
   async kubectl(args: string[], input?: string): Promise<string> {
     const r = await this.cluster.kubectl(args, input);
     if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);

@@ -83,7 +83,7 @@ async function main(): Promise<void> {
     const pods = await step('agent pods Ready on both nodes (the operator made the DaemonSet)', () => rig.waitForAgents());
     say('$ kubectl get pods -n irqtrace-system -o wide');
     show(await rig.kubectl(['get', 'pods', '-n', NS, '-o', 'wide']));
-    await step(`${nodeName('tracing')}: the driver loader (the pod's init container) builds irqtrace.ko against the node's headers, caches and loads it`, () =>
+    await step(`${nodeName('tracing')}: the driver loader (the pod's init container) builds irqtrace.ko against the node's headers and caches it; the agent loads it`, () =>
       waitUntil('irqtrace.ko loaded', 900_000, () => rig.moduleLoaded('tracing'), 3000));
     for (const pod of pods) {
       say(`$ kubectl logs -n irqtrace-system ${pod.metadata.name} -c driver | tail -1   (on ${pod.spec.nodeName})`);

@@ -7,6 +7,7 @@
 #   IMAGES      host paths of docker-archive images to import
 #   NODE_NAME   the node's name               KUBELET_ARGS    extra kubelet flags
 #   MODULES     host dir of lib/modules/<release>
+#   KCONFIG     host path of the kernel's .config (copied to /boot/config-<release>)
 #   HEADERS     "<host dir>:<guest dir> ..." of header trees (/usr/src/linux-headers-*, Debian's /usr/lib/linux-kbuild-*)
 # Prints "join-node: <step> <ms>" per step, so the caller can say what took long.
 set -eu
@@ -71,6 +72,9 @@ for spec in $HEADERS; do
 	mount --bind "$h${spec%:*}" "${spec##*:}"
 done
 [ -f "/lib/modules/$rel/build/Makefile" ] || { echo "join-node: no headers at /lib/modules/$rel/build" >&2; exit 1; }
+# The kernel's configuration where distributions keep it.
+mkdir -p /boot
+cp "$h$KCONFIG" "/boot/config-$rel"
 mkdir -p /var/log /var/lib/kubelet /var/lib/containerd /run/containerd
 step prepare
 

@@ -61,6 +61,10 @@ describe('guests as Kubernetes nodes', () => {
       expect(node?.status.conditions.find((c) => c.type === 'Ready')?.status).toBe('True');
       expect(node?.status.nodeInfo.kernelVersion).toBe(rig.node(flavour).vm.kernel.release);
       expect(node?.status.nodeInfo.containerRuntimeVersion).toMatch(/^containerd:\/\/2\./);
+      // Laid out as distributions lay it: headers under /usr/src, the build link resolving on the node, the config in /boot.
+      const release = rig.node(flavour).vm.kernel.release;
+      const layout = await rig.node(flavour).vm.run(`readlink /lib/modules/${release}/build; test -f /lib/modules/${release}/build/Makefile && echo headers; grep -c '^CONFIG_MODULES=y' /boot/config-${release}`);
+      expect(layout).toBe(`/usr/src/linux-headers-${release}\nheaders\n1\n`);
     }
     console.log(await kubectl(['get', 'nodes', '-o', 'wide']));
   });

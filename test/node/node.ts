@@ -126,7 +126,7 @@ export class KubeNode {
     const headers = basename(buildDir).startsWith('linux-headers-')
       ? [...within('src', 'linux-headers-'), ...within('lib', 'linux-kbuild-')]
       : [`${buildDir}:/usr/src/linux-headers-${vm.kernel.release}`];
-    Object.assign(env, { MODULES: vm.kernel.modulesDir, HEADERS: headers.join(' ') });
+    Object.assign(env, { MODULES: vm.kernel.modulesDir, HEADERS: headers.join(' '), KCONFIG: join(buildDir, '.config') });
     const assignments = Object.entries(env).map(([k, v]) => `${k}='${v}'`).join(' ');
     say(`${name}: starting containerd and kubelet (${vm.kernel.release}), importing ${1 + options.images.length} images`);
     const out = await vm.run(`${assignments} sh ${vm.hostPath(join(repoRoot, 'test/node/join-node.sh'))}`, { timeoutMs: 600_000 });

@@ -11,6 +11,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, r
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
+import { run } from '../lib/process.js';
 import { NodeRig, NS } from './rig.js';
 
 const dir = join(tmpdir(), 'irqtrace-cluster');
@@ -178,13 +179,10 @@ async function status(): Promise<number> {
     return 0;
   }
   process.stdout.write(`cluster: up (pid ${s.pid}, since ${s.startedAt})\n${describe(s)}`);
-  const kubectl = (args: string[]) => new Promise<string>((resolve) => {
-    const c = spawn(s.kubectl ?? 'kubectl', ['--kubeconfig', s.kubeconfig ?? '', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    c.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    c.on('close', () => { resolve(out); });
-  });
+  const kubectl = async (args: string[]) => {
+    const r = await run(s.kubectl ?? 'kubectl', ['--kubeconfig', s.kubeconfig ?? '', ...args]);
+    return r.stdout + r.stderr;
+  };
   process.stdout.write(await kubectl(['get', 'nodes', '-o', 'wide']));
   process.stdout.write(await kubectl(['get', 'pods', '-A', '-o', 'wide']));
   process.stdout.write(await kubectl(['get', 'irqtraces']));

@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { kernelSettings } from '../config/kernel_config.js';
 import type { KernelConfig } from '../config/kernel_config.js';
 import { BuildError, buildModule, linkHostKbuild } from '../driver/build.js';
+import { modulesDisabled } from '../driver/refusals.js';
 import { readDriverState } from '../driver/state.js';
 import { decodeAll } from '../records/decode.js';
 import type { CountersItem, HistItem } from '../records/decode.js';
@@ -123,8 +124,8 @@ export class KmodBackend implements KernelBackend {
       this.loadedByUs = !!this.options.driverState;
     } else {
       // Checked first: building the module takes minutes, and insmod would only say EPERM.
-      const disabled = await readFile(join(this.options.procRoot ?? '/proc', 'sys/kernel/modules_disabled'), 'utf8').catch(() => '0');
-      if (disabled.trim() === '1') throw new BackendError('module loading is disabled on this node (kernel.modules_disabled=1)', 'kmod');
+      const disabled = await modulesDisabled(this.options.procRoot);
+      if (disabled) throw new BackendError(disabled, 'kmod');
       if (driver === null) throw new BackendError('the module the driver loader found loaded is gone, and it checked no file to load again', 'kmod');
       const ko = driver ?? (await findModule(this.options, this.exec));
       const args = Object.entries(settings).map(([k, v]) => `${k}=${v}`);

@@ -25,6 +25,7 @@ import { ABI_VERSION } from '../records/layout.js';
 import { exists } from '../util/fs.js';
 import { BuildError, buildModule, linkHostKbuild, sourceDigest } from './build.js';
 import { kernelBuildId, moduleInfo } from './module_file.js';
+import { lockedDown, modulesDisabled } from './refusals.js';
 import type { DriverOutcome, DriverState } from './state.js';
 
 export interface DriverOptions {
@@ -99,10 +100,8 @@ export async function loadDriver(o: DriverOptions): Promise<DriverState> {
   }
 
   // Refusals the kernel would give only after minutes of building.
-  const disabled = (await readFile(join(o.procRoot ?? '/proc', 'sys/kernel/modules_disabled'), 'utf8').catch(() => '0')).trim();
-  if (disabled === '1') return done({ ok: false, reason: 'module loading is disabled on this node (kernel.modules_disabled=1)' });
-  const lockdown = /\[(integrity|confidentiality)\]/.exec(await readFile(join(sys, 'kernel/security/lockdown'), 'utf8').catch(() => ''));
-  if (lockdown) return done({ ok: false, reason: `the kernel is locked down (${lockdown[1] ?? ''}): it loads no unsigned module` });
+  const refused = (await modulesDisabled(o.procRoot)) ?? (await lockedDown(sys));
+  if (refused) return done({ ok: false, reason: refused });
 
   // 2. The cached module, checked.
   if (await exists(dir)) {

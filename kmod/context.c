@@ -7,7 +7,8 @@
  * CPU is not the idle loop's. Probes on the irq_handler_entry/exit,
  * softirq_entry/exit and hrtimer_expire_entry/exit tracepoints (present in
  * every kernel with tracepoints) keep, per CPU, the hard handler and the
- * softirq running now and the last of each that ran:
+ * softirq running now and, for each sampler, the longest of each done since
+ * its last sample:
  *
  *  - exact: an irqs-off section is opened where it began (a softirq, or a
  *    task); a hard handler can run inside one only if the section began at
@@ -66,15 +67,25 @@ static __always_inline void hard_entered(struct irqtrace_cpu *c, u8 context, u32
 	};
 }
 
+/* *held becomes h if h ran at least as long. */
+static __always_inline void hold_longest(struct irqtrace_handler *held,
+					 const struct irqtrace_handler *h)
+{
+	if (!held->where.context || h->end - h->start >= held->end - held->start)
+		*held = *h;
+}
+
 static __always_inline void hard_done(struct irqtrace_cpu *c)
 {
 	struct irqtrace_handler *h = &c->hard_now;
 	u64 now = local_clock();
+	int i;
 
 	if (!h->where.context)
 		return;
 	h->end = now;
-	c->hard_last = *h;
+	for (i = 0; i < IRQTRACE_SAMPLERS; i++)
+		hold_longest(&c->hard_held[i], h);
 	/* Inside an open irqs-off section: it began at this interrupt's entry. */
 	if (c->off_ts && now - h->start > c->off_where_ns) {
 		c->off_where = h->where;
@@ -135,11 +146,17 @@ NOKPROBE_SYMBOL(probe_softirq_entry);
 static void notrace probe_softirq_exit(void *data, unsigned int vec)
 {
 	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
+	unsigned long flags;
+	int i;
 
 	if (!c->soft_now.where.context)
 		return;
 	c->soft_now.end = local_clock();
-	c->soft_last = c->soft_now;
+	/* The hard sampler reads these from its interrupt: no torn copy. */
+	raw_local_irq_save(flags);
+	for (i = 0; i < IRQTRACE_SAMPLERS; i++)
+		hold_longest(&c->soft_held[i], &c->soft_now);
+	raw_local_irq_restore(flags);
 	c->soft_now.where.context = IRQTRACE_CONTEXT_TASK;
 }
 NOKPROBE_SYMBOL(probe_softirq_exit);
@@ -167,6 +184,21 @@ void notrace irqtrace_context_held_by(const struct irqtrace_handler *last, u64 n
 	end = min(last->end, now);
 	if (end > start && 2 * (end - start) >= late)
 		*w = last->where;
+}
+
+/*
+ * On an idle CPU: h, if it was done in [now - late, now], is the section,
+ * from its entry (or the window's start) on; the wait before it was the idle
+ * loop's (a vCPU or a deep C-state woken late), which is no section. Else *w
+ * is left alone. Returns the section's length.
+ */
+u64 notrace irqtrace_context_idle_handler(const struct irqtrace_handler *h, u64 now, u64 late,
+					  struct irqtrace_where *w)
+{
+	if (!h->where.context || !h->end || h->end <= now - late)
+		return late;
+	*w = h->where;
+	return h->start > now - late ? now - h->start : late;
 }
 
 static int hook_pair(struct tracepoint *entry, void *on_entry, struct tracepoint *exit,
@@ -213,9 +245,9 @@ void irqtrace_context_stop(void)
 		struct irqtrace_cpu *c = per_cpu_ptr(irqtrace_pcpu, cpu);
 
 		memset(&c->hard_now, 0, sizeof(c->hard_now));
-		memset(&c->hard_last, 0, sizeof(c->hard_last));
 		memset(&c->soft_now, 0, sizeof(c->soft_now));
-		memset(&c->soft_last, 0, sizeof(c->soft_last));
+		memset(c->hard_held, 0, sizeof(c->hard_held));
+		memset(c->soft_held, 0, sizeof(c->soft_held));
 	}
 }
 

@@ -55,7 +55,14 @@ struct irqtrace_where {
 	unsigned long fn;
 };
 
-/* A hard interrupt handler or a softirq, running (end == 0) or the last one done. */
+/* A hard interrupt handler or a softirq, running (end == 0) or done. */
+/* sampled.c's two timers: the hard one (irqs off), the soft one (softirqs off). */
+enum irqtrace_sampler {
+	IRQTRACE_SAMPLER_HARD,
+	IRQTRACE_SAMPLER_SOFT,
+	IRQTRACE_SAMPLERS,
+};
+
 struct irqtrace_handler {
 	struct irqtrace_where where;
 	u64 start;		/* local_clock() at entry */
@@ -83,11 +90,17 @@ struct irqtrace_cpu {
 	/* exact: the open section's context: where it began, or its longest handler */
 	struct irqtrace_where off_where;
 	u64 off_where_ns;
-	/* context.c: the hard handler and the softirq running now, and the last of each done */
+	/* context.c: the hard handler and the softirq running now */
 	struct irqtrace_handler hard_now;
-	struct irqtrace_handler hard_last;
 	struct irqtrace_handler soft_now;
-	struct irqtrace_handler soft_last;
+	/*
+	 * sampled: the longest of each done since a sampler's last sample, one
+	 * per sampler (enum irqtrace_sampler). Not the last one done: a short
+	 * timer (the tick) that ran after a long one and before the late sample
+	 * would take the sample's section for itself.
+	 */
+	struct irqtrace_handler hard_held[IRQTRACE_SAMPLERS];
+	struct irqtrace_handler soft_held[IRQTRACE_SAMPLERS];
 	/* > 0 while a probe runs on this CPU: stops recursion */
 	int in_probe;
 	/* This CPU is in the cpus parameter: read on every transition. */
@@ -205,6 +218,8 @@ bool irqtrace_irqline_hist(unsigned int index, struct irqtrace_hist *out);
 int irqtrace_context_start(void);
 void irqtrace_context_stop(void);
 void irqtrace_context_now(struct irqtrace_cpu *c, struct irqtrace_where *w);
+u64 irqtrace_context_idle_handler(const struct irqtrace_handler *h, u64 now, u64 late,
+				  struct irqtrace_where *w);
 void irqtrace_context_held_by(const struct irqtrace_handler *last, u64 now, u64 late,
 			      struct irqtrace_where *w);
 

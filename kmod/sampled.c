@@ -22,12 +22,15 @@
  * interrupt's own latency: it counts in samples only. One at least that late
  * is one section, of its lateness, in the histogram.
  *
- * The section's context: a softirq the timer interrupted, else a hard
- * handler (or another hrtimer's callback) that took at least half of the
- * lateness, else the task (context.c). For the soft timer, which runs in the
- * HRTIMER softirq after whatever held it back: the softirq (an earlier one,
- * or the HRTIMER run it is part of), or failing that the hard handler, that
- * took half of it. Only the idle loop's own sections are excluded as idle.
+ * The section's context: a softirq the timer interrupted, else the longest
+ * hard handler (or another hrtimer's callback) since the previous sample if it
+ * took at least half of the lateness, else the task (context.c). For the soft
+ * timer, which runs in the HRTIMER softirq after whatever held it back: the
+ * softirq (the longest since the previous sample, or the HRTIMER run it is
+ * part of), or failing that the hard handler, that took half of it. On an
+ * idle CPU the wait before a handler was the idle loop's: the section is the
+ * handler's part of the lateness, whatever its share. Only the idle loop's
+ * own sections are excluded as idle.
  *
  * Timers are started and stopped through a CPU hotplug state, so CPUs that
  * come online later are traced too.
@@ -51,9 +54,40 @@ static int hp_state = -1;
 /* CPUs whose timers run: the cpus parameter may change before they stop. */
 static struct cpumask sampled_cpus;
 
+/* The handlers done since this sampler's last sample, the longest of each; the next starts afresh. */
+struct sample_held {
+	struct irqtrace_handler hard;
+	struct irqtrace_handler soft;
+};
+
+static void take_held(struct irqtrace_cpu *c, bool hard, struct sample_held *held)
+{
+	enum irqtrace_sampler i = hard ? IRQTRACE_SAMPLER_HARD : IRQTRACE_SAMPLER_SOFT;
+	unsigned long flags;
+
+	/* The soft timer runs with interrupts on: a hard handler ending meanwhile is not lost. */
+	raw_local_irq_save(flags);
+	held->hard = c->hard_held[i];
+	c->hard_held[i].where.context = IRQTRACE_CONTEXT_TASK;
+	held->soft = c->soft_held[i];
+	c->soft_held[i].where.context = IRQTRACE_CONTEXT_TASK;
+	raw_local_irq_restore(flags);
+}
+
+/* The longer of two handlers done, either absent. */
+static const struct irqtrace_handler *longer(const struct irqtrace_handler *a,
+					     const struct irqtrace_handler *b)
+{
+	if (!a->where.context)
+		return b;
+	if (!b->where.context)
+		return a;
+	return b->end - b->start > a->end - a->start ? b : a;
+}
+
 /* What held the timer back for late ns, up to now (local_clock()). */
-static void sample_context(struct irqtrace_cpu *c, bool hard, u64 now, u64 late,
-			   struct irqtrace_where *w)
+static void sample_context(struct irqtrace_cpu *c, bool hard, const struct sample_held *held,
+			   u64 now, u64 late, struct irqtrace_where *w)
 {
 	struct irqtrace_handler running;
 
@@ -62,11 +96,11 @@ static void sample_context(struct irqtrace_cpu *c, bool hard, u64 now, u64 late,
 		/* The interrupted context: a softirq if one was being served. */
 		irqtrace_context_now(c, w);
 		if (w->context == IRQTRACE_CONTEXT_TASK)
-			irqtrace_context_held_by(&c->hard_last, now, late, w);
+			irqtrace_context_held_by(&held->hard, now, late, w);
 		return;
 	}
-	irqtrace_context_held_by(&c->hard_last, now, late, w);
-	irqtrace_context_held_by(&c->soft_last, now, late, w);
+	irqtrace_context_held_by(&held->hard, now, late, w);
+	irqtrace_context_held_by(&held->soft, now, late, w);
 	/* Or the softirq run this callback is part of, busy with other work first. */
 	running = c->soft_now;
 	running.end = now;
@@ -80,18 +114,34 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 	struct pt_regs *regs = hard ? get_irq_regs() : NULL;
 	struct irqtrace_section s;
 	struct irqtrace_where where;
+	struct sample_held held;
 	unsigned long flags;
 	s64 late = ktime_to_ns(ktime_sub(now, expires));
+	u64 clock, seen;
 
 	c->counters.samples++;
+	take_held(c, hard, &held);
 	if (late < 0)
 		late = 0;
 	if (late < READ_ONCE(irqtrace_floor_ns))
 		return;
-	sample_context(c, hard, local_clock(), late, &where);
-	if (unlikely(irqtrace_idle_loop(current, &where)) && !READ_ONCE(irqtrace_count_idle)) {
-		c->counters.idle_excluded++;
-		return;
+	clock = local_clock();
+	seen = late;
+	sample_context(c, hard, &held, clock, late, &where);
+	if (unlikely(irqtrace_idle_loop(current, &where))) {
+		/*
+		 * The idle loop: its own wait is not a section, a handler's in
+		 * it is (a softirq's too: a timer interrupt can come after the
+		 * softirq that held it back has ended, late under emulation).
+		 */
+		late = irqtrace_context_idle_handler(longer(&held.hard, &held.soft), clock, late,
+						     &where);
+		if (irqtrace_idle_loop(current, &where) && !READ_ONCE(irqtrace_count_idle)) {
+			c->counters.idle_excluded++;
+			return;
+		}
+		if (late < READ_ONCE(irqtrace_floor_ns))
+			return;
 	}
 	irqtrace_hist_add(&c->hist[hist], late);
 	if (late < READ_ONCE(irqtrace_threshold_ns))
@@ -113,8 +163,8 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 		.method = IRQTRACE_METHOD_SAMPLED,
 		.cpu = raw_smp_processor_id(),
 		.enable_cpu = raw_smp_processor_id(),
-		/* The section was first seen at the missed expiry. */
-		.start_ns = ktime_to_ns(expires),
+		/* The section was first seen at the missed expiry (or the idle CPU's handler began). */
+		.start_ns = ktime_to_ns(expires) + (seen - late),
 		.duration_ns = late,
 		.error_ns = period_ns,
 		.where = where,

@@ -265,6 +265,40 @@ static __always_inline void held_by(const struct irqtrace_bpf_handler *last, __u
 		*w = last->where;
 }
 
+/* *held becomes h if h ran at least as long. */
+static __always_inline void hold_longest(struct irqtrace_bpf_handler *held,
+					 const struct irqtrace_bpf_handler *h)
+{
+	if (!held->where.context || h->end - h->start >= held->end - held->start)
+		*held = *h;
+}
+
+/* The longer of two handlers done, either absent (context 0). */
+static __always_inline const struct irqtrace_bpf_handler *
+longer(const struct irqtrace_bpf_handler *a, const struct irqtrace_bpf_handler *b)
+{
+	if (!a->where.context)
+		return b;
+	if (!b->where.context)
+		return a;
+	return b->end - b->start > a->end - a->start ? b : a;
+}
+
+/*
+ * On an idle CPU: the longest handler done in [now - late, now] is the
+ * section, from its entry (or the window's start) on; the wait before it was
+ * the idle loop's (a vCPU or a deep C-state woken late), which is no
+ * section. Else *w is left alone. Returns the section's length.
+ */
+static __always_inline __u64 idle_handler(const struct irqtrace_bpf_handler *held, __u64 now,
+					  __u64 late, struct irqtrace_bpf_where *w)
+{
+	if (!held->where.context || !held->end || held->end <= now - late)
+		return late;
+	*w = held->where;
+	return held->start > now - late ? now - held->start : late;
+}
+
 static __always_inline void hard_entered(__u32 context, __u32 nr, __u64 fn)
 {
 	struct irqtrace_bpf_cpu *c = my_state();
@@ -286,7 +320,7 @@ static __always_inline void hard_done(void)
 	if (!c || !c->hard_now.where.context)
 		return;
 	c->hard_now.end = now;
-	c->hard_last = c->hard_now;
+	hold_longest(&c->hard_held, &c->hard_now);
 	/* Inside an open irqs-off section: it began at this interrupt's entry. */
 	if (c->off_ts && now - c->hard_now.start > c->off_where_ns) {
 		c->off_where = c->hard_now.where;
@@ -367,7 +401,7 @@ int soft_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (!c || !c->soft_now.where.context)
 		return 0;
 	c->soft_now.end = bpf_ktime_get_ns();
-	c->soft_last = c->soft_now;
+	hold_longest(&c->soft_held, &c->soft_now);
 	c->soft_now.where.context = IRQTRACE_CONTEXT_TASK;
 	return 0;
 }
@@ -481,6 +515,7 @@ int sample(struct bpf_perf_event_data *ctx)
 	__u64 period = cfg.period_ns;
 	struct irqtrace_bpf_counters *n = my_counters();
 	struct irqtrace_bpf_cpu *c = my_state();
+	struct irqtrace_bpf_handler held, held_soft;
 	struct irqtrace_bpf_where where;
 	struct irqtrace_record *rec;
 	__u64 expected, late;
@@ -488,6 +523,11 @@ int sample(struct bpf_perf_event_data *ctx)
 	if (!c || !n || !period)
 		return 0;
 	n->samples++;
+	/* Each sample judges the handlers done since the one before. */
+	held = c->hard_held;
+	c->hard_held.where.context = 0;
+	held_soft = c->soft_held;
+	c->soft_held.where.context = 0;
 	expected = c->expected;
 	if (!expected || now < expected || now - expected > 1000 * period) {
 		/* First sample, or the grid was lost: start it here. */
@@ -501,11 +541,21 @@ int sample(struct bpf_perf_event_data *ctx)
 		return 0;
 	/* What held the timer back: a softirq it interrupted, or a handler that took half of it. */
 	context_now(c, &where);
-	if (!where.context)
-		held_by(&c->hard_last, now, late, &where);
-	if ((__u32)bpf_get_current_pid_tgid() == 0 && !where.context && !cfg.count_idle) {
-		n->idle_excluded++;
-		return 0;
+	if (!where.context && (__u32)bpf_get_current_pid_tgid() == 0) {
+		/*
+		 * The idle loop: its own wait is not a section, a handler's in it
+		 * is (a softirq's too: a timer interrupt can come after the
+		 * softirq that held it back has ended, late under emulation).
+		 */
+		late = idle_handler(longer(&held, &held_soft), now, late, &where);
+		if (!where.context && !cfg.count_idle) {
+			n->idle_excluded++;
+			return 0;
+		}
+		if (late < cfg.floor_ns)
+			return 0;
+	} else if (!where.context) {
+		held_by(&held, now, late, &where);
 	}
 	hist_add(IRQTRACE_BPF_HIST_IRQS_OFF, late);
 	if (late < cfg.threshold_ns)
@@ -514,8 +564,8 @@ int sample(struct bpf_perf_event_data *ctx)
 	rec = reserve(n, c, IRQTRACE_KIND_IRQS_OFF, IRQTRACE_METHOD_SAMPLED);
 	if (!rec)
 		return 0;
-	/* The section was first seen at the missed expiry. */
-	rec->start_ns = expected;
+	/* The section was first seen at the missed expiry (or the idle CPU's handler began). */
+	rec->start_ns = now - late;
 	rec->duration_ns = late;
 	rec->error_ns = period;
 	set_where(rec, &where);

@@ -82,9 +82,15 @@ struct irqtrace_bpf_cpu {
 	__u64 expected;		/* sampled: next expiry of the perf timer's grid */
 	__u64 seq;		/* records emitted on this CPU */
 	struct irqtrace_bpf_handler hard_now;
-	struct irqtrace_bpf_handler hard_last;
+	/*
+	 * sampled: the longest hard handler done since the last sample. Not
+	 * the last one: a short timer (the tick) that ran after a long one and
+	 * before the late sample would take the sample's section for itself.
+	 */
+	struct irqtrace_bpf_handler hard_held;
 	struct irqtrace_bpf_handler soft_now;
-	struct irqtrace_bpf_handler soft_last;
+	/* sampled: the longest softirq done since the last sample */
+	struct irqtrace_bpf_handler soft_held;
 };
 
 /* One IRQ line's state: depth and the task and stack that took it 0 -> 1. */

@@ -12,9 +12,14 @@
  *   irqline <irq> <usec> [nest]  disable_irq, then disable_irq_nosync nest-1
  *                                more times, wait, then enable_irq nest times
  *                                from a work item on another CPU
- *   hardirq <usec> <cpu>         busy-wait in a hard hrtimer callback on cpu,
+ *   hardirq <usec> <cpu> [tail]  busy-wait in a hard hrtimer callback on cpu,
  *                                which is idle meanwhile (the writer waits on
- *                                another CPU): a section of interrupt context
+ *                                another CPU): a section of interrupt context;
+ *                                with tail=1 an empty hard timer due when the
+ *                                callback was runs right after it, in the same
+ *                                interrupt, as the tick does when it fell due
+ *                                meanwhile: a sampler's late sample comes after
+ *                                both, and must still name the long one
  *   softirq <usec> <cpu>         local_irq_save, busy-wait, local_irq_restore
  *                                in a soft hrtimer callback on cpu (the HRTIMER
  *                                softirq), idle otherwise
@@ -187,8 +192,11 @@ static int pin_to_cpu(int cpu, cpumask_var_t saved);
 /* A section run by a timer callback on an otherwise idle CPU. */
 struct irqburn_irq_section {
 	struct hrtimer timer;
+	struct hrtimer tail;
 	struct completion done;
 	bool soft;
+	bool want_tail;
+	bool tail_ran;
 	u64 ns;
 	u64 start_ns;
 	u64 held;
@@ -196,16 +204,33 @@ struct irqburn_irq_section {
 	int cpu;
 };
 
+static noinline enum hrtimer_restart irqburn_tail_fn(struct hrtimer *t)
+{
+	struct irqburn_irq_section *x = container_of(t, struct irqburn_irq_section, tail);
+
+	x->tail_ran = true;
+	complete(&x->done);
+	return HRTIMER_NORESTART;
+}
+
 /* The callback is the section: interrupts are off for all of it. */
 static noinline enum hrtimer_restart irqburn_hardirq_fn(struct hrtimer *t)
 {
 	struct irqburn_irq_section *x = container_of(t, struct irqburn_irq_section, timer);
 	u64 before = local_clock();
 
+	/*
+	 * Due when this one was, so already expired: the interrupt runs it
+	 * next, before any timer that fell due while this one ran.
+	 */
+	if (x->want_tail)
+		hrtimer_start(&x->tail, hrtimer_get_expires(t), HRTIMER_MODE_ABS_PINNED_HARD);
 	x->held = irqburn_hold(x->ns, &x->start_ns);
 	x->outer_ns = local_clock() - before;
 	x->cpu = raw_smp_processor_id();
-	complete(&x->done);
+	/* The waiter reports once the tail ran too. */
+	if (!x->want_tail)
+		complete(&x->done);
 	return HRTIMER_NORESTART;
 }
 
@@ -229,9 +254,12 @@ static void irqburn_arm(void *arg)
 		      x->soft ? HRTIMER_MODE_REL_PINNED_SOFT : HRTIMER_MODE_REL_PINNED_HARD);
 }
 
-static int irqburn_in_interrupt(bool soft, u64 usec, int cpu, char *report, size_t len)
+static int irqburn_in_interrupt(bool soft, u64 usec, int cpu, bool tail, char *report,
+				size_t len)
 {
-	struct irqburn_irq_section x = { .soft = soft, .ns = usec * NSEC_PER_USEC, .cpu = -1 };
+	struct irqburn_irq_section x = {
+		.soft = soft, .want_tail = tail, .ns = usec * NSEC_PER_USEC, .cpu = -1,
+	};
 	int other = cpumask_any_but(cpu_online_mask, cpu);
 	cpumask_var_t saved;
 	int ret = 0;
@@ -248,18 +276,22 @@ static int irqburn_in_interrupt(bool soft, u64 usec, int cpu, char *report, size
 	hrtimer_init_on_stack(&x.timer, CLOCK_MONOTONIC,
 			      soft ? HRTIMER_MODE_REL_PINNED_SOFT : HRTIMER_MODE_REL_PINNED_HARD);
 	x.timer.function = soft ? irqburn_softirq_fn : irqburn_hardirq_fn;
+	hrtimer_init_on_stack(&x.tail, CLOCK_MONOTONIC, HRTIMER_MODE_ABS_PINNED_HARD);
+	x.tail.function = irqburn_tail_fn;
 	smp_call_function_single(cpu, irqburn_arm, &x, 1);
 	if (!wait_for_completion_timeout(&x.done, msecs_to_jiffies(1000 + usec / USEC_PER_MSEC)))
 		ret = -ETIMEDOUT;
 	hrtimer_cancel(&x.timer);
+	hrtimer_cancel(&x.tail);
+	destroy_hrtimer_on_stack(&x.tail);
 	destroy_hrtimer_on_stack(&x.timer);
 	set_cpus_allowed_ptr(current, saved);
 	if (!ret)
 		scnprintf(report, len,
-			  "op=%s cpu=%d pid=%d tgid=%d comm=%s fn=%ps start_ns=%llu duration_ns=%llu outer_ns=%llu\n",
+			  "op=%s cpu=%d pid=%d tgid=%d comm=%s fn=%ps start_ns=%llu duration_ns=%llu outer_ns=%llu tail=%d\n",
 			  soft ? "softirq" : "hardirq", x.cpu, task_pid_nr(current),
 			  task_tgid_nr(current), current->comm, x.timer.function, x.start_ns,
-			  x.held, x.outer_ns);
+			  x.held, x.outer_ns, x.tail_ran);
 out:
 	free_cpumask_var(saved);
 	return ret;
@@ -428,7 +460,12 @@ static int run_command(struct selftest_file *f, const char *cmd)
 			ret = -ERANGE;
 			goto out;
 		}
-		ret = irqburn_in_interrupt(op[0] == 's', a, b, f->report, REPORT_LEN);
+		/* The tail is a hard timer's: a soft one runs in the HRTIMER softirq. */
+		if (n == 4 && (c > 1 || op[0] == 's')) {
+			ret = -EINVAL;
+			goto out;
+		}
+		ret = irqburn_in_interrupt(op[0] == 's', a, b, c, f->report, REPORT_LEN);
 		f->report_len = ret ? 0 : strlen(f->report);
 	} else if (!strcmp(op, "bench")) {
 		if (a == 0 || a > MAX_BENCH_PAIRS) {

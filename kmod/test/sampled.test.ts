@@ -58,8 +58,10 @@ describe('the sampled method, on a stock kernel', () => {
   });
 
   it('gives a section in a timer callback or a softirq on an idle CPU to that code, not the idle loop', () => {
-    // Sampled: the sample lands just after the section; the guest's timer interrupts can come late (two of six may be missed).
-    expectInterruptContexts(recs, interruptReports, syms, { slackNs: 3_000_000n, atLeast: 4, shortByNs: BigInt(PERIOD_NS) });
+    // Sampled: the sample lands just after the section, and the longest handler since the sample
+    // before it is what held it back, not the last one (the workload's tail timer runs in between,
+    // as the tick can: the landed code then lost every one of the three).
+    expectInterruptContexts(recs, interruptReports, syms, { slackNs: 3_000_000n, atLeast: 6, shortByNs: BigInt(PERIOD_NS) });
   });
 
 
@@ -73,11 +75,24 @@ describe('the sampled method, on a stock kernel', () => {
 
   it('records every softirqs-off section of 3 ms and more, its timer interrupts on time, within one period of the truth', () => {
     checkSampled({ recs, reports: bhOff, kind: Kind.SoftirqsOff, label: 'softirqs-off', periodNs: PERIOD_NS, like: { method: Method.Sampled } });
+    // The soft timer runs in local_bh_enable() when its interrupt came while the section ran; if
+    // that came after the section (late under TCG, as the witness's can), it runs from that
+    // interrupt's exit, in whatever ran then, and the stack cannot show the section. The sample's
+    // time says which: before the section's outer clock read, inside it.
+    let inside = 0;
     for (const report of bhOff) {
       const rec = matching(recs, report, Kind.SoftirqsOff)[0];
       if (!rec) continue; // excused above
-      expect(rec.frames.map((f) => syms.lookup(f)?.name).join(' ')).toMatch(/irqburn_bh_off/);
+      const outerEnd = report.startNs + BigInt(report.fields.outer_ns ?? report.durationNs);
+      const frames = rec.frames.map((f) => syms.lookup(f)?.name).join(' ');
+      if (rec.startNs + rec.durationNs > outerEnd) {
+        console.log(`softirqs-off: sample of ${JSON.stringify(report.fields)} ${Number(rec.startNs + rec.durationNs - outerEnd) / 1e3} us after the section: ${frames}`);
+        continue;
+      }
+      inside++;
+      expect(frames).toMatch(/irqburn_bh_off/);
     }
+    expect(inside, 'softirqs-off: no sample came inside its section: the host was too busy to test stacks').toBeGreaterThan(0);
   });
 });
 

@@ -198,10 +198,15 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
     // stream and the status (the landed agents dropped it as the idle task's).
     const timers = new Map<GuestNode, Report>();
     for (const node of [exact, sampled]) timers.set(node, await node.provokeTimer());
-    await waitOrExplain('the timer callbacks among the worst offenders', 60_000, async () => {
-      const s = await plane.status('all-irqs');
-      return [exact, sampled].every((node) => s?.worstOffenders?.some((v) => v.node === node.name && v.context === TIMER_CONTEXT));
-    }, ['all-irqs']);
+    try {
+      await waitOrExplain('the timer callbacks among the worst offenders', 60_000, async () => {
+        const s = await plane.status('all-irqs');
+        return [exact, sampled].every((node) => s?.worstOffenders?.some((v) => v.node === node.name && v.context === TIMER_CONTEXT));
+      }, ['all-irqs']);
+    } catch (err) {
+      for (const [node, r] of timers) await explainSelftestMiss(node, r);
+      throw err;
+    }
     const tally = await tallyStream(plane.nats.url);
     const withTimers = must(await plane.status('all-irqs'));
     for (const [node, r] of timers) {

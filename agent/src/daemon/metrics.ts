@@ -24,6 +24,12 @@ export class AgentMetrics {
     collect: () => { this.collectSections(); },
   });
   readonly kernelSeen = new Gauge({ name: 'irqtrace_kernel_sections_seen', help: 'Sections the kernel side measured (all, under the threshold too), by CPU', labelNames: ['cpu'], registers: [this.registry] });
+  readonly kernelIdleExcluded = new Gauge({
+    name: 'irqtrace_kernel_idle_excluded',
+    help: "Sections the kernel side left out as the idle loop's (no handler held them), by CPU",
+    labelNames: ['cpu'],
+    registers: [this.registry],
+  });
   readonly dropped = new Counter({ name: 'irqtrace_dropped_total', help: 'Sections or events lost, by stage', labelNames: ['stage'], registers: [this.registry] });
   readonly duration = new CountedHistogram(
     'irqtrace_section_duration_seconds',

@@ -249,6 +249,7 @@ export class NodeAgent {
         }
         this.lastCounters.set(c.cpu, c);
         this.o.metrics.kernelSeen.set({ cpu: String(c.cpu) }, Number(c.seen));
+        this.o.metrics.kernelIdleExcluded.set({ cpu: String(c.cpu) }, Number(c.idleExcluded));
       }
       if (this.client) {
         this.batcher.snapshot(

@@ -186,6 +186,11 @@ export class KubeNode {
     return (await this.vm.exec(`tail -n ${lines} /var/log/${which}.log`)).stdout;
   }
 
+  /** Another name for an image the node has (as a registry push of a new tag would give it). */
+  async tagImage(from: string, to: string): Promise<void> {
+    await this.vm.run(`ctr -n k8s.io images tag --force ${from} ${to} >/dev/null`);
+  }
+
   /** CPU seconds the kubelet and containerd (with their shims) used so far, from /proc. */
   async cpuSeconds(): Promise<{ kubelet: number; containerd: number }> {
     const out = await this.vm.run(

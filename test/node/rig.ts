@@ -53,7 +53,7 @@ export const offenderName = (f: Flavour): string => `offender-${f}`;
 
 export interface PodJson {
   metadata: { name: string; uid: string };
-  spec: { nodeName: string };
+  spec: { nodeName: string; containers?: { name: string; image: string }[] };
   status: { phase: string; conditions?: { type: string; status: string }[]; containerStatuses?: { restartCount: number; ready: boolean }[] };
 }
 
@@ -142,6 +142,16 @@ export class NodeRig {
       await vm.run(`insmod ${vm.hostPath(selftest)} proc_trigger=1 && test -f /proc/irqtrace_selftest`);
     }
     if (options.debianModulesDisabled) await debian.run('echo 1 >/proc/sys/kernel/modules_disabled');
+  }
+
+  /**
+   * The agent image under a new tag on every node: what an upgrade to a new release looks like
+   * to the kubelet and the DaemonSet (a new image reference), without a second build.
+   */
+  async retagAgentImage(suffix: string): Promise<string> {
+    const next = `${this.images.agent}-${suffix}`;
+    for (const node of this.nodes.values()) await node.tagImage(this.images.agent, next);
+    return next;
   }
 
   async kubectl(args: string[], input?: string): Promise<string> {

@@ -40,7 +40,7 @@ describe('per-trace aggregation of the event stream', () => {
     expect(a.applyBatch(8, batch('n1', 1, [700], { boot: 'boot-2' }))).toBe(true);
     const s = a.status(NOW, 3);
     expect(s).toMatchObject({ violations: 4, maxDurationNs: 1_500_000, lost: 2, nodesReporting: 1, nodesSummary: '1/3' });
-    expect(s.worst).toBe('1.50ms irqburn/100 on n1');
+    expect(s.worst).toBe('1.50ms shop/checkout (irqburn/100) on n1');
     expect(s.worstOffenders[0]).toMatchObject({ node: 'n1', durationNs: 1_500_000, pod: 'shop/checkout', topFrames: ['irqburn_irqs_off+0x10 [irqtrace_selftest]'] });
     expect(s.nodes[0]).toMatchObject({ name: 'n1', violations: 4, lost: 2, phase: 'Running', lastViolation: { durationNs: 700_000 } });
     expect(s.conditions.find((c) => c.type === 'Violating')).toMatchObject({ status: 'True', reason: 'ThresholdExceeded' });

@@ -51,6 +51,8 @@ export class NodeAgent {
   private running: Merged | undefined;
   private traces: Trace[] = [];
   private configVersion = 0n;
+  /** A configuration from the ingest was applied (whatever its outcome). */
+  private configured = false;
   private phase: Phase = Phase.PHASE_IDLE;
   private method = 'off';
   private reason = '';
@@ -94,9 +96,15 @@ export class NodeAgent {
     };
   }
 
+  /**
+   * Ready: doing what the ingest last asked (or, without an ingest, running). Not while the
+   * ingest is away once configured: the agent keeps tracing and keeps what it records until the
+   * ingest is back, and a DaemonSet replaces every unready pod at once, so an operator restart
+   * (every helm upgrade) would make a rollout take all nodes' agents down together.
+   */
   ready(): { ok: boolean; why: string } {
     if (this.phase === Phase.PHASE_FAILED) return { ok: false, why: `backend failed: ${this.reason}` };
-    if (this.o.ingest && !this.client?.connected) return { ok: false, why: 'not connected to the ingest' };
+    if (this.o.ingest && !this.configured) return { ok: false, why: 'waiting for its first configuration from the ingest' };
     return { ok: true, why: '' };
   }
 
@@ -168,6 +176,7 @@ export class NodeAgent {
     // The config is applied (whatever the outcome, nothing of the previous one runs beside it).
     const applied = (phase: Phase, reason: string): void => {
       this.configVersion = version;
+      this.configured = true;
       this.setPhase(phase, reason);
     };
     const traces = await this.resolveIrqNames(wanted);

@@ -67,6 +67,12 @@ function violationOf(node: string, e: irqtrace.v1.IEvent, receivedUnixNs: bigint
   };
 }
 
+/** Who held interrupts off, for the WORST column: the interrupt code, else the pod and its task, else the task. */
+function whoHeld(v: Violation): string {
+  const task = `${v.comm ?? '?'}/${v.pid ?? 0}`;
+  return v.context ?? (v.pod ? `${v.pod} (${task})` : task);
+}
+
 /** worst with v among it, if it is among the MAX_WORST longest; a new array only when it changes. */
 function keepLongest(worst: Violation[], v: Violation): Violation[] {
   if (worst.length >= MAX_WORST && v.durationNs <= (worst.at(-1)?.durationNs ?? 0)) return worst;
@@ -210,7 +216,7 @@ export class TraceAggregate {
       violations,
       maxDurationNs,
       lost: all.reduce((n, [, r]) => n + r.lost, 0),
-      worst: worst ? `${formatNs(worst.durationNs)} ${worst.context ?? `${worst.comm ?? '?'}/${worst.pid ?? 0}`} on ${worst.node ?? '?'}` : '',
+      worst: worst ? `${formatNs(worst.durationNs)} ${whoHeld(worst)} on ${worst.node ?? '?'}` : '',
       worstOffenders,
       nodes,
       nodesOmitted: Math.max(0, notable.length - MAX_STATUS_NODES),

@@ -7,7 +7,15 @@
 // eBPF on Debian's), a workload pod on each node that keeps interrupts off,
 // named by pod in `kubectl get irqtraces` and the status; then delete and
 // `helm uninstall`. It says how long each step took and leaves nothing running.
+//
+// `npm run demo -- --keep` stops once the workload pods are named and leaves
+// all of it running (owned by a detached process, as `npm run cluster -- up`
+// does): it prints the KUBECONFIG and a shell per node, for trying traces of
+// one's own; `npm run cluster -- down` stops it.
+import { Command, Option } from 'commander';
 import { waitUntil } from './lib/wait.js';
+import { clusterEnv, clusterLog, describeCluster, followOwner, forgetClusterState, markClusterReady, readClusterState, startOwner, writeClusterState } from './node/cluster_state.js';
+import type { ClusterState } from './node/cluster_state.js';
 import { FLAVOURS, NODE_THRESHOLD, NS, NodeRig, OFFENDER_US, allIrqsExample, WORKLOAD_NS, isReady, nodeName, offenderName } from './node/rig.js';
 import type { TraceStatus } from './node/rig.js';
 
@@ -54,14 +62,23 @@ async function watchTable(rig: NodeRig, until: () => Promise<boolean>, timeoutMs
   }
 }
 
-async function main(): Promise<void> {
+/**
+ * The demo. keep: the detached owner of `--keep`, which stops after the workload pods are named,
+ * says so in the cluster state and runs until SIGTERM (`npm run cluster -- down`).
+ */
+async function main(keep?: ClusterState): Promise<void> {
   say('starting the control plane (etcd, kube-apiserver with Pod Security baseline, controller-manager, scheduler), then two QEMU guests as kubelet nodes');
   const rig = await step('nodes joined (containerd, kubelet, images imported without a registry)', () => NodeRig.start({ say, debianModulesDisabled: true }));
+  let stopping = false;
   const cleanup = async () => {
+    if (stopping) return;
+    stopping = true;
     say('stopping the nodes, the guests, NATS and the control plane');
     await rig.stop();
+    if (keep) forgetClusterState();
   };
   process.once('SIGINT', () => { void cleanup().then(() => process.exit(130)); });
+  if (keep) process.once('SIGTERM', () => { void cleanup().then(() => process.exit(0)); });
   let agentPodsRunning = 0;
   let offenderPod = '';
   let nodesReady = 0;
@@ -118,6 +135,11 @@ async function main(): Promise<void> {
     const release = JSON.parse((await rig.cluster.helm(['status', 'irqtrace', '-n', NS, '-o', 'json'])).stdout || '{}') as { info?: { status?: string } };
     helmState = release.info?.status === 'deployed' ? 'installed' : release.info?.status ?? 'none';
     agentPodsRunning = (await rig.podsOf('agent')).filter((p) => p.status.phase === 'Running' && isReady(p)).length;
+    if (keep) {
+      say('--keep: the cluster, the nodes, irqtrace and the workload stay up');
+      markClusterReady(keep, rig, true, summary(nodesReady, agentPodsRunning, offenderPod, helmState));
+      return;
+    }
 
     say('$ kubectl delete irqtrace all-irqs');
     show(await rig.kubectl(['delete', 'irqtrace', 'all-irqs', '--timeout=300s']));
@@ -132,14 +154,48 @@ async function main(): Promise<void> {
     show((await rig.cluster.kubectl(['get', 'pods,daemonsets', '-n', NS])).stderr || 'No resources found');
     show(await rig.kubectl(['get', 'crd', 'irqtraces.irqtrace.io']));
     say('the CRD is kept on uninstall (deleting it would delete every IrqTrace)');
-  } finally {
+  } catch (err) {
     await cleanup();
+    throw err;
   }
+  await cleanup();
   say('done: nothing left running.');
-  console.log(`demo: nodes_ready=${nodesReady} agent_pods_running=${agentPodsRunning} offender_pod=${offenderPod || 'none'} helm=${helmState}`);
+  console.log(summary(nodesReady, agentPodsRunning, offenderPod, helmState));
 }
 
-main().catch((err: unknown) => {
+const summary = (nodesReady: number, agentPods: number, offenderPod: string, helm: string) =>
+  `demo: nodes_ready=${nodesReady} agent_pods_running=${agentPods} offender_pod=${offenderPod || 'none'} helm=${helm}`;
+
+/** `--keep`: the demo in a detached owner; this process follows it until it is ready, then says how to reach it. */
+async function keepInBackground(): Promise<void> {
+  const running = readClusterState();
+  const { pid, started } = startOwner(import.meta.filename, ['--keep', '--owner']);
+  if (!started) throw new Error(`a cluster is already running (pid ${pid}, ${running?.owner ?? '?'}): npm run cluster -- down first`);
+  console.log(`demo --keep: running in the background (pid ${pid}; log ${clusterLog})`);
+  const ready = await followOwner(pid);
+  process.stdout.write(`demo --keep: left running; source ${clusterEnv}, or paste:\n${describeCluster(ready)}`);
+  console.log(ready.summary ?? 'demo: none');
+}
+
+async function owner(): Promise<void> {
+  const state: ClusterState = { pid: process.pid, owner: 'npm run demo -- --keep', ready: false, startedAt: new Date().toISOString() };
+  writeClusterState(state);
+  try {
+    await main(state);
+  } catch (err) {
+    writeClusterState({ ...state, error: err instanceof Error ? err.message : String(err) });
+    throw err;
+  }
+}
+
+const options = new Command('demo')
+  .description('irqtrace installed with helm on two kubelet nodes of QEMU guests, a workload pod named as the offender')
+  .option('--keep', 'leave the cluster, the nodes and irqtrace running and print how to reach them')
+  .addOption(new Option('--owner', 'the detached process that owns a kept cluster').hideHelp())
+  .parse()
+  .opts<{ keep?: boolean; owner?: boolean }>();
+
+(options.owner ? owner() : options.keep ? keepInBackground() : main()).catch((err: unknown) => {
   console.error('demo failed:', err instanceof Error ? err.message : err);
   process.exit(1);
 });

@@ -6,64 +6,20 @@
 // kube-apiserver, ... are its children) and returns once the rig is ready,
 // having written and printed a kubeconfig and each node's shell command;
 // `down` stops that process, which stops everything; `status` says what runs.
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Command } from 'commander';
 import { run } from '../lib/process.js';
-import { NodeRig, NS } from './rig.js';
+import { NodeRig } from './rig.js';
+import { alive, clusterEnv, clusterLog, describeCluster, followOwner, forgetClusterState, markClusterReady, readClusterState, startOwner, writeClusterState } from './cluster_state.js';
+import type { ClusterState } from './cluster_state.js';
 
-const dir = join(tmpdir(), 'irqtrace-cluster');
-const stateFile = join(dir, 'state.json');
-const logFile = join(dir, 'up.log');
-const envFile = join(dir, 'env.sh');
-
-interface State {
-  pid: number;
-  ready: boolean;
-  startedAt: string;
-  kubeconfig?: string;
-  kubectl?: string;
-  helm?: string;
-  nats?: string;
-  installed?: boolean;
-  nodes?: { name: string; kernel: string; ssh: string }[];
-  error?: string;
-}
-
-const readState = (): State | undefined => (existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, 'utf8')) as State) : undefined);
-const writeState = (s: State) => {
-  writeFileSync(`${stateFile}.tmp`, `${JSON.stringify(s, null, 2)}\n`);
-  renameSync(`${stateFile}.tmp`, stateFile);
-};
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** What a person pastes into a shell to use the cluster. */
-function describe(s: State): string {
-  const lines = [
-    `export KUBECONFIG=${s.kubeconfig ?? ''}`,
-    `alias kubectl=${s.kubectl ?? ''} helm=${s.helm ?? ''}`,
-    `# NATS (JetStream): ${s.nats ?? ''}; irqtrace ${s.installed ? `installed with helm in namespace ${NS}` : 'not installed (up --no-install)'}`,
-    ...(s.nodes ?? []).map((n) => `# node ${n.name} (${n.kernel}):\nalias ssh-${n.name}="${n.ssh.replace(/"/g, '\\"')}"`),
-  ];
-  return `${lines.join('\n')}\n`;
-}
 
 /** The detached process that owns the rig until SIGTERM. */
 async function serve(install: boolean): Promise<void> {
   const started = Date.now();
   const say = (line: string) => { console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${line}`); };
-  const state: State = { pid: process.pid, ready: false, startedAt: new Date().toISOString() };
-  writeState(state);
+  const state: ClusterState = { pid: process.pid, owner: 'npm run cluster -- up', ready: false, startedAt: new Date().toISOString() };
+  writeClusterState(state);
   let rig: NodeRig | undefined;
   let stopping = false;
   const stop = async () => {
@@ -71,8 +27,7 @@ async function serve(install: boolean): Promise<void> {
     stopping = true;
     say('stopping the cluster');
     await rig?.stop();
-    rmSync(stateFile, { force: true });
-    rmSync(envFile, { force: true });
+    forgetClusterState();
     say('stopped');
     process.exit(0);
   };
@@ -85,20 +40,10 @@ async function serve(install: boolean): Promise<void> {
       const r = await rig.helm('install');
       if (r.code !== 0) throw new Error(`helm install: ${r.stderr}`);
     }
-    Object.assign(state, {
-      ready: true,
-      kubeconfig: rig.cluster.kubeconfigPath,
-      kubectl: rig.cluster.binaries.kubectl,
-      helm: rig.cluster.binaries.helm,
-      nats: rig.nats?.url,
-      installed: install,
-      nodes: [...rig.nodes.entries()].map(([, n]) => ({ name: n.name, kernel: n.vm.kernel.release, ssh: n.vm.sshCommand() })),
-    });
-    writeFileSync(envFile, describe(state));
-    writeState(state);
+    markClusterReady(state, rig, install);
     say(`ready in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   } catch (err) {
-    writeState({ ...state, error: err instanceof Error ? err.message : String(err) });
+    writeClusterState({ ...state, error: err instanceof Error ? err.message : String(err) });
     say(`failed: ${String(err)}`);
     await rig?.stop().catch(() => undefined);
     process.exit(1);
@@ -106,50 +51,27 @@ async function serve(install: boolean): Promise<void> {
 }
 
 async function up(install: boolean): Promise<number> {
-  const s = readState();
-  if (s && alive(s.pid)) {
-    if (s.ready) {
-      process.stdout.write(`cluster: already up (pid ${s.pid}); source ${envFile}\n${describe(s)}`);
-      return 0;
-    }
-    console.log(`cluster: still starting (pid ${s.pid}); following ${logFile}`);
-  } else {
-    mkdirSync(dir, { recursive: true });
-    rmSync(stateFile, { force: true });
-    const log = openSync(logFile, 'w');
-    const child = spawn(process.execPath, [...process.execArgv, import.meta.filename, 'serve', ...(install ? [] : ['--no-install'])], {
-      detached: true,
-      stdio: ['ignore', log, log],
-    });
-    child.unref();
-    closeSync(log);
-    console.log(`cluster: starting (pid ${child.pid ?? '?'}; log ${logFile})`);
+  const { pid, started } = startOwner(import.meta.filename, ['serve', ...(install ? [] : ['--no-install'])]);
+  const s = readClusterState();
+  if (!started && s?.ready) {
+    process.stdout.write(`cluster: already up (pid ${pid}, ${s.owner}); source ${clusterEnv}\n${describeCluster(s)}`);
+    return 0;
   }
-  // Follow the log until the state says ready, or the owner dies.
-  let shown = 0;
-  for (;;) {
-    if (existsSync(logFile) && statSync(logFile).size > shown) {
-      const text = readFileSync(logFile, 'utf8');
-      process.stdout.write(text.slice(shown));
-      shown = text.length;
-    }
-    const now = readState();
-    if (now?.ready) {
-      process.stdout.write(`cluster: up; source ${envFile}\n${describe(now)}`);
-      return 0;
-    }
-    if (now?.error || (now && !alive(now.pid))) {
-      console.error(`cluster: failed to start: ${now.error ?? 'its process exited'} (log ${logFile})`);
-      return 1;
-    }
-    await sleep(1000);
+  console.log(started ? `cluster: starting (pid ${pid}; log ${clusterLog})` : `cluster: still starting (pid ${pid}); following ${clusterLog}`);
+  try {
+    const ready = await followOwner(pid);
+    process.stdout.write(`cluster: up; source ${clusterEnv}\n${describeCluster(ready)}`);
+    return 0;
+  } catch (err) {
+    console.error(`cluster: failed to start: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
   }
 }
 
 async function down(): Promise<number> {
-  const s = readState();
+  const s = readClusterState();
   if (!s || !alive(s.pid)) {
-    rmSync(stateFile, { force: true });
+    forgetClusterState();
     console.log('cluster: not running');
     return 0;
   }
@@ -169,16 +91,16 @@ async function down(): Promise<number> {
 }
 
 async function status(): Promise<number> {
-  const s = readState();
+  const s = readClusterState();
   if (!s || !alive(s.pid)) {
     console.log('cluster: not running');
     return 3;
   }
   if (!s.ready) {
-    console.log(`cluster: starting (pid ${s.pid}, since ${s.startedAt}); log ${logFile}`);
+    console.log(`cluster: starting (pid ${s.pid}, ${s.owner}, since ${s.startedAt}); log ${clusterLog}`);
     return 0;
   }
-  process.stdout.write(`cluster: up (pid ${s.pid}, since ${s.startedAt})\n${describe(s)}`);
+  process.stdout.write(`cluster: up (pid ${s.pid}, ${s.owner}, since ${s.startedAt})\n${describeCluster(s)}`);
   const kubectl = async (args: string[]) => {
     const r = await run(s.kubectl ?? 'kubectl', ['--kubeconfig', s.kubeconfig ?? '', ...args]);
     return r.stdout + r.stderr;

@@ -179,9 +179,10 @@ describe('agent to IrqTrace status', () => {
     expect(s?.conditions?.find((c) => c.type === 'Violating')).toMatchObject({ status: 'True', reason: 'ThresholdExceeded' });
     expect(s?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'True', reason: 'AgentsScheduled' });
     expect(s?.worstOffenders?.[0]?.pod).toBe('shop/checkout');
-    expect(s?.worst).toMatch(/^2\.\d\dms w\d+\/\d+ on worker-1$/);
+    // WORST names the pod, then its task.
+    expect(s?.worst).toMatch(/^2\.\d\dms shop\/checkout \(w\d+\/\d+\) on worker-1$/);
     const table = await cluster.kubectl(['get', 'irqt', 'latency']);
-    expect(table.stdout).toMatch(new RegExp(`\\nlatency\\s+all\\s+500us\\s+1/1\\s+${BATCHES * PER_BATCH}\\s+2\\.\\d\\dms w\\d+/\\d+ on worker-1\\s+True\\s+\\d+s\\n`));
+    expect(table.stdout).toMatch(new RegExp(`\\nlatency\\s+all\\s+500us\\s+1/1\\s+${BATCHES * PER_BATCH}\\s+2\\.\\d\\dms shop/checkout \\(w\\d+/\\d+\\) on worker-1\\s+True\\s+\\d+s\\n`));
     // The Node leaves the trace's selector: its agent is told at once, on the open stream.
     await cluster.kubectl(['label', 'node', 'worker-1', 'pool=batch', '--overwrite']);
     await waitUntil('the trace taken from the agent', 15_000, async () => Promise.resolve(configsSeen.at(-1)?.traces?.length === 0));

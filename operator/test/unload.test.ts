@@ -34,7 +34,7 @@ const stops: (() => Promise<void>)[] = [];
 let ingestPort = 0;
 
 interface Trace {
-  metadata: { finalizers?: string[]; deletionTimestamp?: string };
+  metadata: { finalizers?: string[]; deletionTimestamp?: string; generation?: number };
   status?: { conditions?: { type: string; status: string; reason: string; message: string }[] };
 }
 
@@ -93,7 +93,11 @@ describe('a deleted trace', () => {
       await cluster.kubectl(['delete', 'irqtrace', 'held', '--wait=false']);
       await waitUntil('n1 sent a config without it', 15_000, async () => Promise.resolve(!n1.traces().includes('held')));
       await waitUntil('the wait said', 15_000, async () => ready(await trace('held'))?.reason === 'Unloading');
-      expect(ready(await trace('held'))?.message).toBe('waiting for 1 node to apply a config without the trace: n1');
+      const waiting = await trace('held');
+      expect(ready(waiting)?.message).toBe('waiting for 1 node to apply a config without the trace: n1');
+      // The controller's other fields stay while it waits (its apply of the condition alone dropped them).
+      // (Deleting a custom resource bumps its generation.)
+      expect(waiting?.status).toMatchObject({ targetSummary: 'all', nodesTargeted: 1, observedGeneration: waiting?.metadata.generation });
       await new Promise((resolve) => setTimeout(resolve, 2000));
       expect((await trace('held'))?.metadata.deletionTimestamp).toBeDefined();
       // The agent's kernel side now runs the new config: released.

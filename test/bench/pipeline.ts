@@ -142,6 +142,8 @@ async function main(): Promise<void> {
     console.log(`bench:pipeline: ${AGENTS} agents, ${SECONDS} s of ${PER_BATCH}-event batches: sent ${sent} events; all acked after ${((ackedAt - started) / 1000).toFixed(1)} s (${Math.round(sent / ((ackedAt - started) / 1000))} ev/s into JetStream); status counted ${counted} after ${seconds.toFixed(1)} s`);
     console.log(`bench:pipeline: status lag of ${lags.length}/${probes.length} probes: p50 ${(lags[Math.floor(lags.length / 2)] ?? 0).toFixed(2)} s, p99 ${p99.toFixed(2)} s, max ${(lags.at(-1) ?? 0).toFixed(2)} s`);
     console.log(`bench:pipeline events_per_s=${Math.round(sent / seconds)} lost=${lost} dup=${dup} p99_status_lag_s=${p99.toFixed(2)}`);
+    // A count that is not exact is a defect, not a figure: the run fails.
+    if (lost || dup) process.exitCode = 1;
   } finally {
     for (const c of clients) await c.stop();
     for (const s of services) await s.stop();

@@ -26,6 +26,15 @@ describe('status field ownership', () => {
     expect(types(controller).filter((t) => types(aggregator).includes(t))).toEqual([]);
   });
 
+  it('a deleted trace waiting to unload keeps every field the controller owns (an apply without one drops it)', () => {
+    const nodes = [{ name: 'n1', labels: {} }, { name: 'n2', labels: {} }];
+    const deleted: IrqTrace = { ...trace, metadata: { ...trace.metadata, deletionTimestamp: '2026-12-06T12:00:00Z' } };
+    const unloading = controllerStatus(deleted, nodes, new Date(), { unloading: { reason: 'Unloading', message: 'waiting for 1 node to apply a config without the trace: n1' } });
+    expect(Object.keys(unloading).sort()).toEqual(Object.keys(controllerStatus(trace, nodes)).sort());
+    expect(unloading).toMatchObject({ observedGeneration: 3, targetSummary: 'all', nodesTargeted: 2 });
+    expect(unloading.conditions).toEqual([expect.objectContaining({ type: 'Ready', status: 'False', reason: 'Unloading', observedGeneration: 3 })]);
+  });
+
   it('nodesSummary is the aggregator\'s, from its reporting count and the controller\'s nodesTargeted', () => {
     expect(new TraceAggregate('t').status(Date.now(), 2)).toMatchObject({ nodesReporting: 0, nodesSummary: '0/2' });
     expect(controllerStatus(trace, [])).not.toHaveProperty('nodesSummary');

@@ -249,22 +249,20 @@ export class TraceController {
       return;
     }
     if (Date.now() < this.unloadDeadline(t)) {
-      await this.writeUnloading(t, 'Unloading', `waiting for ${count} to apply a config without the trace: ${named}`);
+      await this.writeUnloading(t, nodes, 'Unloading', `waiting for ${count} to apply a config without the trace: ${named}`);
       return;
     }
     const timeout = `${Math.round((this.o.unloadTimeoutMs ?? 120_000) / 1000)}s`;
     const message = `${count} did not confirm within ${timeout} that they stopped tracing it: ${named}; released anyway`;
-    await this.writeUnloading(t, 'UnloadNotConfirmed', message);
+    await this.writeUnloading(t, nodes, 'UnloadNotConfirmed', message);
     this.events.record(t, 'Warning', 'UnloadNotConfirmed', message);
     await this.release(t);
   }
 
-  private async writeUnloading(t: IrqTrace, reason: string, message: string): Promise<void> {
+  private async writeUnloading(t: IrqTrace, nodes: readonly { name: string; labels: Record<string, string> }[], reason: string, message: string): Promise<void> {
     const ready = t.status?.conditions?.find((c) => c.type === 'Ready');
     if (ready?.reason === reason && ready.message === message) return;
-    const now = new Date().toISOString();
-    const condition = { type: 'Ready', status: 'False', reason, message, lastTransitionTime: ready?.status === 'False' ? ready.lastTransitionTime : now, observedGeneration: t.metadata.generation ?? 0 };
-    await this.applyStatus(t, { conditions: [condition] });
+    await this.applyStatus(t, controllerStatus(t, nodes, new Date(), { unloading: { reason, message } }));
   }
 
   private async release(t: IrqTrace): Promise<void> {
@@ -274,7 +272,7 @@ export class TraceController {
   }
 
   private async writeStatus(t: IrqTrace, nodes: { name: string; labels: Record<string, string> }[]): Promise<void> {
-    const next = controllerStatus(t, nodes, new Date(), this.podSecurityRefusal);
+    const next = controllerStatus(t, nodes, new Date(), { agentsRefused: this.podSecurityRefusal });
     const current = t.status;
     const ready = current?.conditions?.find((c) => c.type === 'Ready');
     const nextReady = next.conditions[0];

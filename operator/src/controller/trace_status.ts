@@ -37,22 +37,33 @@ export function targetedNodes(t: IrqTrace, nodes: readonly { name: string; label
   return nodes.filter((n) => selects(t.spec.nodeSelector, n.labels)).map((n) => n.name);
 }
 
+/** What else the Ready condition must say. */
+export interface ReadyCause {
+  /** Why Pod Security refuses the agents' pods, and what to label. */
+  agentsRefused?: string;
+  /** A deleted trace waiting for its nodes to unload it (Unloading, UnloadNotConfirmed). */
+  unloading?: { reason: string; message: string };
+}
+
 /**
- * The controller's status of a trace. The Ready condition keeps its
- * lastTransitionTime while its status stays the same. agentsRefused: why Pod
- * Security refuses the agents' pods, and what to label.
+ * The controller's status of a trace, every field it owns in each write (server-side apply drops
+ * an owned field a write leaves out). The Ready condition keeps its lastTransitionTime while its
+ * status stays the same.
  */
 export function controllerStatus(
   t: IrqTrace,
   nodes: readonly { name: string; labels: Record<string, string> }[],
   now = new Date(),
-  agentsRefused?: string,
+  cause: ReadyCause = {},
 ): ControllerStatus {
   const generation = t.metadata.generation ?? 0;
   const targeted = targetedNodes(t, nodes).length;
   const expired = !t.metadata.deletionTimestamp && !isLive(t, BigInt(now.getTime()) * 1_000_000n);
+  const { agentsRefused, unloading } = cause;
   let ready: Pick<Condition, 'status' | 'reason' | 'message'>;
-  if (expired) {
+  if (unloading) {
+    ready = { status: 'False', ...unloading };
+  } else if (expired) {
     ready = { status: 'False', reason: 'Expired', message: `the trace ended at ${new Date(Number(traceEndUnixNs(t) / 1_000_000n)).toISOString()} (spec.duration ${t.spec.duration ?? ''}); agents unloaded it` };
   } else if (!targeted) {
     ready = { status: 'False', reason: 'NoNodesMatch', message: 'no node has the labels spec.nodeSelector asks for' };

@@ -91,8 +91,9 @@ export class NodeRig {
   /** The control plane, then each guest booted and joined as a node with the images imported. */
   static async start(options: NodeRigOptions = {}): Promise<NodeRig> {
     const say = options.say ?? ((line: string) => { console.log(line); });
-    const cluster = await startCluster({ scheduler: true, podSecurity: true, nodes: FLAVOURS.map(nodeName) });
+    // The images first: a missing one fails here, before anything runs that would need stopping.
     const [images, agent, operator] = await Promise.all([nodeImages(), builtImage('agent'), builtImage('operator')]);
+    const cluster = await startCluster({ scheduler: true, podSecurity: true, nodes: FLAVOURS.map(nodeName) });
     const rig = new NodeRig(cluster, { busybox: images.busybox.ref, agent: agent.ref, operator: operator.ref }, await freePort(), say);
     try {
       // Both guests at once: a join is mostly the guest unpacking images under emulation, a core each.

@@ -55,7 +55,6 @@ struct irqtrace_where {
 	unsigned long fn;
 };
 
-/* A hard interrupt handler or a softirq, running (end == 0) or done. */
 /* sampled.c's two timers: the hard one (irqs off), the soft one (softirqs off). */
 enum irqtrace_sampler {
 	IRQTRACE_SAMPLER_HARD,
@@ -63,6 +62,7 @@ enum irqtrace_sampler {
 	IRQTRACE_SAMPLERS,
 };
 
+/* A hard interrupt handler or a softirq, running (end == 0) or done. */
 struct irqtrace_handler {
 	struct irqtrace_where where;
 	u64 start;		/* local_clock() at entry */

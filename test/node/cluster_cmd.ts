@@ -6,13 +6,12 @@
 // kube-apiserver, ... are its children) and returns once the rig is ready,
 // having written and printed a kubeconfig and each node's shell command;
 // `down` stops that process, which stops everything; `status` says what runs.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from 'commander';
 import { run } from '../lib/process.js';
 import { NodeRig } from './rig.js';
 import { alive, clusterEnv, clusterLog, describeCluster, followOwner, forgetClusterState, markClusterReady, readClusterState, startOwner, writeClusterState } from './cluster_state.js';
 import type { ClusterState } from './cluster_state.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The detached process that owns the rig until SIGTERM. */
 async function serve(install: boolean): Promise<void> {

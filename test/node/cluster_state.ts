@@ -6,6 +6,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import type { NodeRig } from './rig.js';
 import { NS } from './rig.js';
@@ -52,8 +53,6 @@ export const alive = (pid: number): boolean => {
     return false;
   }
 };
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What a person pastes into a shell to use the cluster. */
 export function describeCluster(s: ClusterState): string {

@@ -48,5 +48,8 @@ COPY --from=build /src/agent/dist agent/dist/
 COPY --from=build /out/irqtrace-bpf /usr/lib/irqtrace/irqtrace-bpf
 COPY kmod/ /usr/lib/irqtrace/kmod/
 ENV IRQTRACE_BPF_LOADER=/usr/lib/irqtrace/irqtrace-bpf
+# The command on PATH, for `kubectl exec <agent pod> -- irqtrace record` (it reads the running agent's events).
+RUN printf '#!/bin/sh\nexec node --max-semi-space-size=2 --max-old-space-size=192 /opt/irqtrace/agent/dist/cli/main.js "$@"\n' > /usr/local/bin/irqtrace \
+ && chmod 755 /usr/local/bin/irqtrace
 ENTRYPOINT ["node", "--max-semi-space-size=2", "--max-old-space-size=192", "/opt/irqtrace/agent/dist/cli/main.js"]
 CMD ["agent"]

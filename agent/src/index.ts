@@ -39,7 +39,7 @@ export { IngestClient, wrapBatch } from './transport/client.js';
 export type { IngestClientOptions, TlsOptions, Logger } from './transport/client.js';
 export { Batcher } from './pipeline/batcher.js';
 export type { BatcherOptions } from './pipeline/batcher.js';
-export { TraceMatcher, mergeTraces, resolveTraceIrqNames, traceFromProto, tracesOf } from './config/traces.js';
+export { TraceMatcher, mergeTraces, resolveTraceIrqNames, traceFromProto, traceToProto, tracesOf } from './config/traces.js';
 export type { Trace, Merged } from './config/traces.js';
 export { TraceTimeline } from './config/trace_timeline.js';
 export { AgentMetrics } from './daemon/metrics.js';

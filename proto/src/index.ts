@@ -1,8 +1,10 @@
 // Public API of @irqtrace/proto: the generated messages of proto/irqtrace/v1,
-// the gRPC definition of IngestService, and 64-bit helpers.
+// the gRPC definitions of IngestService and the agent's local AgentLocal, and 64-bit helpers.
 export { irqtrace } from './gen/irqtrace.js';
 export { ingestServiceDefinition, IngestServiceClient, rawRequestIngestServiceDefinition, rawRequestIngestClientDefinition, RawIngestServiceClient } from './ingest_service.js';
 export type { IngestServiceHandlers, ConnectStream, ConnectCall, RawConnectCall, RawConnectStream } from './ingest_service.js';
+export { agentLocalServiceDefinition, AgentLocalClient } from './local_service.js';
+export type { AgentLocalHandlers, WatchCall, WatchStream } from './local_service.js';
 export { toBigInt, toLong } from './uint64.js';
 export { PROTOCOL_VERSION } from './version.js';
 // The wire writer, for code that splices pre-encoded messages (the agent's hot path).

@@ -2,20 +2,10 @@
 // (no runtime .proto loading: one definition of each message, type-checked).
 import * as grpc from '@grpc/grpc-js';
 import { irqtrace } from './gen/irqtrace.js';
+import { deserialize, serialize } from './serialize.js';
 
 type AgentMessage = irqtrace.v1.AgentMessage;
 type IngestMessage = irqtrace.v1.IngestMessage;
-
-function serialize<T>(type: { encode(message: T): { finish(): Uint8Array } }) {
-  return (message: T): Buffer => {
-    const bytes = type.encode(message).finish();
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  };
-}
-
-function deserialize<T>(type: { decode(bytes: Uint8Array): T }) {
-  return (bytes: Buffer): T => type.decode(bytes);
-}
 
 export const ingestServiceDefinition = {
   connect: {

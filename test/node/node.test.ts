@@ -228,6 +228,33 @@ describe('irqtrace installed with helm: the operator and the agents as pods', ()
     expect(table).toMatch(new RegExp(`\\nall-irqs\\s.*\\s\\d+\\.\\d+ms ${WORKLOAD_NS}/offender-(${flavours.join('|')}) \\(sh/\\d+\\) on node-\\w+\\s`));
   });
 
+  it("irqtrace record in the agent pod (kubectl exec) reads the running agent's events and names the same pod", async () => {
+    // The module has one reader, the agent: record reads the agent's local stream instead.
+    // Two of the offender's 10 s periods, read on both nodes at once.
+    const seconds = 25;
+    const read = await Promise.all(flavours.map(async (f) => {
+      const pod = await agentOn(f);
+      if (!pod) throw new Error(`an agent pod on ${nodeName(f)}`);
+      const r = await rig.cluster.kubectl(['exec', '-n', NS, pod.metadata.name, '-c', 'agent', '--', 'irqtrace', 'record', '--duration', `${seconds}s`, '--json']);
+      return { f, ...r };
+    }));
+    for (const { f, code, stdout, stderr } of read) {
+      console.log(stderr.trim());
+      expect(code, stderr).toBe(0);
+      expect(stderr).toMatch(new RegExp(`the node agent runs the kernel side here; showing its events \\(node ${nodeName(f)}, pid \\d+: ${f === 'tracing' ? 'kmod' : 'eBPF'}, `));
+      const events = stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { durationNs?: string; task?: { comm?: string; podNamespace?: string; podName?: string }; traces?: string[] });
+      const offender = events.filter((e) => e.task?.podNamespace === WORKLOAD_NS && e.task.podName === offenderName(f));
+      console.log(`record: node=${nodeName(f)} events=${events.length} offender_events=${offender.length} durations_ms=${offender.map((e) => (Number(e.durationNs) / 1e6).toFixed(1)).join(',')}`);
+      expect(offender.length).toBeGreaterThanOrEqual(2);
+      for (const e of offender) {
+        expect(e.task?.comm).toBe('sh');
+        expect(Number(e.durationNs)).toBeGreaterThan(OFFENDER_US * 1000 * 0.9);
+        expect(e.traces).toContain('all-irqs');
+      }
+      expect(stderr).toMatch(new RegExp(`${events.length} violations shown; lost: 0 by this reader`));
+    }
+  });
+
   it('an agent pod deleted: the kubelet starts another, whose driver loader loads the cached module (no rebuild); status and stream agree to the event', async () => {
     const status = () => rig.status('all-irqs');
     const onTracing = async () => (await status()).nodes?.find((n) => n.name === nodeName('tracing'));

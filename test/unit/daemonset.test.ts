@@ -59,7 +59,23 @@ describe('the driver loader and the agent', () => {
     const ebpf: IrqTrace = { ...trace, spec: { ...trace.spec, backend: 'ebpf' } };
     const pod = podOf(ebpf);
     expect(pod?.initContainers).toBeUndefined();
-    expect(pod?.volumes?.map((v) => v.hostPath?.path).filter(Boolean)).toEqual(['/sys/fs/cgroup', '/sys/kernel/tracing', '/var/lib/irqtrace']);
+    expect(pod?.volumes?.map((v) => v.hostPath?.path).filter(Boolean)).toEqual(['/sys/fs/cgroup', '/var/log/pods', '/sys/kernel/tracing', '/var/lib/irqtrace']);
     expect(pod?.containers[0]?.args).not.toContain('--driver-state');
+  });
+
+  it("names pods from the kubelet's pod logs, read-only, and serves `irqtrace record` on a socket in the pod", () => {
+    for (const backend of ['ebpf', 'kmod'] as const) {
+      const pod = podOf({ ...trace, spec: { ...trace.spec, backend } });
+      const agent = pod?.containers[0];
+      expect(pod?.volumes?.find((v) => v.name === 'pod-logs')?.hostPath?.path).toBe('/var/log/pods');
+      expect(agent?.volumeMounts?.find((m) => m.name === 'pod-logs')).toEqual({ name: 'pod-logs', mountPath: '/host/var/log/pods', readOnly: true });
+      const args = agent?.args ?? [];
+      expect(args[args.indexOf('--pod-logs') + 1]).toBe('/host/var/log/pods');
+      const socket = args[args.indexOf('--local-socket') + 1] ?? '';
+      // The socket's directory is the pod's own and writable (the root filesystem may be read-only).
+      const run = agent?.volumeMounts?.find((m) => socket.startsWith(`${m.mountPath}/`));
+      expect(run?.readOnly).toBeFalsy();
+      expect(pod?.volumes?.find((v) => v.name === run?.name)?.emptyDir).toBeDefined();
+    }
   });
 });

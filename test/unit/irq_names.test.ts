@@ -60,7 +60,7 @@ describe('IRQ lines by name', () => {
 
     expect(parseTarget('irq:24,nvme0q1,eth0-*')).toEqual({ irqs: [24], irqNames: ['nvme0q1', 'eth0-*'], irqsOff: false });
     expect(() => parseTarget('irq:eth*0')).toThrow(/is not all, irqs-off, or irq:/);
-    const options: RecordOptions = { target: 'irq:nvme0q*,26', threshold: '100us', method: 'auto', backend: 'auto', period: '1ms', cpus: 'all', stacks: true, softirqs: false, json: false, proc: '/proc', dev: '/dev', cgroupRoot: '/sys/fs/cgroup' };
+    const options: RecordOptions = { target: 'irq:nvme0q*,26', threshold: '100us', method: 'auto', backend: 'auto', period: '1ms', cpus: 'all', stacks: true, softirqs: false, json: false, proc: '/proc', dev: '/dev', cgroupRoot: '/sys/fs/cgroup', podLogs: '/var/log/pods' };
     expect(configFromOptions(options, () => lines).cfg.irqs).toEqual([26, 40, 41]);
     expect(() => configFromOptions({ ...options, target: 'irq:eth0' }, () => lines)).toThrow("target: no IRQ line named 'eth0' in /proc/interrupts");
   });

@@ -1,7 +1,7 @@
 // Several traces on one node: merged for the kernel, split again per event.
 import { describe, expect, it } from 'vitest';
 import { irqtrace, toLong } from '@irqtrace/proto';
-import { Kind, TraceMatcher, TraceTimeline, mergeTraces, traceFromProto, tracesOf } from '@irqtrace/agent';
+import { Kind, TraceMatcher, TraceTimeline, mergeTraces, traceFromProto, traceToProto, tracesOf } from '@irqtrace/agent';
 import type { Trace } from '@irqtrace/agent';
 
 const pb = irqtrace.v1;
@@ -11,6 +11,12 @@ describe('traces on one node', () => {
   it('reads a TraceConfig, defaults filled', () => {
     const t = traceFromProto({ name: 'lab', target: { irqs: [24, 25] }, thresholdNs: toLong(500_000n), method: pb.MethodChoice.METHOD_CHOICE_SAMPLED, backend: pb.BackendChoice.BACKEND_CHOICE_EBPF });
     expect(t).toMatchObject({ name: 'lab', all: false, irqs: [24, 25], thresholdNs: 500_000n, method: 'sampled', backend: 'ebpf', periodNs: 1_000_000n, stacks: true });
+  });
+
+  it('writes a trace back as the TraceConfig it was read from (what the agent tells its local readers)', () => {
+    for (const t of [base, { ...base, name: 'lab', all: false, irqs: [24], irqNames: ['nvme0q*'], method: 'sampled' as const, backend: 'ebpf' as const, softirqs: true, stacks: true, endUnixNs: 1_800_000_000_000_000_000n }]) {
+      expect(traceFromProto(pb.TraceConfig.decode(pb.TraceConfig.encode(traceToProto(t)).finish()))).toEqual({ irqNames: [], ...t });
+    }
   });
 
   it('merges to the lowest threshold and the union of targets', () => {

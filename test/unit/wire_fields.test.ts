@@ -3,7 +3,7 @@
 // hand (the agent's event encoder and batcher, the ingest's scanner and
 // splitter) takes every tag from them, so a renamed or removed field fails to
 // compile and a renumbered one is followed.
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
@@ -30,7 +30,9 @@ function sample(field: protobuf.Field): unknown {
 function reflected(): Map<string, protobuf.Type> {
   const r = new protobuf.Root();
   r.resolvePath = (_origin, target) => (target.startsWith('irqtrace/') ? join(protoDir, target) : target);
-  r.loadSync(['event', 'config', 'stats', 'ingest', 'stream'].map((f) => join(protoDir, 'irqtrace/v1', `${f}.proto`))).resolveAll();
+  // Every .proto file, as build.mjs takes them.
+  const files = readdirSync(join(protoDir, 'irqtrace/v1')).filter((f) => f.endsWith('.proto'));
+  r.loadSync(files.map((f) => join(protoDir, 'irqtrace/v1', f))).resolveAll();
   const types = new Map<string, protobuf.Type>();
   const walk = (ns: protobuf.NamespaceBase, prefix: string): void => {
     for (const n of ns.nestedArray) {

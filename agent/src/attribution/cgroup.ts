@@ -11,6 +11,9 @@ export interface CgroupAttribution {
   runtime?: string;
   /** Kubernetes pod UID (dashes), when the path is under kubepods. */
   podUid?: string;
+  /** The pod's namespace and name, where the node says (pod_names.ts). */
+  podNamespace?: string;
+  podName?: string;
   /** Kubernetes QoS class from the path: guaranteed, burstable or besteffort. */
   qos?: string;
 }

@@ -6,6 +6,7 @@ import type { CgroupAttribution } from './cgroup.js';
 import type { ProcFs } from './procfs.js';
 import { TtlCache } from './ttl_cache.js';
 import type { CgroupIndex } from './cgroup_index.js';
+import type { PodNames } from './pod_names.js';
 
 export interface TaskAttributorOptions {
   maxEntries?: number;
@@ -25,12 +26,13 @@ export class TaskAttributor {
     private readonly proc: ProcFs,
     options: TaskAttributorOptions = {},
     private readonly index?: CgroupIndex,
+    private readonly pods?: PodNames,
   ) {
     this.cache = new TtlCache(
       async (pid) => {
         const text = await this.proc.read(`${pid}/cgroup`);
         const path = text === undefined ? undefined : cgroupPathOf(text);
-        return path === undefined ? undefined : attributeCgroup(path);
+        return path === undefined ? undefined : this.named(attributeCgroup(path));
       },
       // Served up to 5 s stale while re-read: a reused pid is misattributed for at most that long.
       { maxEntries: options.maxEntries ?? 4096, ttlMs: options.ttlMs ?? 10_000, staleMs: options.staleMs ?? 5_000, now: options.now },
@@ -65,6 +67,12 @@ export class TaskAttributor {
       this.missing++;
       return undefined;
     }
-    return attributeCgroup(path);
+    return this.named(attributeCgroup(path));
+  }
+
+  /** With the pod's namespace and name, when the node knows them. */
+  private async named(who: CgroupAttribution): Promise<CgroupAttribution> {
+    const pod = who.podUid && this.pods ? await this.pods.nameOf(who.podUid) : undefined;
+    return pod ? { ...who, podNamespace: pod.namespace, podName: pod.name } : who;
   }
 }

@@ -24,6 +24,7 @@ export interface AgentCommandOptions extends HostOptions {
   store?: string;
   metricsPort?: string;
   metricsHost: string;
+  localSocket: string;
 }
 
 import { DEFAULT_STORE } from './defaults.js';
@@ -65,6 +66,8 @@ export async function runAgent(o: AgentCommandOptions): Promise<number> {
     backend: backendOptionsOf(o),
     proc: o.proc,
     cgroupRoot: o.cgroupRoot,
+    podLogs: o.podLogs,
+    ...(o.localSocket ? { localSocket: o.localSocket } : {}),
   });
   const port = o.metricsPort !== undefined ? Number(o.metricsPort) : file.metricsPort;
   const server = port !== undefined ? await serveMetrics(metrics, port, () => agent.ready(), o.metricsHost) : undefined;

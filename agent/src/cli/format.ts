@@ -51,8 +51,9 @@ export function formatHistogram(h: HistItem, samples?: bigint, width = 40): stri
   return lines.join('\n');
 }
 
-/** The pod (UID prefix) or container (id prefix) a task is in, or '-'. */
-export function formatWhere(task: { podUid?: string | null; containerId?: string | null } | undefined): string {
+/** The pod (namespace/name, else UID prefix) or container (id prefix) a task is in, or '-'. */
+export function formatWhere(task: { podUid?: string | null; podNamespace?: string | null; podName?: string | null; containerId?: string | null } | undefined): string {
+  if (task?.podName) return `${task.podNamespace ?? ''}/${task.podName}`;
   if (task?.podUid) return `pod ${task.podUid.slice(0, 8)}`;
   if (task?.containerId) return `ctr ${task.containerId.slice(0, 12)}`;
   return '-';

@@ -2,6 +2,7 @@
 // module or the loader is, and where the host's /proc and cgroups are.
 import type { Command } from 'commander';
 import type { BackendOptions } from '../backend/select.js';
+import { DEFAULT_POD_LOGS } from './defaults.js';
 
 export interface HostOptions {
   module?: string;
@@ -13,6 +14,7 @@ export interface HostOptions {
   loader?: string;
   proc: string;
   cgroupRoot: string;
+  podLogs: string;
 }
 
 export function addHostOptions(command: Command): Command {
@@ -25,7 +27,8 @@ export function addHostOptions(command: Command): Command {
     .option('--dev <dir>', "kmod: where the host's /dev is (a container's own /dev never gets the module's devices, made at load)", '/dev')
     .option('--loader <path>', 'ebpf: the irqtrace-bpf loader')
     .option('--proc <dir>', 'where the host /proc is', '/proc')
-    .option('--cgroup-root <dir>', 'where the host cgroup2 hierarchy is', '/sys/fs/cgroup');
+    .option('--cgroup-root <dir>', 'where the host cgroup2 hierarchy is', '/sys/fs/cgroup')
+    .option('--pod-logs <dir>', "where the kubelet's pod log directories are (<namespace>_<name>_<uid>): pods are named from them", DEFAULT_POD_LOGS);
 }
 
 export function backendOptionsOf(o: HostOptions): BackendOptions {

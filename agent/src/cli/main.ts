@@ -11,7 +11,7 @@ import type { BenchCommandOptions } from './bench_cmd.js';
 import type { DriverLoadOptions } from './driver_cmd.js';
 import { addHostOptions } from './host_options.js';
 import type { RecordOptions } from './record.js';
-import { DEFAULT_STORE } from './defaults.js';
+import { DEFAULT_AGENT_SOCKET, DEFAULT_STORE } from './defaults.js';
 import { LIMITS, durationText } from '@irqtrace/proto/limits';
 
 const program = new Command('irqtrace')
@@ -30,12 +30,15 @@ const recordCommand = program
   .option('--no-stacks', 'no kernel stacks')
   .option('--softirqs', 'also sample softirqs-off sections (kernel module only)', false)
   .option('--duration <duration>', 'stop after this long (default: at Ctrl-C)')
-  .option('--json', 'one JSON object per event on stdout', false);
+  .option('--json', 'one JSON object per event on stdout', false)
+  .option('--agent-socket <path>', "the node agent's local socket: when an agent answers there, its events are shown (its traces choose what the kernel side does)", DEFAULT_AGENT_SOCKET)
+  .option('--no-agent', 'run a kernel side of its own even if the node agent runs (eBPF only then: the module has one reader)');
 addHostOptions(recordCommand)
   .addHelpText('after', '\nExamples:\n  irqtrace record --threshold 500us --duration 30s\n  irqtrace record --target irq:24 --json > events.jsonl\n  irqtrace record --target irq:nvme0q* --threshold 50us\n')
   .action(async (options: RecordOptions) => {
     const { record } = await import('./record.js');
-    process.exitCode = await record(options);
+    const given = recordCommand.options.map((opt) => opt.attributeName()).filter((name) => recordCommand.getOptionValueSource(name) === 'cli');
+    process.exitCode = await record({ ...options, given });
   });
 
 const agentCommand = program
@@ -51,7 +54,8 @@ const agentCommand = program
   .option('--spool <dir>', 'keeps unacknowledged batches across ingest outages and restarts')
   .option('--store <file>', `local event store (default without --ingest: ${DEFAULT_STORE})`)
   .option('--metrics-port <port>', 'serve /metrics, /healthz, /readyz on this port')
-  .option('--metrics-host <address>', 'address to serve metrics on', '127.0.0.1');
+  .option('--metrics-host <address>', 'address to serve metrics on', '127.0.0.1')
+  .option('--local-socket <path>', "serve the events to `irqtrace record` on this machine on this unix socket (root only); '' for none", DEFAULT_AGENT_SOCKET);
 addHostOptions(agentCommand).action(async (options: AgentCommandOptions) => {
   const { runAgent } = await import('./agent_cmd.js');
   process.exitCode = await runAgent(options);

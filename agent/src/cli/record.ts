@@ -1,8 +1,6 @@
 // `irqtrace record`: trace this machine, print violations as they happen
 // (a table, or one JSON object per event), and the histograms at the end.
 import { readFileSync } from 'node:fs';
-import { irqtrace, toBigInt } from '@irqtrace/proto';
-import type { CgroupAttribution } from '../attribution/cgroup.js';
 import { procFs } from '../attribution/procfs.js';
 import { isIrqNamePattern, parseInterrupts, withNamedIrqs } from '../config/irq_names.js';
 import type { InterruptLine } from '../config/irq_names.js';
@@ -14,9 +12,14 @@ import type { BackendChoice, KernelConfig, MethodChoice } from '../config/kernel
 import { RecordPipeline } from '../pipeline/record_pipeline.js';
 import type { SectionRecord } from '../records/decode.js';
 import { Kind } from '../records/layout.js';
+import { PodNames } from '../attribution/pod_names.js';
+import { DEFAULT_AGENT_SOCKET } from './defaults.js';
+import type { Output } from './output.js';
+import { readAgent } from './record_agent.js';
+import { ViolationView } from './violation_view.js';
 import { backendOptionsOf } from './host_options.js';
 import type { HostOptions } from './host_options.js';
-import { KIND_NAMES, VIOLATION_HEADER, formatHistogram, formatNs, formatRow, formatWhere } from './format.js';
+import { formatHistogram, formatNs } from './format.js';
 
 export interface RecordOptions extends HostOptions {
   target: string;
@@ -29,12 +32,15 @@ export interface RecordOptions extends HostOptions {
   softirqs: boolean;
   duration?: string;
   json: boolean;
+  /** Read the node agent's events when it runs here (default), instead of a kernel side of this command's own. */
+  agent?: boolean;
+  agentSocket?: string;
+  /** Options given on the command line (not defaulted). */
+  given?: string[];
 }
 
-export interface Output {
-  out: NodeJS.WritableStream & { isTTY?: boolean };
-  err: NodeJS.WritableStream & { isTTY?: boolean };
-}
+/** Options that choose what the kernel side does: the agent's traces choose them when the agent is read. */
+const KERNEL_OPTIONS = ['method', 'backend', 'period', 'cpus', 'stacks', 'softirqs'];
 
 /** "all" (irqs-off and every IRQ line), "irqs-off", or "irq:" and IRQ numbers and names ("irq:24,nvme0q1,eth0-*"). */
 export function parseTarget(text: string): { irqs: 'all' | 'none' | number[]; irqNames: string[]; irqsOff: boolean } {
@@ -73,11 +79,6 @@ export function configFromOptions(o: RecordOptions, interrupts: () => InterruptL
   return { cfg, backend, ...(durationMs === undefined ? {} : { durationMs }) };
 }
 
-/** Wall-clock time of a CLOCK_MONOTONIC instant (Node's hrtime is CLOCK_MONOTONIC). */
-function wallClock(monoNs: bigint): Date {
-  return new Date(Date.now() - Number(process.hrtime.bigint() - monoNs) / 1e6);
-}
-
 export async function record(o: RecordOptions, io: Output = { out: process.stdout, err: process.stderr }): Promise<number> {
   let parsed: ReturnType<typeof configFromOptions>;
   try {
@@ -87,39 +88,32 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
     return 2;
   }
   const { cfg, backend: choice, durationMs } = parsed;
+  if (o.agent !== false) {
+    const given = o.given ?? [];
+    const code = await readAgent(
+      { socket: o.agentSocket ?? DEFAULT_AGENT_SOCKET, cfg, thresholdGiven: given.includes('threshold'), ignored: KERNEL_OPTIONS.filter((n) => given.includes(n)), json: o.json, ...(durationMs === undefined ? {} : { durationMs }) },
+      io,
+    );
+    if (code !== undefined) return code;
+  }
+  const view = new ViolationView(io, o.json);
   const pipeline = new RecordPipeline({
     proc: procFs(o.proc),
     cgroups: new CgroupIndex(o.cgroupRoot),
+    pods: new PodNames(o.podLogs),
     // The kernel side applied the threshold: every record is a violation to show.
     allRecords: true,
     // Open files and sockets are for the JSON output; the table has no room for them.
     enrich: o.json,
-    onEvent: (event, rec, { task }) => { show(event, rec, task); },
+    onEvent: (event) => { view.show(event); },
     onError: (err) => { io.err.write(`irqtrace: ${String(err)}\n`); },
   });
   const symbols = pipeline.symbols;
   await symbols.refresh();
 
-  let shown = 0;
   let failure: Error | undefined;
   let finish: () => void = () => {};
   const finished = new Promise<void>((resolve) => (finish = resolve));
-
-  const show = (event: irqtrace.v1.IEvent, rec: SectionRecord, task: CgroupAttribution | undefined): void => {
-    shown++;
-    if (o.json) {
-      const object = irqtrace.v1.Event.toObject(irqtrace.v1.Event.fromObject(event), { longs: String, enums: String });
-      io.out.write(`${JSON.stringify(object)}\n`);
-      return;
-    }
-    const frames = (event.stack ?? []).slice(0, 3).map((f) => f.symbol ?? `0x${toBigInt(f.address).toString(16)}`);
-    const time = wallClock(rec.startNs).toISOString().slice(11, 23);
-    const kind = rec.kind === Kind.IrqLine ? `irq-line ${rec.irq}` : KIND_NAMES[rec.kind];
-    // A handler's or softirq's section is its own, not the interrupted task's or pod's.
-    const who = event.context?.summary ?? `${rec.comm || '?'}/${rec.pid}`;
-    if (io.err.isTTY) io.err.write('\r\x1b[K');
-    io.out.write(`${formatRow({ time, kind, cpu: String(rec.cpu), duration: formatNs(rec.durationNs), task: who, where: event.context ? '-' : formatWhere(task), frames: frames.join(' < ') })}\n`);
-  };
 
   const sink = {
     record(rec: SectionRecord) {
@@ -148,12 +142,9 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
     `irqtrace: tracing with ${state.backend} (irqs-off: ${state.method}, irq lines: ${Array.isArray(cfg.irqs) ? cfg.irqs.join(',') : cfg.irqs}), ` +
       `threshold ${formatNs(cfg.thresholdNs)}${durationMs === undefined ? '; Ctrl-C to stop' : `, for ${formatNs(BigInt(durationMs) * 1_000_000n)}`}\n`,
   );
-  if (!o.json) io.out.write(`${formatRow(VIOLATION_HEADER)}\n`);
+  view.header();
 
-  const began = Date.now();
-  const progress = io.err.isTTY
-    ? setInterval(() => { io.err.write(`\r\x1b[Kwaiting: ${Math.round((Date.now() - began) / 1000)} s, ${shown} violations`); }, 1000)
-    : undefined;
+  const stopProgress = view.progress();
   const refresher = setInterval(() => { symbols.refresh().catch(() => {}); }, 10_000);
   const timer = durationMs === undefined ? undefined : setTimeout(finish, durationMs);
   const onSignal = (): void => { finish(); };
@@ -161,12 +152,11 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
   process.once('SIGTERM', onSignal);
 
   await finished;
-  clearInterval(progress);
+  stopProgress();
   clearInterval(refresher);
   clearTimeout(timer);
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
-  if (io.err.isTTY) io.err.write('\r\x1b[K');
 
   let code = 0;
   try {
@@ -180,7 +170,7 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
       }
     }
     const lostKernel = counters.reduce((a, c) => a + c.droppedRing + c.droppedGuard, 0n);
-    io.err.write(`irqtrace: ${shown} violations shown; lost: ${lostKernel} in the kernel, ${pipeline.dropped} in irqtrace\n`);
+    io.err.write(`irqtrace: ${view.shown} violations shown; lost: ${lostKernel} in the kernel, ${pipeline.dropped} in irqtrace\n`);
   } catch (err) {
     io.err.write(`irqtrace: stopping: ${String(err)}\n`);
     code = 1;

@@ -1,7 +1,7 @@
 // Several traces on one node: the kernel side runs once with their merged
 // configuration (lowest threshold, union of targets), and each event is
 // given to the traces it matches (DESIGN.md §3).
-import { irqtrace, toBigInt } from '@irqtrace/proto';
+import { irqtrace, toBigInt, toLong } from '@irqtrace/proto';
 import { Kind } from '../records/layout.js';
 import { DEFAULT_KERNEL_CONFIG, validateKernelConfig } from './kernel_config.js';
 import { withNamedIrqs } from './irq_names.js';
@@ -37,6 +37,19 @@ const BACKENDS: Record<number, BackendChoice> = {
   [pb.BackendChoice.BACKEND_CHOICE_EBPF]: 'ebpf',
 };
 
+// A trace's method is never 'off' (that is the merged kernel config's, for IRQ lines alone): auto stands for it.
+const METHOD_CHOICES: Record<MethodChoice, irqtrace.v1.MethodChoice> = {
+  auto: pb.MethodChoice.METHOD_CHOICE_AUTO,
+  exact: pb.MethodChoice.METHOD_CHOICE_EXACT,
+  sampled: pb.MethodChoice.METHOD_CHOICE_SAMPLED,
+  off: pb.MethodChoice.METHOD_CHOICE_AUTO,
+};
+const BACKEND_CHOICES: Record<BackendChoice, irqtrace.v1.BackendChoice> = {
+  auto: pb.BackendChoice.BACKEND_CHOICE_AUTO,
+  kmod: pb.BackendChoice.BACKEND_CHOICE_KMOD,
+  ebpf: pb.BackendChoice.BACKEND_CHOICE_EBPF,
+};
+
 export function traceFromProto(t: irqtrace.v1.ITraceConfig): Trace {
   return {
     name: t.name ?? '',
@@ -50,6 +63,21 @@ export function traceFromProto(t: irqtrace.v1.ITraceConfig): Trace {
     softirqs: t.softirqs ?? false,
     stacks: t.stacks ?? true,
     endUnixNs: toBigInt(t.endUnixNs),
+  };
+}
+
+/** The trace as the protocol says it (what the agent tells its local readers it runs). */
+export function traceToProto(t: Trace): irqtrace.v1.ITraceConfig {
+  return {
+    name: t.name,
+    target: { all: t.all, irqs: t.irqs, irqNames: t.irqNames ?? [] },
+    thresholdNs: toLong(t.thresholdNs),
+    method: METHOD_CHOICES[t.method],
+    backend: BACKEND_CHOICES[t.backend],
+    samplePeriodNs: toLong(t.periodNs),
+    softirqs: t.softirqs,
+    stacks: t.stacks,
+    endUnixNs: toLong(t.endUnixNs),
   };
 }
 

@@ -6,11 +6,12 @@ import { release, version } from 'node:os';
 import { PROTOCOL_VERSION, irqtrace, toLong } from '@irqtrace/proto';
 import type { Logger as Pino } from 'pino';
 import { CgroupIndex } from '../attribution/cgroup_index.js';
+import { PodNames } from '../attribution/pod_names.js';
 import { procFs } from '../attribution/procfs.js';
 import { startBackend } from '../backend/select.js';
 import type { BackendOptions } from '../backend/select.js';
 import type { KernelBackend } from '../backend/types.js';
-import { mergeTraces, resolveTraceIrqNames, traceFromProto } from '../config/traces.js';
+import { mergeTraces, resolveTraceIrqNames, traceFromProto, traceToProto } from '../config/traces.js';
 import { parseInterrupts } from '../config/irq_names.js';
 import type { Merged, Trace } from '../config/traces.js';
 import { AGENT_LOSSES, Batcher } from '../pipeline/batcher.js';
@@ -21,6 +22,7 @@ import { IngestClient } from '../transport/client.js';
 import type { TlsOptions } from '../transport/client.js';
 import { Outbox } from '../transport/outbox.js';
 import { bootId, probeCapabilities } from './capabilities.js';
+import { LocalWatchServer } from './local_watch.js';
 import type { AgentMetrics } from './metrics.js';
 import type { EventStore } from './store.js';
 
@@ -44,6 +46,10 @@ export interface NodeAgentOptions {
   snapshotMs?: number;
   retryMs?: number;
   enrich?: boolean;
+  /** The kubelet's pod log root, to name pods (attribution/pod_names.ts). */
+  podLogs?: string;
+  /** Serve the events to local readers on this unix socket (daemon/local_watch.ts). */
+  localSocket?: string;
 }
 
 export class NodeAgent {
@@ -64,14 +70,17 @@ export class NodeAgent {
   private lastCounters = new Map<number, CountersItem>();
   private timers: NodeJS.Timeout[] = [];
   private retry: NodeJS.Timeout | undefined;
+  private local: LocalWatchServer | undefined;
 
   constructor(private readonly o: NodeAgentOptions) {
     this.pipeline = new RecordPipeline({
       proc: procFs(o.proc),
       cgroups: new CgroupIndex(o.cgroupRoot),
+      ...(o.podLogs ? { pods: new PodNames(o.podLogs) } : {}),
       ...(o.enrich === undefined ? {} : { enrich: o.enrich }),
       counters: o.metrics.pipelineCounters(),
-      onEvent: (event) => {
+      onEvent: (event, rec) => {
+        this.local?.publish(event, rec.durationNs);
         if (this.o.store) this.o.store.append(pb.Event.toObject(pb.Event.fromObject(event), { longs: String, enums: String }));
         if (this.client) this.batcher.add(event);
       },
@@ -110,6 +119,7 @@ export class NodeAgent {
 
   async start(): Promise<void> {
     await this.pipeline.symbols.refresh();
+    if (this.o.localSocket) await this.serveLocal(this.o.localSocket);
     if (this.o.ingest) {
       const boot = await bootId(this.o.proc);
       const capabilities = await probeCapabilities(this.o.proc);
@@ -139,6 +149,22 @@ export class NodeAgent {
     this.timers.push(setInterval(() => { void this.snapshot(); }, this.o.snapshotMs ?? 10_000));
     this.timers.push(setInterval(() => { this.pipeline.symbols.refresh().catch(() => {}); }, 10_000));
     this.timers.push(setInterval(() => { this.o.metrics.connected.set(this.client?.connected ? 1 : 0); }, 1000));
+  }
+
+  /** Local readers are a convenience: an agent that cannot serve them still traces. */
+  private async serveLocal(socket: string): Promise<void> {
+    const local = new LocalWatchServer({
+      socket,
+      log: this.o.log,
+      info: () => ({ node: this.o.node, pid: process.pid, state: this.state(), traces: this.traces.map(traceToProto) }),
+    });
+    try {
+      await local.start();
+      this.local = local;
+    } catch (err) {
+      this.o.log.warn({ err: String(err), socket }, 'no local event stream: `irqtrace record` cannot read this agent');
+      await local.stop().catch(() => {});
+    }
   }
 
   /**
@@ -296,6 +322,7 @@ export class NodeAgent {
     const deadline = Date.now() + 3000;
     while (this.client?.connected && this.outbox.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     await this.client?.stop();
+    await this.local?.stop();
   }
 }
 

@@ -120,6 +120,8 @@ function taskOf(pid: number, tgid: number, comm: string, cgroupId: bigint, who: 
     cgroupPath: who?.path ?? '',
     containerId: who?.containerId ?? '',
     podUid: who?.podUid ?? '',
+    podNamespace: who?.podNamespace ?? '',
+    podName: who?.podName ?? '',
   });
   if (tasks.size >= TASKS_MAX) tasks.clear();
   tasks.set(pid, { tgid, comm, cgroupId, who, task });

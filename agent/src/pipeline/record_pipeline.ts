@@ -8,6 +8,7 @@ import { OffenderEnricher } from '../attribution/enrich.js';
 import type { Enrichment } from '../attribution/enrich.js';
 import type { CgroupAttribution } from '../attribution/cgroup.js';
 import type { CgroupIndex } from '../attribution/cgroup_index.js';
+import type { PodNames } from '../attribution/pod_names.js';
 import type { ProcFs } from '../attribution/procfs.js';
 import { TaskAttributor } from '../attribution/tasks.js';
 import { TraceTimeline } from '../config/trace_timeline.js';
@@ -34,6 +35,8 @@ export interface PipelineCounters {
 export interface RecordPipelineOptions {
   proc: ProcFs;
   cgroups?: CgroupIndex;
+  /** Pod names on a kubelet node (pods keep their UIDs without). */
+  pods?: PodNames;
   /** Open files, sockets and locks of the offender (default on). */
   enrich?: boolean;
   /** Every record is an event (the CLI: the kernel applied the threshold); else the traces decide. */
@@ -68,7 +71,7 @@ export class RecordPipeline {
 
   constructor(private readonly o: RecordPipelineOptions) {
     this.symbols = new SymbolSource(o.proc);
-    this.tasks = new TaskAttributor(o.proc, {}, o.cgroups);
+    this.tasks = new TaskAttributor(o.proc, {}, o.cgroups, o.pods);
     this.offenders = new OffenderEnricher(o.proc);
     this.queue = new SerialQueue((rec) => this.process(rec), o.onError, o.maxQueued);
   }

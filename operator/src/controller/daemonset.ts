@@ -74,8 +74,11 @@ const hostPath = (name: string, path: string, type: string) => ({ name, hostPath
 
 /** What the agent's rmmod may take (it waits for the module's readers to go): its grace period is this and more. */
 export const AGENT_STOP_SECONDS = 120;
-const DRIVER_DIR = '/run/irqtrace';
-const DRIVER_STATE = `${DRIVER_DIR}/driver.json`;
+/** The pod's run directory: the loader's outcome for the agent, and the agent's local socket (`irqtrace record` in the pod). */
+const RUN_DIR = '/run/irqtrace';
+const DRIVER_STATE = `${RUN_DIR}/driver.json`;
+/** The kubelet's pod log root: its directory names name the pods (the agent holds no Kubernetes credentials). */
+const POD_LOGS = '/var/log/pods';
 
 /**
  * The init container that finds the module (`irqtrace driver load`, as Falco's driver loader): a loaded one of
@@ -97,7 +100,7 @@ function driverLoader(d: AgentDeployment): V1Container {
       { name: 'usr-src', mountPath: '/usr/src', readOnly: true },
       { name: 'usr-lib', mountPath: '/host/usr/lib', readOnly: true },
       { name: 'spool', mountPath: '/var/lib/irqtrace' },
-      { name: 'driver', mountPath: DRIVER_DIR },
+      { name: 'run', mountPath: RUN_DIR },
       { name: 'tmp', mountPath: '/tmp' },
     ],
   };
@@ -156,6 +159,8 @@ export function agentDaemonSet(traces: readonly IrqTrace[], d: AgentDeployment):
                 // The module the init container found or built (or why none): the agent loads it and builds nothing.
                 ...(privileged ? ['--driver-state', DRIVER_STATE, '--dev', '/host/dev'] : []),
                 '--cgroup-root', '/host/sys/fs/cgroup',
+                '--pod-logs', `/host${POD_LOGS}`,
+                '--local-socket', `${RUN_DIR}/agent.sock`,
               ],
               env: [
                 { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
@@ -170,8 +175,10 @@ export function agentDaemonSet(traces: readonly IrqTrace[], d: AgentDeployment):
                 ? { privileged: true }
                 : { privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'], add: EBPF_CAPABILITIES } },
               volumeMounts: [
-                ...(privileged ? [{ name: 'driver', mountPath: DRIVER_DIR, readOnly: true }, { name: 'dev', mountPath: '/host/dev' }] : []),
+                ...(privileged ? [{ name: 'dev', mountPath: '/host/dev' }] : []),
+                { name: 'run', mountPath: RUN_DIR },
                 { name: 'cgroup', mountPath: '/host/sys/fs/cgroup', readOnly: true },
+                { name: 'pod-logs', mountPath: `/host${POD_LOGS}`, readOnly: true },
                 { name: 'tracefs', mountPath: '/sys/kernel/tracing', readOnly: true },
                 { name: 'spool', mountPath: '/var/lib/irqtrace' },
                 { name: 'tmp', mountPath: '/tmp' },
@@ -190,11 +197,13 @@ export function agentDaemonSet(traces: readonly IrqTrace[], d: AgentDeployment):
                   hostPath('usr-lib', '/usr/lib', 'DirectoryOrCreate'),
                   // The module's devices (/dev/irqtrace, _stats) appear at load, in the host's /dev only.
                   hostPath('dev', '/dev', 'Directory'),
-                  // The loader's outcome, for the agent container of the same pod.
-                  { name: 'driver', emptyDir: { sizeLimit: '1Mi' } },
                 ]
               : []),
+            // The loader's outcome for the agent; the agent's local socket, for `kubectl exec ... irqtrace record`.
+            { name: 'run', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
             hostPath('cgroup', '/sys/fs/cgroup', 'Directory'),
+            // Read-only: names only (pod_names.ts), never a log.
+            hostPath('pod-logs', POD_LOGS, 'Directory'),
             // Tracepoint ids for the eBPF programs (libbpf reads events/*/*/id); a container's /sys has no tracefs.
             hostPath('tracefs', '/sys/kernel/tracing', 'Directory'),
             // Unacked batches survive agent restarts and upgrades; built modules survive them too (modules/).

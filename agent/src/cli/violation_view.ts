@@ -1,0 +1,64 @@
+// What `irqtrace record` prints per event: a row of the live table, or one
+// JSON object. From the Event alone, so the events of the kernel side this
+// command runs and those it reads from the node agent look the same.
+import { irqtrace, toBigInt } from '@irqtrace/proto';
+import type { Output } from './output.js';
+import { VIOLATION_HEADER, formatNs, formatRow, formatWhere } from './format.js';
+
+const pb = irqtrace.v1;
+
+const KINDS: Record<number, string> = {
+  [pb.SectionKind.SECTION_KIND_IRQS_OFF]: 'irqs-off',
+  [pb.SectionKind.SECTION_KIND_SOFTIRQS_OFF]: 'softirqs-off',
+  [pb.SectionKind.SECTION_KIND_IRQ_LINE]: 'irq-line',
+};
+
+/** Wall-clock time of a CLOCK_MONOTONIC instant of this machine (Node's hrtime is CLOCK_MONOTONIC). */
+function wallClock(monoNs: bigint): Date {
+  return new Date(Date.now() - Number(process.hrtime.bigint() - monoNs) / 1e6);
+}
+
+export class ViolationView {
+  /** Events shown so far. */
+  shown = 0;
+
+  constructor(
+    private readonly io: Output,
+    private readonly json: boolean,
+  ) {}
+
+  /** The table's header (nothing for JSON). */
+  header(): void {
+    if (!this.json) this.io.out.write(`${formatRow(VIOLATION_HEADER)}\n`);
+  }
+
+  show(event: irqtrace.v1.IEvent): void {
+    this.shown++;
+    if (this.json) {
+      const object = pb.Event.toObject(pb.Event.fromObject(event), { longs: String, enums: String });
+      this.io.out.write(`${JSON.stringify(object)}\n`);
+      return;
+    }
+    const frames = (event.stack ?? []).slice(0, 3).map((f) => f.symbol ?? `0x${toBigInt(f.address).toString(16)}`);
+    const time = wallClock(toBigInt(event.startNs)).toISOString().slice(11, 23);
+    const kindName = KINDS[event.kind ?? 0] ?? '?';
+    const kind = event.kind === pb.SectionKind.SECTION_KIND_IRQ_LINE ? `${kindName} ${event.irq ?? 0}` : kindName;
+    // A handler's or softirq's section is its own, not the interrupted task's or pod's.
+    const who = event.context?.summary || `${event.task?.comm || '?'}/${event.task?.pid ?? 0}`;
+    if (this.io.err.isTTY) this.io.err.write('\r\x1b[K');
+    this.io.out.write(
+      `${formatRow({ time, kind, cpu: String(event.cpu ?? 0), duration: formatNs(toBigInt(event.durationNs)), task: who, where: event.context ? '-' : formatWhere(event.task ?? undefined), frames: frames.join(' < ') })}\n`,
+    );
+  }
+
+  /** "waiting: 12 s, 3 violations" on a terminal, every second, until the returned stop is called. */
+  progress(): () => void {
+    if (!this.io.err.isTTY) return () => {};
+    const began = Date.now();
+    const timer = setInterval(() => { this.io.err.write(`\r\x1b[Kwaiting: ${Math.round((Date.now() - began) / 1000)} s, ${this.shown} violations`); }, 1000);
+    return () => {
+      clearInterval(timer);
+      this.io.err.write('\r\x1b[K');
+    };
+  }
+}

@@ -82,7 +82,8 @@ export class NodeRig {
 
   private constructor(
     readonly cluster: Cluster,
-    readonly images: { busybox: string; agent: string; operator: string },
+    /** The images' references; agentArchive: the agent's docker-archive the nodes imported. */
+    readonly images: { busybox: string; agent: string; operator: string; agentArchive: string },
     /** The ingest's port: the operator pod's on the tracing node, forwarded through the host into the Debian node. */
     readonly ingestPort: number,
     private readonly say: Say,
@@ -94,7 +95,7 @@ export class NodeRig {
     // The images first: a missing one fails here, before anything runs that would need stopping.
     const [images, agent, operator] = await Promise.all([nodeImages(), builtImage('agent'), builtImage('operator')]);
     const cluster = await startCluster({ scheduler: true, podSecurity: true, nodes: FLAVOURS.map(nodeName) });
-    const rig = new NodeRig(cluster, { busybox: images.busybox.ref, agent: agent.ref, operator: operator.ref }, await freePort(), say);
+    const rig = new NodeRig(cluster, { busybox: images.busybox.ref, agent: agent.ref, operator: operator.ref, agentArchive: agent.archive }, await freePort(), say);
     try {
       // Both guests at once: a join is mostly the guest unpacking images under emulation, a core each.
       await Promise.all(FLAVOURS.map(async (flavour, i) => {

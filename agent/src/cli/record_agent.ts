@@ -109,7 +109,8 @@ export async function readAgent(o: AgentReadOptions, io: Output): Promise<number
   call.cancel();
   client.close();
 
-  io.err.write(`irqtrace: ${view.shown} violations shown; lost: ${lost} by this reader (it read slower than the agent made them)\n`);
+  const why = lost ? ' (it read slower than the agent made them)' : '';
+  io.err.write(`irqtrace: ${view.shown} violations shown; lost: ${lost} by this reader${why}\n`);
   if (failure) {
     io.err.write(`irqtrace: the agent's stream failed: ${failure.message}\n`);
     return 1;

@@ -5,6 +5,8 @@
 // aggregator is killed and started again the status counts exactly what was
 // sent: a node whose record could not be stored is stored later, and the
 // cursor never moves past what the stored records hold.
+import { createServer, connect as netConnect } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import * as k8s from '@kubernetes/client-node';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/nats-core';
@@ -53,8 +55,8 @@ const violations = async (): Promise<number | undefined> => {
 };
 
 /** One agent batch of PER_BATCH events from node, published until JetStream has it (through outages). */
-async function publish(node: string, seq: number): Promise<void> {
-  const events = Array.from({ length: PER_BATCH }, (_, i) => ({ kind: v1.SectionKind.SECTION_KIND_IRQS_OFF, durationNs: toLong(BigInt(1_000_000 + seq * 100 + i)), task: { pid: seq, comm: 'w' } }));
+async function publish(node: string, seq: number, perBatch = PER_BATCH): Promise<void> {
+  const events = Array.from({ length: perBatch }, (_, i) => ({ kind: v1.SectionKind.SECTION_KIND_IRQS_OFF, durationNs: toLong(BigInt(1_000_000 + seq * 100 + i)), task: { pid: seq, comm: 'w' } }));
   const data = v1.NodeBatch.encode({ node, bootId: 'b1', seq: toLong(BigInt(seq)), trace: 'latency', receivedUnixNs: toLong(BigInt(Date.now()) * 1_000_000n), events }).finish();
   for (;;) {
     try {
@@ -116,4 +118,85 @@ describe('the status aggregator', () => {
     expect(await violations()).toBe(sent);
     await aggregator.stop();
   });
+
+  // Issue 29, item 0 (a loss with no fault): nats-server cuts a client that reads too slowly
+  // (its write deadline), and what it had sent that client is gone while JetStream counts it as
+  // delivered. The client reconnects and its consumer goes on after the lost messages; the next
+  // checkpoint's ack (AckAll) took them along, and the status stayed short for good.
+  it('loses no count when its connection drops messages in transit', async () => {
+    const proxy = await cuttableProxy(Number(new URL(nats.url).port));
+    const node = 'node-cut';
+    const batches = 3000;
+    // Big batches: a cut finds many of them on the way (as the bench's 27 KB ones).
+    const before = (await violations()) ?? 0;
+    for (let seq = 1; seq <= batches; seq++) await publish(node, seq, 200);
+    const sent = batches * 200;
+    const aggregator = new StatusAggregator({ servers: proxy.url, kubeConfig: kc, log, statusIntervalMs: 300, checkpointMs: 200 });
+    try {
+      await aggregator.start();
+      // As soon as the first message is applied: most are still on their way.
+      await waitUntil('the aggregator applying', 30_000, async () => Promise.resolve(aggregator.applied > 0), 1);
+      // What the server sends meanwhile (its pull request is open) stays in the proxy, and goes with the cut.
+      proxy.hold();
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const held = proxy.held;
+      proxy.cut();
+      await waitUntil(`all ${sent} counted after the cut`, 60_000, async () => (await violations()) === before + sent, 500);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(await violations()).toBe(before + sent);
+      expect(proxy.cuts).toBeGreaterThan(0);
+      // Messages were lost on the way, and seen to be.
+      expect(held).toBeGreaterThan(100_000);
+      expect(aggregator.reconnects).toBeGreaterThan(0);
+    } finally {
+      await aggregator.stop();
+      proxy.close();
+    }
+  });
 });
+
+/**
+ * A TCP forward to nats-server whose connections can be cut at once, as the server cuts a client
+ * that reads too slowly; hold() first keeps what the server sends from reaching the client.
+ */
+async function cuttableProxy(port: number): Promise<{ url: string; hold(): void; held: number; cut(): void; cuts: number; close(): void }> {
+  const pairs = new Set<{ client: Socket; upstream: Socket }>();
+  let holding = false;
+  const server = createServer((client) => {
+    const upstream = netConnect(port, '127.0.0.1');
+    const pair = { client, upstream };
+    pairs.add(pair);
+    for (const s of [client, upstream]) {
+      s.on('error', () => {});
+      s.on('close', () => { pairs.delete(pair); client.destroy(); upstream.destroy(); });
+    }
+    client.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => {
+      if (holding) proxy.held += chunk.length;
+      else client.write(chunk);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address() as AddressInfo;
+  const proxy = {
+    url: `nats://127.0.0.1:${address.port}`,
+    cuts: 0,
+    held: 0,
+    hold() {
+      holding = true;
+    },
+    cut() {
+      proxy.cuts += pairs.size;
+      for (const p of pairs) {
+        p.client.destroy();
+        p.upstream.destroy();
+      }
+      holding = false;
+    },
+    close() {
+      proxy.cut();
+      server.close();
+    },
+  };
+  return proxy;
+}

@@ -76,6 +76,10 @@ export class StatusAggregator {
   private readonly forgotten = new Map<string, number>();
   /** Messages applied, and the stream sequence of the last one (for lag and tests). */
   applied = 0;
+  /** Times deliveries were lost on the way and the consumer started over at the checkpoint. */
+  deliveryGaps = 0;
+  /** Reconnects to NATS, each followed by consuming again from the checkpoint. */
+  reconnects = 0;
   lastStreamSeq = 0;
 
   constructor(private readonly o: AggregatorOptions) {
@@ -145,6 +149,7 @@ export class StatusAggregator {
     signal?.throwIfAborted();
     const nc = await connect({ servers: this.o.servers, name: 'irqtrace-status', maxReconnectAttempts: -1, reconnectTimeWait: 1000, ...this.o.auth });
     this.nc = nc;
+    void this.watchConnection(nc);
     signal?.throwIfAborted();
     const jsm = await jetstreamManager(nc);
     // Made by the ingest; here too, so the aggregator can start first.
@@ -189,6 +194,22 @@ export class StatusAggregator {
       () => { this.consumerBroken(new Error('the consumer ended')); },
       (err: unknown) => { this.consumerBroken(err); },
     );
+  }
+
+  /**
+   * After a reconnect, consume again from the checkpoint: what the server had sent on the lost
+   * connection is gone, while JetStream counts it as delivered (and nats-server cuts a client that
+   * reads too slowly, no fault needed). The consumer would go on after it, and the next ack
+   * (AckAll) would take it along; without newer messages, it would wait out ack_wait.
+   */
+  private async watchConnection(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type !== 'reconnect' || this.stopped) continue;
+      this.o.log.warn({}, 'reconnected to NATS: consuming again from the checkpoint (deliveries on the lost connection are gone)');
+      this.reconnects++;
+      // Ends the consume loop; consumerBroken() subscribes again at the stored cursor.
+      void this.messages?.close().catch(() => undefined);
+    }
   }
 
   /** The consumer's iterator failed (its consumer gone, the server away too long): start over after a pause. */
@@ -278,7 +299,20 @@ export class StatusAggregator {
   }
 
   private async consume(messages: ConsumerMessages): Promise<void> {
+    let delivered: number | undefined;
     for await (const m of messages) {
+      // Every delivery of the consumer, in order: one missing was sent to this connection and lost
+      // on the way (nats-server cuts a client that reads too slowly, and the client reconnects
+      // with its consumer going on after them). The next checkpoint's ack (AckAll) would take it
+      // along and it would never come again: start over at the checkpoint, before applying more.
+      const at = m.info.deliverySequence;
+      if (delivered !== undefined && at !== delivered + 1) {
+        this.deliveryGaps++;
+        // Not awaited: close() settles when this loop has ended, which it does by the throw.
+        void messages.close().catch(() => undefined);
+        throw new Error(`deliveries ${delivered + 1}..${at - 1} of the consumer never arrived (stream sequence ${m.seq} came after ${this.lastStreamSeq})`);
+      }
+      delivered = at;
       const where = parseSubject(m.subject);
       if (where) {
         try {

@@ -63,9 +63,10 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
     const pods = new PodMetadataDirectory(kubeConfig, log);
     await Promise.all([configs.start(), pods.start()]);
     const t = config.ingest.tls;
+    const applied = new AppliedConfigWriter(publisher.nc, log);
     const server = new IngestServer({
       publisher,
-      applied: new AppliedConfigWriter(publisher.nc, log),
+      applied,
       configs,
       pods,
       metrics,
@@ -79,6 +80,7 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
     log.info({ listen: `${host}:${ingestPort}`, tls: Boolean(t) }, 'ingest listening');
     stops.push(async () => {
       await server.close();
+      applied.stop();
       await Promise.all([configs.stop(), pods.stop()]);
       await publisher.close();
     });

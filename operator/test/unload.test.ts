@@ -6,12 +6,14 @@
 // agent that never confirms holds it for the timeout only, then a Warning
 // Event names it; an agent that is gone holds nothing.
 import * as k8s from '@kubernetes/client-node';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { irqtrace, toBigInt, toLong } from '@irqtrace/proto';
 import { IngestClient, Outbox } from '@irqtrace/agent';
 import { FINALIZER, TraceController } from '../src/controller/controller.js';
-import { AppliedConfigReader, AppliedConfigWriter } from '../src/ingest/applied.js';
+import { APPLIED_BUCKET, AppliedConfigReader, AppliedConfigWriter } from '../src/ingest/applied.js';
 import { ClusterNodeConfigs } from '../src/ingest/node_configs.js';
 import { IngestMetrics } from '../src/ingest/metrics.js';
 import { StreamPublisher } from '../src/ingest/publisher.js';
@@ -138,5 +140,45 @@ describe('a deleted trace', () => {
     await cluster.kubectl(['delete', 'irqtrace', 'orphan', '--wait=false']);
     await waitUntil('released', 15_000, async () => (await trace('orphan')) === undefined);
     expect(Date.now() - deleted).toBeLessThan(UNLOAD_TIMEOUT_MS - 2000);
+  });
+
+  // Issue 29, item 1: the entry of an ingest that died said "connected" for ever, so every delete
+  // waited out the timeout and raised a false Warning.
+  it('whose node\'s ingest died is released once that ingest stops refreshing its entry, with no Warning', async () => {
+    await apply('ghost');
+    // An ingest whose agent on n2 applied the trace, then the ingest is gone: no refresh, no end of stream.
+    const nc = await connect({ servers: nats.url });
+    const dead = new AppliedConfigWriter(nc, log, { refreshMs: 500 });
+    expect(await dead.put({ node: 'n2', bootId: 'b2', ingest: 'ingest-dead', stream: 'ingest-dead/1/1', connected: true, since: Date.now(), traces: ['ghost'] })).toBe(true);
+    dead.stop();
+    await nc.close();
+    const deleted = Date.now();
+    await cluster.kubectl(['delete', 'irqtrace', 'ghost', '--wait=false']);
+    await waitUntil('released', 15_000, async () => (await trace('ghost')) === undefined);
+    expect(Date.now() - deleted).toBeLessThan(UNLOAD_TIMEOUT_MS - 2000);
+    const events = await cluster.kubectl(['get', 'events.events.k8s.io', '-n', 'default', '--field-selector', 'regarding.name=ghost,reason=UnloadNotConfirmed', '-o', 'name']);
+    expect(events.stdout.trim()).toBe('');
+  });
+
+  it('keeps what a node applied although the write failed at first: the ingest writes it again', async () => {
+    const nc = await connect({ servers: nats.url });
+    const jsm = await jetstreamManager(nc);
+    const stream = `KV_${APPLIED_BUCKET}`;
+    const info = await jsm.streams.info(stream);
+    const writer = new AppliedConfigWriter(nc, log, { refreshMs: 300 });
+    const reader = await AppliedConfigReader.connect(nats.url, log);
+    try {
+      // The bucket takes no write (each is over its largest message size).
+      await jsm.streams.update(stream, { ...info.config, max_msg_size: 1 });
+      expect(await writer.put({ node: 'n3', bootId: 'b3', ingest: 'ingest-1', stream: 'ingest-1/1/1', connected: true, since: Date.now(), traces: ['kept'] })).toBe(false);
+      await jsm.streams.update(stream, { ...info.config, max_msg_size: -1 });
+      await waitUntil('the entry written again', 10_000, async () => Promise.resolve(reader.get('n3')?.traces?.includes('kept') === true));
+      expect(reader.stillRunning('kept', [])).toEqual(['n3']);
+    } finally {
+      await jsm.streams.update(stream, { ...info.config, max_msg_size: -1 });
+      writer.stop();
+      await reader.stop();
+      await nc.close();
+    }
   });
 });

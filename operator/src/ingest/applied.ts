@@ -7,6 +7,10 @@
 // A config version names one config on one stream: the ingest numbers them
 // across all its streams from its start time, so a version an agent reports
 // from an earlier stream is never taken for one of this stream.
+// An ingest re-writes its connected streams' entries every refreshMs (written
+// in the entry): a "connected" entry older than STALE_REFRESHES of them is of
+// an ingest that is gone (killed, or cut off from NATS), and its agent may be
+// gone with it; a write that failed is made again then too.
 import type { NatsConnection, QueuedIterator } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
@@ -29,6 +33,25 @@ export interface AppliedConfig {
   traces?: string[];
   /** Unix ms of the write. */
   at: number;
+  /** Unix ms the stream started: an entry of an earlier stream never replaces a later one's. */
+  since?: number;
+  /** How often the ingest re-writes the entry while the stream is open. */
+  refreshMs?: number;
+}
+
+/** How often an ingest re-writes its connected streams' entries, by default. */
+export const APPLIED_REFRESH_MS = 10_000;
+/** A connected entry not re-written for this many refreshes is of an ingest that is gone. */
+export const STALE_REFRESHES = 3;
+
+/** The entry's agent is connected to an ingest that is alive (it still re-writes the entry). */
+export function isLive(entry: AppliedConfig, now = Date.now()): boolean {
+  return entry.connected && now - entry.at <= STALE_REFRESHES * (entry.refreshMs ?? APPLIED_REFRESH_MS);
+}
+
+/** When a live entry turns stale, unless re-written (unix ms). */
+function staleAt(entry: AppliedConfig): number {
+  return entry.at + STALE_REFRESHES * (entry.refreshMs ?? APPLIED_REFRESH_MS) + 1;
 }
 
 /** KV keys allow [-/_=.A-Za-z0-9]: the subject token with '%' as '='. */
@@ -36,14 +59,23 @@ const keyOf = (node: string): string => encodeToken(node).replaceAll('%', '=');
 
 const openBucket = (nc: NatsConnection): Promise<KV> => new Kvm(nc).create(APPLIED_BUCKET, { history: 1 });
 
-/** The ingest's side: one entry per node, written as its stream starts, applies configs and ends. */
+/** The ingest's side: one entry per node, written as its stream starts, applies configs and ends, and re-written while it is open. */
 export class AppliedConfigWriter {
   private kv: Promise<KV> | undefined;
+  /** The entries of this ingest's open streams, by node: re-written every refreshMs. */
+  private readonly open = new Map<string, Omit<AppliedConfig, 'at'>>();
+  private readonly timer: NodeJS.Timeout;
+  readonly refreshMs: number;
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly log: Logger,
-  ) {}
+    options: { refreshMs?: number } = {},
+  ) {
+    this.refreshMs = options.refreshMs ?? APPLIED_REFRESH_MS;
+    this.timer = setInterval(() => { void this.refreshAll(); }, this.refreshMs);
+    this.timer.unref();
+  }
 
   private bucket(): Promise<KV> {
     this.kv ??= openBucket(this.nc).catch((err: unknown) => {
@@ -53,17 +85,49 @@ export class AppliedConfigWriter {
     return this.kv;
   }
 
-  /** The agent's stream opened, or it applied a config (traces given). Best effort: logged, never thrown. */
-  async put(entry: Omit<AppliedConfig, 'at'>): Promise<void> {
+  /**
+   * The agent's stream opened (since given), or it applied a config (traces given): stored now,
+   * and again at every refresh while the stream is open (so a failed write is made again). False
+   * when this write failed (logged, never thrown).
+   */
+  async put(entry: Omit<AppliedConfig, 'at' | 'refreshMs'>): Promise<boolean> {
+    const open = { ...this.open.get(entry.node), ...entry, refreshMs: this.refreshMs };
+    if (open.stream !== this.open.get(entry.node)?.stream && entry.since === undefined) return false;
+    this.open.set(entry.node, open);
+    return this.write(open);
+  }
+
+  /** Writes the entry unless a later stream of the node (any ingest) wrote since; compare-and-set. */
+  private async write(entry: Omit<AppliedConfig, 'at'>): Promise<boolean> {
     try {
-      await (await this.bucket()).put(keyOf(entry.node), JSON.stringify({ ...entry, at: Date.now() }));
+      const kv = await this.bucket();
+      const current = await kv.get(keyOf(entry.node));
+      const value = JSON.stringify({ ...entry, at: Date.now() });
+      if (!current || current.operation !== 'PUT') {
+        await kv.create(keyOf(entry.node), value).catch(async () => kv.put(keyOf(entry.node), value));
+        return true;
+      }
+      const stored = current.json<AppliedConfig>();
+      if (stored.stream !== entry.stream && (stored.since ?? 0) > (entry.since ?? 0)) {
+        // The agent is on a later stream now: this one's end is near; nothing of it is written again.
+        this.open.delete(entry.node);
+        return false;
+      }
+      await kv.update(keyOf(entry.node), value, current.revision);
+      return true;
     } catch (err) {
-      this.log.warn({ node: entry.node, err: String(err) }, 'applied config not recorded');
+      this.log.warn({ node: entry.node, err: String(err) }, 'applied config not recorded; the next refresh writes it again');
+      return false;
     }
+  }
+
+  private async refreshAll(): Promise<void> {
+    for (const entry of [...this.open.values()]) await this.write(entry);
   }
 
   /** The stream ended: the node's agent is gone, unless a later stream (any ingest) wrote since. */
   async closed(node: string, stream: string): Promise<void> {
+    if (this.open.get(node)?.stream === stream) this.open.delete(node);
     try {
       const kv = await this.bucket();
       const current = await kv.get(keyOf(node));
@@ -76,6 +140,11 @@ export class AppliedConfigWriter {
       this.log.debug({ node, err: String(err) }, 'end of stream not recorded (a later stream wrote first, or NATS is away)');
     }
   }
+
+  /** No more refreshes (the ingest stops; its open entries then go stale unless closed). */
+  stop(): void {
+    clearInterval(this.timer);
+  }
 }
 
 /** The controller's side: every node's entry, kept current by a watch of the bucket. */
@@ -85,6 +154,8 @@ export class AppliedConfigReader {
   private watching: QueuedIterator<KvWatchEntry> | undefined;
   private loop: Promise<void> | undefined;
   private readonly listeners: (() => void)[] = [];
+  /** Per key: when its live entry turns stale, the listeners hear of it (nothing else would change). */
+  private readonly staleTimers = new Map<string, NodeJS.Timeout>();
   private owned = false;
 
   constructor(
@@ -124,12 +195,31 @@ export class AppliedConfigReader {
   private take(e: KvEntry): void {
     const known = this.entries.get(e.key);
     if (known && known.revision >= e.revision) return;
-    if (e.operation === 'PUT') this.entries.set(e.key, { entry: e.json<AppliedConfig>(), revision: e.revision });
-    else this.entries.delete(e.key);
+    clearTimeout(this.staleTimers.get(e.key));
+    this.staleTimers.delete(e.key);
+    if (e.operation === 'PUT') {
+      const entry = e.json<AppliedConfig>();
+      this.entries.set(e.key, { entry, revision: e.revision });
+      if (isLive(entry)) {
+        const timer = setTimeout(() => {
+          this.staleTimers.delete(e.key);
+          this.log.warn({ node: entry.node, ingest: entry.ingest }, 'the ingest holding this node\'s stream stopped writing its entry: taken as gone');
+          this.changed();
+        }, Math.max(0, staleAt(entry) - Date.now()));
+        timer.unref();
+        this.staleTimers.set(e.key, timer);
+      }
+    } else this.entries.delete(e.key);
+    this.changed();
+  }
+
+  private changed(): void {
     for (const l of this.listeners) l();
   }
 
   async stop(): Promise<void> {
+    for (const t of this.staleTimers.values()) clearTimeout(t);
+    this.staleTimers.clear();
     this.watching?.stop();
     await this.loop;
     if (this.owned) await this.nc.close();
@@ -144,16 +234,16 @@ export class AppliedConfigReader {
   }
 
   /**
-   * The nodes whose agent is connected and may still run the trace: those of candidates (the
-   * nodes it targets) and any other that applied it, whose last applied config has it or who
-   * have not reported one yet.
+   * The nodes whose agent is connected (to an ingest that is alive) and may still run the trace:
+   * those of candidates (the nodes it targets) and any other that applied it, whose last applied
+   * config has it or who have not reported one yet.
    */
-  stillRunning(trace: string, candidates: Iterable<string>): string[] {
+  stillRunning(trace: string, candidates: Iterable<string>, now = Date.now()): string[] {
     const nodes = new Set(candidates);
     for (const { entry } of this.entries.values()) if (entry.traces?.includes(trace)) nodes.add(entry.node);
     return [...nodes].filter((node) => {
       const e = this.get(node);
-      return e?.connected === true && (e.traces === undefined || e.traces.includes(trace));
+      return e !== undefined && isLive(e, now) && (e.traces === undefined || e.traces.includes(trace));
     }).sort();
   }
 }

@@ -219,7 +219,7 @@ export class IngestServer {
     this.o.metrics.agents.set(this.agents.size);
     this.o.log.info({ node: agent.node, bootId: agent.bootId, lastAckedSeq: toBigInt(h.lastAckedSeq).toString() }, 'agent connected');
     // Connected, nothing applied on this stream yet: what runs there is unknown until it reports.
-    void this.o.applied?.put({ node: agent.node, bootId: agent.bootId, ingest: this.o.name, stream: agent.stream, connected: true });
+    void this.o.applied?.put({ node: agent.node, bootId: agent.bootId, ingest: this.o.name, stream: agent.stream, connected: true, since: Date.now() });
     this.pushConfig(agent, true);
     this.state(agent, pb.NodeState.Connection.CONNECTION_CONNECTED);
     return agent;

@@ -54,6 +54,9 @@ const keyToken = (name: string): string => encodeToken(name).replaceAll('%', '='
 const recordKey = (trace: string, node: string): string => `${keyToken(trace)}.${keyToken(node)}`;
 /** The stream sequence every record is checkpointed through (record keys always have a dot). */
 const CURSOR_KEY = 'cursor';
+/** How long, and how many, deleted traces are remembered (to tell their late batches from a new trace's). */
+const FORGOTTEN_KEEP_MS = 10 * 60_000;
+const FORGOTTEN_MAX = 1024;
 
 
 export class StatusAggregator {
@@ -67,7 +70,10 @@ export class StatusAggregator {
   private lastMsg: JsMsg | undefined;
   /** The cursor last stored: every record in the bucket holds what came up to it. */
   private storedCursor = 0;
+  /** The checkpoint and status intervals. */
   private readonly timers: NodeJS.Timeout[] = [];
+  /** The pending re-subscription, if any. */
+  private retryTimer: NodeJS.Timeout | undefined;
   private readonly statusDue = new Set<string>();
   private flushing: Promise<void> = Promise.resolve();
   private consuming: Promise<void> | undefined;
@@ -216,20 +222,23 @@ export class StatusAggregator {
   private consumerBroken(err: unknown): void {
     if (this.stopped) return;
     this.o.log.warn({ err: String(err) }, 'the event stream consumer broke; subscribing again at the checkpoint');
+    // One retry at a time, whatever broke it how often (a reconnect storm).
     const retry = (): void => {
+      this.retryTimer = undefined;
       if (this.stopped) return;
       this.subscribe().catch((e: unknown) => {
         this.o.log.warn({ err: String(e) }, 'subscribing again failed; retrying');
-        this.timers.push(setTimeout(retry, 2000));
+        this.retryTimer ??= setTimeout(retry, 2000);
       });
     };
-    this.timers.push(setTimeout(retry, 1000));
+    this.retryTimer ??= setTimeout(retry, 1000);
   }
 
   /** Stops after a last checkpoint (a graceful handover). */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
+    clearTimeout(this.retryTimer);
     await this.messages?.close();
     await this.consuming;
     await this.checkpoint();
@@ -242,6 +251,7 @@ export class StatusAggregator {
   async crash(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
+    clearTimeout(this.retryTimer);
     await this.informers.stop();
     await this.nc?.close();
   }
@@ -277,12 +287,28 @@ export class StatusAggregator {
   /**
    * A deleted trace: its counts, its checkpoint and its messages in the stream go, so that a new
    * trace of the same name starts from nothing. Batches still in flight (sent before the agents
-   * heard of the deletion) are told apart by the time the ingest received them.
+   * heard of the deletion) are told apart by the time the ingest received them. The purge runs
+   * after the checkpoint under way, if any: one that had taken the trace's records would
+   * otherwise write them back after it.
    */
-  private async forget(trace: string): Promise<void> {
-    this.forgotten.set(trace, Date.now());
+  private forget(trace: string): Promise<void> {
+    const now = Date.now();
+    // Bounded: what was in flight at a deletion reached the stream long before FORGOTTEN_KEEP_MS.
+    for (const [name, at] of this.forgotten) if (now - at > FORGOTTEN_KEEP_MS || this.forgotten.size >= FORGOTTEN_MAX) this.forgotten.delete(name);
+    this.forgotten.delete(trace);
+    this.forgotten.set(trace, now);
     this.traces.delete(trace);
     this.statusDue.delete(trace);
+    this.flushing = this.flushing.then(() => this.purge(trace));
+    return this.flushing;
+  }
+
+  /** Deleted traces remembered now (bounded). */
+  get forgottenCount(): number {
+    return this.forgotten.size;
+  }
+
+  private async purge(trace: string): Promise<void> {
     try {
       const kv = this.kv;
       if (kv) for await (const key of await kv.keys(`${keyToken(trace)}.>`)) await kv.purge(key);

@@ -164,6 +164,7 @@ struct irqtrace_section {
 int irqtrace_ring_init(void);
 void irqtrace_ring_exit(void);
 void irqtrace_emit(struct irqtrace_cpu *c, const struct irqtrace_section *s);
+void irqtrace_reader_kick(void);
 u64 irqtrace_task_cgroup_id(struct task_struct *task);
 
 /* stats.c */

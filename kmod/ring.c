@@ -14,8 +14,12 @@
  * reader sleeps in read() or poll(): it runs in its own interrupt once this
  * CPU takes interrupts again, and wakes the reader there. Nothing polls.
  *
- * A close() of the reader's file (->flush) wakes a read() blocked in another
- * thread of the reader, which returns 0: a reader stops without a signal.
+ * A close() of the reader's file (->flush), or "wake" written to
+ * /dev/irqtrace_stats, wakes a read() blocked in another thread of the reader,
+ * which returns 0: a reader stops without a signal. The kick stays until a
+ * read() takes it, so one queued but not yet started returns 0 too: the
+ * reader can stop its reads first and close only after (a close first could
+ * let a read not yet started run on the descriptor's number reused).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -273,10 +277,15 @@ static int irqtrace_open(struct inode *inode, struct file *file)
 	return nonseekable_open(inode, file);
 }
 
-static int irqtrace_flush(struct file *file, fl_owner_t id)
+void irqtrace_reader_kick(void)
 {
 	WRITE_ONCE(reader_kicked, true);
 	wake_up_interruptible(&reader_wait);
+}
+
+static int irqtrace_flush(struct file *file, fl_owner_t id)
+{
+	irqtrace_reader_kick();
 	return 0;
 }
 

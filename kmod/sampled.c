@@ -119,7 +119,11 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 	s64 late = ktime_to_ns(ktime_sub(now, expires));
 	u64 clock, seen;
 
-	c->counters.samples++;
+	/*
+	 * c is this CPU's, but the soft timer's sample runs with interrupts on:
+	 * the hard timer's can come between a load and a store of a counter.
+	 */
+	this_cpu_inc(irqtrace_pcpu->counters.samples);
 	take_held(c, hard, &held);
 	if (late < 0)
 		late = 0;
@@ -137,7 +141,7 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 		late = irqtrace_context_idle_handler(longer(&held.hard, &held.soft), clock, late,
 						     &where);
 		if (irqtrace_idle_loop(current, &where) && !READ_ONCE(irqtrace_count_idle)) {
-			c->counters.idle_excluded++;
+			this_cpu_inc(irqtrace_pcpu->counters.idle_excluded);
 			return;
 		}
 		if (late < READ_ONCE(irqtrace_floor_ns))
@@ -147,7 +151,7 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 	if (late < READ_ONCE(irqtrace_threshold_ns))
 		return;
 	if (unlikely(c->in_probe)) {
-		c->counters.dropped_guard++;
+		this_cpu_inc(irqtrace_pcpu->counters.dropped_guard);
 		return;
 	}
 

@@ -5,7 +5,8 @@
  * /dev/irqtrace_stats: each open takes a snapshot, which read() returns as
  * uapi items: one struct irqtrace_counters per possible CPU, then one struct
  * irqtrace_hist per CPU for irqs-off and for softirqs-off, then one per IRQ
- * line that counted anything. Writing "clear" zeroes them all.
+ * line that counted anything. Writing "clear" zeroes them all; writing "wake"
+ * makes the reader's read() return 0 (ring.c), for the reader to stop.
  *
  * /sys/class/misc/irqtrace_stats/stats: a summary, as text for people.
  */
@@ -158,12 +159,15 @@ static ssize_t stats_write(struct file *file, const char __user *buf, size_t cou
 	if (copy_from_user(cmd, buf, count))
 		return -EFAULT;
 	cmd[count] = '\0';
-	if (!sysfs_streq(cmd, "clear"))
+	if (sysfs_streq(cmd, "clear"))
+		irqtrace_stats_clear();
+	else if (sysfs_streq(cmd, "wake"))
+		irqtrace_reader_kick();
+	else
 		goto refuse;
-	irqtrace_stats_clear();
 	return count;
 refuse:
-	pr_warn("irqtrace_stats: refused a write: the only command is \"clear\"\n");
+	pr_warn("irqtrace_stats: refused a write: the commands are \"clear\" and \"wake\"\n");
 	return -EINVAL;
 }
 

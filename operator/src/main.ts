@@ -48,6 +48,11 @@ program
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
+    void running.failed.then((err) => {
+      // Exits for the Deployment to start it again: a replica that cannot lead must not hold the lease.
+      log.fatal({ err: err.message }, 'the leader roles could not start; exiting');
+      running.stop().finally(() => process.exit(1));
+    });
   });
 
 program

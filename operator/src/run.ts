@@ -27,6 +27,11 @@ export interface RunningOperator {
   ingestPort?: number;
   metricsPort: number;
   isLeader(): boolean;
+  /**
+   * Settles with the error if the leader roles could not start in a term (after runOperator
+   * returned): the caller decides what then (the command exits, for its Deployment to restart it).
+   */
+  failed: Promise<Error>;
   stop(): Promise<void>;
 }
 
@@ -128,9 +133,14 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
       return aggregator;
     });
   }
+  let fail: (err: Error) => void = () => {};
+  const failed = new Promise<Error>((resolve) => (fail = resolve));
   const terms = new LeaderTerms(roleStarters, log, {
     onLeading: (leading) => { leaderGauge.set(leading ? 1 : 0); },
-    onFailed: (err) => { log.error({ err: String(err) }, 'could not start the leader roles; exiting'); process.exit(1); },
+    onFailed: (err) => {
+      log.error({ err: String(err) }, 'could not start the leader roles');
+      fail(err instanceof Error ? err : new Error(String(err)));
+    },
   });
   const leaderRoles = roleStarters.length > 0;
   const le = config.leaderElection;
@@ -161,6 +171,7 @@ export async function runOperator(config: OperatorConfig, kubeConfig: k8s.KubeCo
     ...(ingestPort === undefined ? {} : { ingestPort }),
     metricsPort: typeof address === 'object' && address ? address.port : mport,
     isLeader: () => terms.leading,
+    failed,
     stop: async () => { for (const stop of stops.reverse()) await stop(); },
   };
 }

@@ -124,3 +124,20 @@ describe('leadership lost during the leader roles\' start-up', () => {
     }
   });
 });
+
+describe('leader roles that cannot start', () => {
+  // Issue 29, item 7: runOperator called process.exit(1) itself, so a library caller (a test, an
+  // embedding process) died with it; the error is the caller's to handle.
+  it("settle the operator's failed promise with the error, and the process lives", async () => {
+    const closedPort = await freePort();
+    const c = config(['status'], `nats://127.0.0.1:${closedPort}`);
+    const o = await runOperator({ ...c, leaderElection: { ...c.leaderElection, enabled: false } }, kc, log, { identity: 'c' });
+    try {
+      const err = await Promise.race([o.failed, new Promise<undefined>((resolve) => setTimeout(resolve, 30_000, undefined))]);
+      expect(err?.message).toMatch(/CONNECTION_REFUSED|ECONNREFUSED|connect/i);
+      expect(o.isLeader()).toBe(false);
+    } finally {
+      await o.stop();
+    }
+  });
+});

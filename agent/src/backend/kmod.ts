@@ -213,7 +213,11 @@ export class KmodBackend implements KernelBackend {
     this.stopping = true;
     const device = this.device;
     this.device = undefined;
-    // The close wakes the read blocked in the kernel (->flush); then the loop ends.
+    // The read ends first ("wake": the module's read returns 0, also one queued in the thread
+    // pool and not yet started), the descriptor closes after: closed first, its number could be
+    // another file's by the time a queued read runs. A module without "wake" is woken by the close.
+    const woken = await writeFile(join(this.dev, 'irqtrace_stats'), 'wake').then(() => true, () => false);
+    if (woken) await this.reading;
     if (device !== undefined) await closeFd(device);
     await this.reading;
     if (this.loadedByUs) {

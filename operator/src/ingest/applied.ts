@@ -16,7 +16,7 @@ import { connect } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import type { KV, KvEntry, KvWatchEntry } from '@nats-io/kv';
 import type { Logger } from 'pino';
-import { encodeToken } from './subjects.js';
+import { kvKeyToken } from './subjects.js';
 import type { NatsAuth } from './publisher.js';
 
 export const APPLIED_BUCKET = 'IRQTRACE_AGENTS';
@@ -53,9 +53,6 @@ export function isLive(entry: AppliedConfig, now = Date.now()): boolean {
 function staleAt(entry: AppliedConfig): number {
   return entry.at + STALE_REFRESHES * (entry.refreshMs ?? APPLIED_REFRESH_MS) + 1;
 }
-
-/** KV keys allow [-/_=.A-Za-z0-9]: the subject token with '%' as '='. */
-const keyOf = (node: string): string => encodeToken(node).replaceAll('%', '=');
 
 const openBucket = (nc: NatsConnection): Promise<KV> => new Kvm(nc).create(APPLIED_BUCKET, { history: 1 });
 
@@ -101,10 +98,10 @@ export class AppliedConfigWriter {
   private async write(entry: Omit<AppliedConfig, 'at'>): Promise<boolean> {
     try {
       const kv = await this.bucket();
-      const current = await kv.get(keyOf(entry.node));
+      const current = await kv.get(kvKeyToken(entry.node));
       const value = JSON.stringify({ ...entry, at: Date.now() });
       if (!current || current.operation !== 'PUT') {
-        await kv.create(keyOf(entry.node), value).catch(async () => kv.put(keyOf(entry.node), value));
+        await kv.create(kvKeyToken(entry.node), value).catch(async () => kv.put(kvKeyToken(entry.node), value));
         return true;
       }
       const stored = current.json<AppliedConfig>();
@@ -113,7 +110,7 @@ export class AppliedConfigWriter {
         this.open.delete(entry.node);
         return false;
       }
-      await kv.update(keyOf(entry.node), value, current.revision);
+      await kv.update(kvKeyToken(entry.node), value, current.revision);
       return true;
     } catch (err) {
       this.log.warn({ node: entry.node, err: String(err) }, 'applied config not recorded; the next refresh writes it again');
@@ -130,12 +127,12 @@ export class AppliedConfigWriter {
     if (this.open.get(node)?.stream === stream) this.open.delete(node);
     try {
       const kv = await this.bucket();
-      const current = await kv.get(keyOf(node));
+      const current = await kv.get(kvKeyToken(node));
       if (!current || current.operation !== 'PUT') return;
       const entry = current.json<AppliedConfig>();
       if (entry.stream !== stream) return;
       // Compare-and-set: a write from the agent's next stream in between wins.
-      await kv.update(keyOf(node), JSON.stringify({ ...entry, connected: false, at: Date.now() }), current.revision);
+      await kv.update(kvKeyToken(node), JSON.stringify({ ...entry, connected: false, at: Date.now() }), current.revision);
     } catch (err) {
       this.log.debug({ node, err: String(err) }, 'end of stream not recorded (a later stream wrote first, or NATS is away)');
     }
@@ -230,7 +227,7 @@ export class AppliedConfigReader {
   }
 
   get(node: string): AppliedConfig | undefined {
-    return this.entries.get(keyOf(node))?.entry;
+    return this.entries.get(kvKeyToken(node))?.entry;
   }
 
   /**

@@ -11,6 +11,11 @@ export function encodeToken(name: string): string {
   return [...Buffer.from(name, 'utf8')].map((b) => (/[A-Za-z0-9_-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
 }
 
+/** A name as a JetStream KV key token: KV keys allow [-/_=.A-Za-z0-9], so the subject token with '%' as '='. */
+export function kvKeyToken(name: string): string {
+  return encodeToken(name).replaceAll('%', '=');
+}
+
 export function decodeToken(token: string): string {
   return decodeURIComponent(token);
 }

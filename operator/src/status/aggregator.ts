@@ -24,7 +24,7 @@ import { applyTraceStatus } from '../kube.js';
 import type { TraceObject } from '../kube.js';
 import { RoleInformers } from '../informers.js';
 import type { SharedInformers } from '../informers.js';
-import { STREAM, SUBJECT_ROOT, encodeToken, parseSubject } from '../ingest/subjects.js';
+import { STREAM, SUBJECT_ROOT, encodeToken, kvKeyToken, parseSubject } from '../ingest/subjects.js';
 import { TraceAggregate } from './aggregate.js';
 import type { NatsAuth } from '../ingest/publisher.js';
 import type { NodeRecord } from './aggregate.js';
@@ -49,9 +49,7 @@ export interface AggregatorOptions {
   informers?: SharedInformers;
 }
 
-/** KV keys allow [-/_=.A-Za-z0-9]: the subject token with '%' as '='. */
-const keyToken = (name: string): string => encodeToken(name).replaceAll('%', '=');
-const recordKey = (trace: string, node: string): string => `${keyToken(trace)}.${keyToken(node)}`;
+const recordKey = (trace: string, node: string): string => `${kvKeyToken(trace)}.${kvKeyToken(node)}`;
 /** The stream sequence every record is checkpointed through (record keys always have a dot). */
 const CURSOR_KEY = 'cursor';
 /** How long, and how many, deleted traces are remembered (to tell their late batches from a new trace's). */
@@ -311,7 +309,7 @@ export class StatusAggregator {
   private async purge(trace: string): Promise<void> {
     try {
       const kv = this.kv;
-      if (kv) for await (const key of await kv.keys(`${keyToken(trace)}.>`)) await kv.purge(key);
+      if (kv) for await (const key of await kv.keys(`${kvKeyToken(trace)}.>`)) await kv.purge(key);
       if (this.nc && !this.nc.isClosed()) await (await jetstreamManager(this.nc)).streams.purge(STREAM, { filter: `${SUBJECT_ROOT}.${encodeToken(trace)}.>` });
       this.o.log.info({ trace }, 'trace deleted: its counts, checkpoint and events dropped');
     } catch (err) {

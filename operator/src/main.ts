@@ -51,7 +51,7 @@ program
     void running.failed.then((err) => {
       // Exits for the Deployment to start it again: a replica that cannot lead must not hold the lease.
       log.fatal({ err: err.message }, 'the leader roles could not start; exiting');
-      running.stop().finally(() => process.exit(1));
+      void running.stop().finally(() => process.exit(1));
     });
   });
 

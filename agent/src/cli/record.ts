@@ -16,6 +16,7 @@ import { PodNames } from '../attribution/pod_names.js';
 import { DEFAULT_AGENT_SOCKET } from './defaults.js';
 import type { Output } from './output.js';
 import { readAgent } from './record_agent.js';
+import { untilStopped } from './until_stopped.js';
 import { ViolationView } from './violation_view.js';
 import { backendOptionsOf } from './host_options.js';
 import type { HostOptions } from './host_options.js';
@@ -146,17 +147,9 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
 
   const stopProgress = view.progress();
   const refresher = setInterval(() => { symbols.refresh().catch(() => {}); }, 10_000);
-  const timer = durationMs === undefined ? undefined : setTimeout(finish, durationMs);
-  const onSignal = (): void => { finish(); };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-
-  await finished;
+  await untilStopped(finished, durationMs);
   stopProgress();
   clearInterval(refresher);
-  clearTimeout(timer);
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
 
   let code = 0;
   try {

@@ -8,6 +8,7 @@ import { AgentLocalClient, irqtrace, toBigInt, toLong } from '@irqtrace/proto';
 import type { KernelConfig } from '../config/kernel_config.js';
 import { formatNs } from './format.js';
 import type { Output } from './output.js';
+import { untilStopped } from './until_stopped.js';
 import { ViolationView } from './violation_view.js';
 
 const pb = irqtrace.v1;
@@ -94,15 +95,8 @@ export async function readAgent(o: AgentReadOptions, io: Output): Promise<number
   });
   call.resume();
   const stopProgress = view.progress();
-  const timer = o.durationMs === undefined ? undefined : setTimeout(finish, o.durationMs);
-  const onSignal = (): void => { finish(); };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  await finished;
+  await untilStopped(finished, o.durationMs);
   stopProgress();
-  clearTimeout(timer);
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
   call.removeAllListeners('end');
   call.removeAllListeners('error');
   call.on('error', () => {});

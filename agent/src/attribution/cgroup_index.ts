@@ -4,32 +4,31 @@
 // walking the cgroup2 mount; walked again on a miss, at most once a second.
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { RereadOnMiss } from './reread_on_miss.js';
 
 const MAX_CGROUPS = 200_000;
 
 export class CgroupIndex {
-  private byId = new Map<bigint, string>();
-  private lastWalk = -Infinity;
-  /** Walks of the hierarchy so far. */
-  walks = 0;
+  private readonly byId: RereadOnMiss<bigint, string>;
 
   constructor(
     private readonly root = '/sys/fs/cgroup',
-    private readonly minWalkIntervalMs = 1000,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  async pathOf(id: bigint): Promise<string | undefined> {
-    if (id === 0n) return undefined;
-    const known = this.byId.get(id);
-    if (known !== undefined || this.now() - this.lastWalk < this.minWalkIntervalMs) return known;
-    await this.walk();
-    return this.byId.get(id);
+    minWalkIntervalMs = 1000,
+    now: () => number = Date.now,
+  ) {
+    this.byId = new RereadOnMiss(() => this.walk(), minWalkIntervalMs, now);
   }
 
-  private async walk(): Promise<void> {
-    this.lastWalk = this.now();
-    this.walks++;
+  /** Walks of the hierarchy so far. */
+  get walks(): number {
+    return this.byId.reads;
+  }
+
+  async pathOf(id: bigint): Promise<string | undefined> {
+    return id === 0n ? undefined : this.byId.get(id);
+  }
+
+  private async walk(): Promise<Map<bigint, string>> {
     const found = new Map<bigint, string>();
     const pending = [''];
     while (pending.length && found.size < MAX_CGROUPS) {
@@ -44,6 +43,6 @@ export class CgroupIndex {
         // Removed while walking: skip it.
       }
     }
-    this.byId = found;
+    return found;
   }
 }

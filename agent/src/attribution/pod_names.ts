@@ -6,6 +6,7 @@
 // Read again on a miss, at most once a second (a new pod's directory appears
 // when the kubelet starts it).
 import { readdir } from 'node:fs/promises';
+import { RereadOnMiss } from './reread_on_miss.js';
 
 export interface PodName {
   namespace: string;
@@ -23,33 +24,32 @@ export function parsePodLogDir(entry: string): (PodName & { uid: string }) | und
 }
 
 export class PodNames {
-  private byUid = new Map<string, PodName>();
-  private lastRead = -Infinity;
-  /** Reads of the directory so far. */
-  reads = 0;
+  private readonly byUid: RereadOnMiss<string, PodName>;
 
   constructor(
     private readonly dir = '/var/log/pods',
-    private readonly minReadIntervalMs = 1000,
-    private readonly now: () => number = Date.now,
-  ) {}
+    minReadIntervalMs = 1000,
+    now: () => number = Date.now,
+  ) {
+    this.byUid = new RereadOnMiss(() => this.read(), minReadIntervalMs, now);
+  }
 
-  async nameOf(uid: string): Promise<PodName | undefined> {
-    const known = this.byUid.get(uid);
-    if (known !== undefined || this.now() - this.lastRead < this.minReadIntervalMs) return known;
-    await this.read();
+  /** Reads of the directory so far. */
+  get reads(): number {
+    return this.byUid.reads;
+  }
+
+  nameOf(uid: string): Promise<PodName | undefined> {
     return this.byUid.get(uid);
   }
 
-  private async read(): Promise<void> {
-    this.lastRead = this.now();
-    this.reads++;
+  private async read(): Promise<Map<string, PodName> | undefined> {
     let entries: string[];
     try {
       entries = await readdir(this.dir);
     } catch {
       // Not a kubelet node (or not mounted): pods keep their UIDs, the ingest names them.
-      return;
+      return undefined;
     }
     const found = new Map<string, PodName>();
     for (const entry of entries) {
@@ -57,6 +57,6 @@ export class PodNames {
       if (pod) found.set(pod.uid, { namespace: pod.namespace, name: pod.name });
       if (found.size >= MAX_PODS) break;
     }
-    this.byUid = found;
+    return found;
   }
 }

@@ -3,15 +3,14 @@
 // command runs and those it reads from the node agent look the same.
 import { irqtrace, toBigInt } from '@irqtrace/proto';
 import type { Output } from './output.js';
-import { VIOLATION_HEADER, formatNs, formatRow, formatWhere } from './format.js';
+import { SECTION_KINDS } from '../pipeline/event.js';
+import { Kind } from '../records/layout.js';
+import { KIND_NAMES, VIOLATION_HEADER, formatNs, formatRow, formatWhere } from './format.js';
 
 const pb = irqtrace.v1;
 
-const KINDS: Record<number, string> = {
-  [pb.SectionKind.SECTION_KIND_IRQS_OFF]: 'irqs-off',
-  [pb.SectionKind.SECTION_KIND_SOFTIRQS_OFF]: 'softirqs-off',
-  [pb.SectionKind.SECTION_KIND_IRQ_LINE]: 'irq-line',
-};
+/** The kinds' names by their wire value: KIND_NAMES, through the one kind mapping (SECTION_KINDS). */
+const KINDS = new Map(Object.values(Kind).filter((k): k is Kind => typeof k === 'number').map((k) => [SECTION_KINDS[k], KIND_NAMES[k]]));
 
 /** Wall-clock time of a CLOCK_MONOTONIC instant of this machine (Node's hrtime is CLOCK_MONOTONIC). */
 function wallClock(monoNs: bigint): Date {
@@ -41,7 +40,7 @@ export class ViolationView {
     }
     const frames = (event.stack ?? []).slice(0, 3).map((f) => f.symbol ?? `0x${toBigInt(f.address).toString(16)}`);
     const time = wallClock(toBigInt(event.startNs)).toISOString().slice(11, 23);
-    const kindName = KINDS[event.kind ?? 0] ?? '?';
+    const kindName = KINDS.get(event.kind ?? pb.SectionKind.SECTION_KIND_UNSPECIFIED) ?? '?';
     const kind = event.kind === pb.SectionKind.SECTION_KIND_IRQ_LINE ? `${kindName} ${event.irq ?? 0}` : kindName;
     // A handler's or softirq's section is its own, not the interrupted task's or pod's.
     const who = event.context?.summary || `${event.task?.comm || '?'}/${event.task?.pid ?? 0}`;

@@ -44,14 +44,14 @@ export const APPLIED_REFRESH_MS = 10_000;
 /** A connected entry not re-written for this many refreshes is of an ingest that is gone. */
 export const STALE_REFRESHES = 3;
 
-/** The entry's agent is connected to an ingest that is alive (it still re-writes the entry). */
-export function isLive(entry: AppliedConfig, now = Date.now()): boolean {
-  return entry.connected && now - entry.at <= STALE_REFRESHES * (entry.refreshMs ?? APPLIED_REFRESH_MS);
-}
-
-/** When a live entry turns stale, unless re-written (unix ms). */
+/** When the entry turns stale, unless re-written (unix ms): its writer missed STALE_REFRESHES refreshes. */
 function staleAt(entry: AppliedConfig): number {
   return entry.at + STALE_REFRESHES * (entry.refreshMs ?? APPLIED_REFRESH_MS) + 1;
+}
+
+/** The entry's agent is connected to an ingest that is alive (it still re-writes the entry). */
+export function isLive(entry: AppliedConfig, now = Date.now()): boolean {
+  return entry.connected && now < staleAt(entry);
 }
 
 const openBucket = (nc: NatsConnection): Promise<KV> => new Kvm(nc).create(APPLIED_BUCKET, { history: 1 });

@@ -301,11 +301,6 @@ export class StatusAggregator {
     return this.flushing;
   }
 
-  /** Deleted traces remembered now (bounded). */
-  get forgottenCount(): number {
-    return this.forgotten.size;
-  }
-
   private async purge(trace: string): Promise<void> {
     try {
       const kv = this.kv;

@@ -19,7 +19,10 @@
  *  - irq lines: where the disabling call was made.
  *
  * The sampler's own timers are not handlers of anything. Probes run on the
- * CPU whose state they write, in the context they describe: no locks.
+ * CPU whose state they write, in the context they describe: no locks. They
+ * are attached only while something reads them (main.c), and do nothing on
+ * CPUs no method measures. What a state means is decided in
+ * include/irqtrace_context.h, which the eBPF programs share.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -37,6 +40,8 @@ static struct tracepoint *tp_softirq_entry, *tp_softirq_exit;
 static struct tracepoint *tp_hrtimer_entry, *tp_hrtimer_exit;
 static bool looked_up;
 static bool irq_hooked, softirq_hooked, hrtimer_hooked;
+/* The probes serve every CPU (irq lines), not only the wanted ones. */
+static bool all_cpus __read_mostly;
 
 static void find_tracepoint(struct tracepoint *tp, void *priv)
 {
@@ -58,6 +63,18 @@ static void find_tracepoint(struct tracepoint *tp, void *priv)
 			*wanted[i].tp = tp;
 }
 
+/*
+ * This CPU's state if the probes serve a method on it: the methods run on the
+ * CPUs of the cpus parameter, the irq lines on every CPU. Tracepoint probes
+ * are global; elsewhere they end here.
+ */
+static __always_inline struct irqtrace_cpu *context_cpu(void)
+{
+	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
+
+	return READ_ONCE(c->wanted) || READ_ONCE(all_cpus) ? c : NULL;
+}
+
 static __always_inline void hard_entered(struct irqtrace_cpu *c, u8 context, u32 nr,
 					 unsigned long fn)
 {
@@ -65,14 +82,6 @@ static __always_inline void hard_entered(struct irqtrace_cpu *c, u8 context, u32
 		.where = { .context = context, .nr = nr, .fn = fn },
 		.start = local_clock(),
 	};
-}
-
-/* *held becomes h if h ran at least as long. */
-static __always_inline void hold_longest(struct irqtrace_handler *held,
-					 const struct irqtrace_handler *h)
-{
-	if (!held->where.context || h->end - h->start >= held->end - held->start)
-		*held = *h;
 }
 
 static __always_inline void hard_done(struct irqtrace_cpu *c)
@@ -85,37 +94,38 @@ static __always_inline void hard_done(struct irqtrace_cpu *c)
 		return;
 	h->end = now;
 	for (i = 0; i < IRQTRACE_SAMPLERS; i++)
-		hold_longest(&c->hard_held[i], h);
-	/* Inside an open irqs-off section: it began at this interrupt's entry. */
-	if (c->off_ts && now - h->start > c->off_where_ns) {
-		c->off_where = h->where;
-		c->off_where_ns = now - h->start;
-	}
+		irqtrace_hold_longest(&c->hard_held[i], h);
+	irqtrace_section_handler(c->off_ts, h, now, &c->off_where, &c->off_where_ns);
 	h->where.context = IRQTRACE_CONTEXT_TASK;
 }
 
 static void notrace probe_irq_entry(void *data, int irq, struct irqaction *action)
 {
-	hard_entered(this_cpu_ptr(irqtrace_pcpu), IRQTRACE_CONTEXT_HARDIRQ, irq,
-		     (unsigned long)action->handler);
+	struct irqtrace_cpu *c = context_cpu();
+
+	if (c)
+		hard_entered(c, IRQTRACE_CONTEXT_HARDIRQ, irq, (unsigned long)action->handler);
 }
 NOKPROBE_SYMBOL(probe_irq_entry);
 
 static void notrace probe_irq_exit(void *data, int irq, struct irqaction *action, int ret)
 {
-	hard_done(this_cpu_ptr(irqtrace_pcpu));
+	struct irqtrace_cpu *c = context_cpu();
+
+	if (c)
+		hard_done(c);
 }
 NOKPROBE_SYMBOL(probe_irq_exit);
 
 /* A hard-mode callback other than the sampler's own. */
 static __always_inline bool foreign_hard_timer(struct irqtrace_cpu *c, struct hrtimer *t)
 {
-	return in_hardirq() && t != &c->hard_timer && t != &c->soft_timer;
+	return c && in_hardirq() && t != &c->hard_timer && t != &c->soft_timer;
 }
 
 static void notrace probe_hrtimer_entry(void *data, struct hrtimer *t, ktime_t *now)
 {
-	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
+	struct irqtrace_cpu *c = context_cpu();
 
 	if (foreign_hard_timer(c, t))
 		hard_entered(c, IRQTRACE_CONTEXT_TIMER, 0, (unsigned long)t->function);
@@ -124,7 +134,7 @@ NOKPROBE_SYMBOL(probe_hrtimer_entry);
 
 static void notrace probe_hrtimer_exit(void *data, struct hrtimer *t)
 {
-	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
+	struct irqtrace_cpu *c = context_cpu();
 
 	if (foreign_hard_timer(c, t))
 		hard_done(c);
@@ -134,8 +144,10 @@ NOKPROBE_SYMBOL(probe_hrtimer_exit);
 /* Softirqs run with interrupts on; a hard interrupt meanwhile touches only the hard_* state. */
 static void notrace probe_softirq_entry(void *data, unsigned int vec)
 {
-	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
+	struct irqtrace_cpu *c = context_cpu();
 
+	if (!c)
+		return;
 	c->soft_now = (struct irqtrace_handler) {
 		.where = { .context = IRQTRACE_CONTEXT_SOFTIRQ, .nr = vec },
 		.start = local_clock(),
@@ -145,61 +157,21 @@ NOKPROBE_SYMBOL(probe_softirq_entry);
 
 static void notrace probe_softirq_exit(void *data, unsigned int vec)
 {
-	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
+	struct irqtrace_cpu *c = context_cpu();
 	unsigned long flags;
 	int i;
 
-	if (!c->soft_now.where.context)
+	if (!c || !c->soft_now.where.context)
 		return;
 	c->soft_now.end = local_clock();
 	/* The hard sampler reads these from its interrupt: no torn copy. */
 	raw_local_irq_save(flags);
 	for (i = 0; i < IRQTRACE_SAMPLERS; i++)
-		hold_longest(&c->soft_held[i], &c->soft_now);
+		irqtrace_hold_longest(&c->soft_held[i], &c->soft_now);
 	raw_local_irq_restore(flags);
 	c->soft_now.where.context = IRQTRACE_CONTEXT_TASK;
 }
 NOKPROBE_SYMBOL(probe_softirq_exit);
-
-/* Where code on this CPU runs now: a hard handler, else a softirq, else a task. */
-void notrace irqtrace_context_now(struct irqtrace_cpu *c, struct irqtrace_where *w)
-{
-	if (c->hard_now.where.context)
-		*w = c->hard_now.where;
-	else if (c->soft_now.where.context)
-		*w = c->soft_now.where;
-	else
-		*w = (struct irqtrace_where) { .context = IRQTRACE_CONTEXT_TASK };
-}
-
-/* *w becomes last's context if last ran for at least half of [now - late, now]. */
-void notrace irqtrace_context_held_by(const struct irqtrace_handler *last, u64 now, u64 late,
-				      struct irqtrace_where *w)
-{
-	u64 from = now - late, start, end;
-
-	if (!last->where.context || !last->end || !late)
-		return;
-	start = max(last->start, from);
-	end = min(last->end, now);
-	if (end > start && 2 * (end - start) >= late)
-		*w = last->where;
-}
-
-/*
- * On an idle CPU: h, if it was done in [now - late, now], is the section,
- * from its entry (or the window's start) on; the wait before it was the idle
- * loop's (a vCPU or a deep C-state woken late), which is no section. Else *w
- * is left alone. Returns the section's length.
- */
-u64 notrace irqtrace_context_idle_handler(const struct irqtrace_handler *h, u64 now, u64 late,
-					  struct irqtrace_where *w)
-{
-	if (!h->where.context || !h->end || h->end <= now - late)
-		return late;
-	*w = h->where;
-	return h->start > now - late ? now - h->start : late;
-}
 
 static int hook_pair(struct tracepoint *entry, void *on_entry, struct tracepoint *exit,
 		     void *on_exit, bool *hooked)
@@ -251,10 +223,16 @@ void irqtrace_context_stop(void)
 	}
 }
 
-/* Hooks what the kernel has of the three; a kernel without some names fewer contexts. */
-int irqtrace_context_start(void)
+/*
+ * Hooks what the kernel has of the three, only while a method runs (main.c);
+ * a kernel without some names fewer contexts. all_cpus: the irq lines are
+ * watched, whose masking can come on any CPU.
+ */
+int irqtrace_context_start(bool serve_all_cpus)
 {
 	int ret;
+
+	WRITE_ONCE(all_cpus, serve_all_cpus);
 
 	if (!looked_up) {
 		for_each_kernel_tracepoint(find_tracepoint, NULL);

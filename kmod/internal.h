@@ -9,7 +9,8 @@
  * sampled.c   irqs-off and softirqs-off, sampled: per-CPU hrtimers
  * irqline.c   one IRQ line masked: ftrace callbacks on disable_irq/enable_irq
  * context.c   the interrupt context a section ran in: irq, softirq, hrtimer
- *             tracepoints
+ *             tracepoints (include/irqtrace_context.h decides from them, as
+ *             the eBPF programs do)
  */
 #ifndef _IRQTRACE_INTERNAL_H
 #define _IRQTRACE_INTERNAL_H
@@ -20,6 +21,7 @@
 #include <linux/sched.h>
 #include <linux/types.h>
 
+#include "include/irqtrace_context.h"
 #include "include/uapi/irqtrace.h"
 
 #define IRQTRACE_SLOT_SIZE	IRQTRACE_RECORD_MAX_SIZE
@@ -48,25 +50,11 @@ struct irqtrace_counter_data {
 	u64 samples;
 };
 
-/* Where a section ran: enum irqtrace_context, its IRQ or vector, its handler. */
-struct irqtrace_where {
-	u8 context;
-	u32 nr;
-	unsigned long fn;
-};
-
 /* sampled.c's two timers: the hard one (irqs off), the soft one (softirqs off). */
 enum irqtrace_sampler {
 	IRQTRACE_SAMPLER_HARD,
 	IRQTRACE_SAMPLER_SOFT,
 	IRQTRACE_SAMPLERS,
-};
-
-/* A hard interrupt handler or a softirq, running (end == 0) or done. */
-struct irqtrace_handler {
-	struct irqtrace_where where;
-	u64 start;		/* local_clock() at entry */
-	u64 end;		/* local_clock() at exit, 0 while it runs */
 };
 
 /*
@@ -211,18 +199,21 @@ void irqtrace_irqline_stop(void);
 int irqtrace_irqline_set_targets(const char *list, bool apply);
 void irqtrace_irqline_show_targets(char *buf, size_t len);
 bool irqtrace_irqline_running(void);
+bool irqtrace_irqline_wanted(void);
 void irqtrace_irqline_clear_hist(void);
 unsigned int irqtrace_irqline_nr_hist(void);
 bool irqtrace_irqline_hist(unsigned int index, struct irqtrace_hist *out);
 
 /* context.c */
-int irqtrace_context_start(void);
+int irqtrace_context_start(bool all_cpus);
 void irqtrace_context_stop(void);
-void irqtrace_context_now(struct irqtrace_cpu *c, struct irqtrace_where *w);
-u64 irqtrace_context_idle_handler(const struct irqtrace_handler *h, u64 now, u64 late,
-				  struct irqtrace_where *w);
-void irqtrace_context_held_by(const struct irqtrace_handler *last, u64 now, u64 late,
-			      struct irqtrace_where *w);
+
+/* Where code on this CPU runs now (context.c keeps it; irqtrace_context.h decides). */
+static __always_inline void irqtrace_context_now(const struct irqtrace_cpu *c,
+						 struct irqtrace_where *w)
+{
+	irqtrace_where_now(&c->hard_now, &c->soft_now, w);
+}
 
 /* main.c: what runs now, for the stats summary and the counters */
 const char *irqtrace_irqs_off_method(void);

@@ -272,13 +272,19 @@ bool irqtrace_irqline_running(void)
 	return running;
 }
 
+/* Whether start would watch any line: the context probes must then run on every CPU. */
+bool irqtrace_irqline_wanted(void)
+{
+	return !bitmap_empty(targets, nr_lines);
+}
+
 int irqtrace_irqline_start(void)
 {
 	unsigned long flags;
 	unsigned int i;
 	int ret;
 
-	if (bitmap_empty(targets, nr_lines))
+	if (!irqtrace_irqline_wanted())
 		return 0;
 	/* Transitions were missed while stopped: start from depth 0 everywhere. */
 	for (i = 0; i < nr_lines; i++) {

@@ -135,11 +135,16 @@ static int irqtrace_apply(void)
 	if (method == METHOD_AUTO)
 		method = irqtrace_exact_available() ? METHOD_EXACT : METHOD_SAMPLED;
 
-	/* First: every method reads the context it keeps. */
-	ret = irqtrace_context_start();
-	if (ret)
-		goto err;
-	running_context = true;
+	/*
+	 * First: every method reads the context it keeps. With nothing to
+	 * measure, no interrupt pays for probes that nobody reads.
+	 */
+	if (method != METHOD_OFF || param_softirqs || irqtrace_irqline_wanted()) {
+		ret = irqtrace_context_start(irqtrace_irqline_wanted());
+		if (ret)
+			goto err;
+		running_context = true;
+	}
 
 	if (method == METHOD_EXACT) {
 		ret = irqtrace_exact_start();

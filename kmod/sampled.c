@@ -74,17 +74,6 @@ static void take_held(struct irqtrace_cpu *c, bool hard, struct sample_held *hel
 	raw_local_irq_restore(flags);
 }
 
-/* The longer of two handlers done, either absent. */
-static const struct irqtrace_handler *longer(const struct irqtrace_handler *a,
-					     const struct irqtrace_handler *b)
-{
-	if (!a->where.context)
-		return b;
-	if (!b->where.context)
-		return a;
-	return b->end - b->start > a->end - a->start ? b : a;
-}
-
 /* What held the timer back for late ns, up to now (local_clock()). */
 static void sample_context(struct irqtrace_cpu *c, bool hard, const struct sample_held *held,
 			   u64 now, u64 late, struct irqtrace_where *w)
@@ -96,15 +85,15 @@ static void sample_context(struct irqtrace_cpu *c, bool hard, const struct sampl
 		/* The interrupted context: a softirq if one was being served. */
 		irqtrace_context_now(c, w);
 		if (w->context == IRQTRACE_CONTEXT_TASK)
-			irqtrace_context_held_by(&held->hard, now, late, w);
+			irqtrace_held_by(&held->hard, now, late, w);
 		return;
 	}
-	irqtrace_context_held_by(&held->hard, now, late, w);
-	irqtrace_context_held_by(&held->soft, now, late, w);
+	irqtrace_held_by(&held->hard, now, late, w);
+	irqtrace_held_by(&held->soft, now, late, w);
 	/* Or the softirq run this callback is part of, busy with other work first. */
 	running = c->soft_now;
 	running.end = now;
-	irqtrace_context_held_by(&running, now, late, w);
+	irqtrace_held_by(&running, now, late, w);
 }
 
 static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t now,
@@ -138,8 +127,8 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 		 * it is (a softirq's too: a timer interrupt can come after the
 		 * softirq that held it back has ended, late under emulation).
 		 */
-		late = irqtrace_context_idle_handler(longer(&held.hard, &held.soft), clock, late,
-						     &where);
+		late = irqtrace_idle_handler(irqtrace_longer(&held.hard, &held.soft), clock, late,
+					     &where);
 		if (irqtrace_idle_loop(current, &where) && !READ_ONCE(irqtrace_count_idle)) {
 			this_cpu_inc(irqtrace_pcpu->counters.idle_excluded);
 			return;

@@ -12,9 +12,11 @@
  *   hard_*, soft_*, timer_*   the interrupt context a section ran in: raw
  *                             tracepoints on irq_handler_entry/exit,
  *                             softirq_entry/exit, hrtimer_expire_entry/exit
- *                             (as kmod/context.c: a section of a handler is
- *                             the handler's, and one on an idle CPU is not
- *                             the idle loop's)
+ *                             (as kmod/context.c, by the rules of
+ *                             include/irqtrace_context.h: a section of a
+ *                             handler is the handler's, and one on an idle
+ *                             CPU is not the idle loop's); attached while a
+ *                             method or irq lines run
  *
  * No CO-RE and no kernel BTF: everything comes from helpers and from the
  * programs' own arguments, so the programs load on kernels built without
@@ -233,75 +235,33 @@ static __always_inline void capture_stack(void *ctx, struct irqtrace_record *rec
 		rec->flags |= IRQTRACE_F_STACK_TRUNCATED;
 }
 
-static __always_inline void set_where(struct irqtrace_record *rec, const struct irqtrace_bpf_where *w)
+static __always_inline void set_where(struct irqtrace_record *rec, const struct irqtrace_where *w)
 {
 	rec->context = w->context;
 	rec->context_nr = w->nr;
 	rec->context_fn = w->fn;
 }
 
-/* Where code on this CPU runs now: a hard handler, else a softirq, else a task. */
-static __always_inline void context_now(const struct irqtrace_bpf_cpu *c, struct irqtrace_bpf_where *w)
+static __always_inline void context_now(const struct irqtrace_bpf_cpu *c, struct irqtrace_where *w)
 {
-	if (c->hard_now.where.context)
-		*w = c->hard_now.where;
-	else if (c->soft_now.where.context)
-		*w = c->soft_now.where;
-	else
-		__builtin_memset(w, 0, sizeof(*w));
-}
-
-/* *w becomes last's context if last ran for at least half of [now - late, now]. */
-static __always_inline void held_by(const struct irqtrace_bpf_handler *last, __u64 now, __u64 late,
-				    struct irqtrace_bpf_where *w)
-{
-	__u64 from = now - late, start, end;
-
-	if (!last->where.context || !last->end || !late)
-		return;
-	start = last->start > from ? last->start : from;
-	end = last->end < now ? last->end : now;
-	if (end > start && 2 * (end - start) >= late)
-		*w = last->where;
-}
-
-/* *held becomes h if h ran at least as long. */
-static __always_inline void hold_longest(struct irqtrace_bpf_handler *held,
-					 const struct irqtrace_bpf_handler *h)
-{
-	if (!held->where.context || h->end - h->start >= held->end - held->start)
-		*held = *h;
-}
-
-/* The longer of two handlers done, either absent (context 0). */
-static __always_inline const struct irqtrace_bpf_handler *
-longer(const struct irqtrace_bpf_handler *a, const struct irqtrace_bpf_handler *b)
-{
-	if (!a->where.context)
-		return b;
-	if (!b->where.context)
-		return a;
-	return b->end - b->start > a->end - a->start ? b : a;
+	irqtrace_where_now(&c->hard_now, &c->soft_now, w);
 }
 
 /*
- * On an idle CPU: the longest handler done in [now - late, now] is the
- * section, from its entry (or the window's start) on; the wait before it was
- * the idle loop's (a vCPU or a deep C-state woken late), which is no
- * section. Else *w is left alone. Returns the section's length.
+ * This CPU's state if the context probes serve a method on it: the methods
+ * run on the CPUs of cpus, the irq lines on every CPU. Raw tracepoints are
+ * global; elsewhere the probes end here.
  */
-static __always_inline __u64 idle_handler(const struct irqtrace_bpf_handler *held, __u64 now,
-					  __u64 late, struct irqtrace_bpf_where *w)
+static __always_inline struct irqtrace_bpf_cpu *context_state(void)
 {
-	if (!held->where.context || !held->end || held->end <= now - late)
-		return late;
-	*w = held->where;
-	return held->start > now - late ? now - held->start : late;
+	if (!cfg.all_cpus && !cfg.context_all_cpus && !cpu_wanted(bpf_get_smp_processor_id()))
+		return NULL;
+	return my_state();
 }
 
 static __always_inline void hard_entered(__u32 context, __u32 nr, __u64 fn)
 {
-	struct irqtrace_bpf_cpu *c = my_state();
+	struct irqtrace_bpf_cpu *c = context_state();
 
 	if (!c)
 		return;
@@ -314,18 +274,14 @@ static __always_inline void hard_entered(__u32 context, __u32 nr, __u64 fn)
 
 static __always_inline void hard_done(void)
 {
-	struct irqtrace_bpf_cpu *c = my_state();
+	struct irqtrace_bpf_cpu *c = context_state();
 	__u64 now = bpf_ktime_get_ns();
 
 	if (!c || !c->hard_now.where.context)
 		return;
 	c->hard_now.end = now;
-	hold_longest(&c->hard_held, &c->hard_now);
-	/* Inside an open irqs-off section: it began at this interrupt's entry. */
-	if (c->off_ts && now - c->hard_now.start > c->off_where_ns) {
-		c->off_where = c->hard_now.where;
-		c->off_where_ns = now - c->hard_now.start;
-	}
+	irqtrace_hold_longest(&c->hard_held, &c->hard_now);
+	irqtrace_section_handler(c->off_ts, &c->hard_now, now, &c->off_where, &c->off_where_ns);
 	c->hard_now.where.context = IRQTRACE_CONTEXT_TASK;
 }
 
@@ -381,7 +337,7 @@ int timer_exit(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tp")
 int soft_entry(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct irqtrace_bpf_cpu *c = my_state();
+	struct irqtrace_bpf_cpu *c = context_state();
 
 	if (!c)
 		return 0;
@@ -396,12 +352,12 @@ int soft_entry(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tp")
 int soft_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct irqtrace_bpf_cpu *c = my_state();
+	struct irqtrace_bpf_cpu *c = context_state();
 
 	if (!c || !c->soft_now.where.context)
 		return 0;
 	c->soft_now.end = bpf_ktime_get_ns();
-	hold_longest(&c->soft_held, &c->soft_now);
+	irqtrace_hold_longest(&c->soft_held, &c->soft_now);
 	c->soft_now.where.context = IRQTRACE_CONTEXT_TASK;
 	return 0;
 }
@@ -515,8 +471,8 @@ int sample(struct bpf_perf_event_data *ctx)
 	__u64 period = cfg.period_ns;
 	struct irqtrace_bpf_counters *n = my_counters();
 	struct irqtrace_bpf_cpu *c = my_state();
-	struct irqtrace_bpf_handler held, held_soft;
-	struct irqtrace_bpf_where where;
+	struct irqtrace_handler held, held_soft;
+	struct irqtrace_where where;
 	struct irqtrace_record *rec;
 	__u64 expected, late;
 
@@ -547,7 +503,7 @@ int sample(struct bpf_perf_event_data *ctx)
 		 * is (a softirq's too: a timer interrupt can come after the
 		 * softirq that held it back has ended, late under emulation).
 		 */
-		late = idle_handler(longer(&held, &held_soft), now, late, &where);
+		late = irqtrace_idle_handler(irqtrace_longer(&held, &held_soft), now, late, &where);
 		if (!where.context && !cfg.count_idle) {
 			n->idle_excluded++;
 			return 0;
@@ -555,7 +511,7 @@ int sample(struct bpf_perf_event_data *ctx)
 		if (late < cfg.floor_ns)
 			return 0;
 	} else if (!where.context) {
-		held_by(&held, now, late, &where);
+		irqtrace_held_by(&held, now, late, &where);
 	}
 	hist_add(IRQTRACE_BPF_HIST_IRQS_OFF, late);
 	if (late < cfg.threshold_ns)

@@ -6,6 +6,7 @@
 #ifndef _IRQTRACE_BPF_H
 #define _IRQTRACE_BPF_H
 
+#include "../include/irqtrace_context.h"
 #include "../include/uapi/irqtrace.h"
 
 /* CPUs and IRQ lines the programs can tell apart. */
@@ -34,6 +35,7 @@ struct irqtrace_bpf_config {
 	__u32 count_idle;	/* measure the idle task's sections too */
 	__u32 irqs_all;		/* irq-line: every IRQ, else the targets map */
 	__u32 all_cpus;		/* every CPU: no need to look at cpus */
+	__u32 context_all_cpus;	/* irq lines watched: the context probes serve every CPU */
 	__u64 cpus[IRQTRACE_BPF_MAX_CPUS / 64];	/* bitmap of CPUs measured */
 };
 
@@ -57,40 +59,26 @@ struct irqtrace_bpf_counters {
 #define IRQTRACE_BPF_HRTIMER_FUNCTION_OFF	40
 #define IRQTRACE_BPF_HRTIMER_IS_HARD_OFF	59
 
-/* Where a section ran: enum irqtrace_context, its IRQ or vector, its handler. */
-struct irqtrace_bpf_where {
-	__u32 context;
-	__u32 nr;
-	__u64 fn;
-};
-
-/* A hard handler or a softirq, running (end == 0) or the last one done. */
-struct irqtrace_bpf_handler {
-	struct irqtrace_bpf_where where;
-	__u64 start;
-	__u64 end;
-};
-
 /* Per-CPU state of the exact and sampled methods and of the context probes. */
 struct irqtrace_bpf_cpu {
 	__u64 off_ts;		/* exact: open section's start, 0 when none */
 	__u64 off_ip;
 	__u64 off_parent_ip;
 	__u64 off_pid_tgid;	/* exact: the task that opened the section */
-	struct irqtrace_bpf_where off_where;	/* exact: where it began, or its longest handler */
+	struct irqtrace_where off_where;	/* exact: where it began, or its longest handler */
 	__u64 off_where_ns;
 	__u64 expected;		/* sampled: next expiry of the perf timer's grid */
 	__u64 seq;		/* records emitted on this CPU */
-	struct irqtrace_bpf_handler hard_now;
+	struct irqtrace_handler hard_now;
 	/*
 	 * sampled: the longest hard handler done since the last sample. Not
 	 * the last one: a short timer (the tick) that ran after a long one and
 	 * before the late sample would take the sample's section for itself.
 	 */
-	struct irqtrace_bpf_handler hard_held;
-	struct irqtrace_bpf_handler soft_now;
+	struct irqtrace_handler hard_held;
+	struct irqtrace_handler soft_now;
 	/* sampled: the longest softirq done since the last sample */
-	struct irqtrace_bpf_handler soft_held;
+	struct irqtrace_handler soft_held;
 };
 
 /* One IRQ line's state: depth and the task and stack that took it 0 -> 1. */
@@ -103,7 +91,7 @@ struct irqtrace_bpf_line {
 	__u32 cpu;
 	__u32 nr_frames;
 	char comm[IRQTRACE_COMM_LEN];
-	struct irqtrace_bpf_where where;	/* where the disabling call was made */
+	struct irqtrace_where where;	/* where the disabling call was made */
 	__u64 frames[IRQTRACE_MAX_FRAMES];
 };
 

@@ -163,13 +163,14 @@ describe('the eBPF backend, exact, on a kernel with the preemptirq tracepoints',
 
   it('decides method=auto once: a change of threshold, then sampled, then off leave exactly what each asks for attached', async () => {
     interface Link { type: string; prog_id: number; tp_name?: string }
-    const links = async (): Promise<{ raw: string[]; perf: number }> => {
+    const links = async (): Promise<{ raw: string[]; context: boolean; perf: number }> => {
       const all = JSON.parse((await vm.execHost('bpftool -j link show')).stdout || '[]') as Link[];
-      // The context probes run for as long as the loader does; the methods' links are the rest.
-      const context = new Set(['irq_handler_entry', 'irq_handler_exit', 'hrtimer_expire_entry', 'hrtimer_expire_exit', 'softirq_entry', 'softirq_exit']);
+      // The context probes come and go with the methods (issue 29, item 5): all six or none.
+      const context = ['irq_handler_entry', 'irq_handler_exit', 'hrtimer_expire_entry', 'hrtimer_expire_exit', 'softirq_entry', 'softirq_exit'].sort();
       const raw = all.filter((l) => l.type === 'raw_tracepoint').map((l) => l.tp_name ?? '?');
-      expect(raw.filter((tp) => context.has(tp)).sort()).toEqual([...context].sort());
-      return { raw: raw.filter((tp) => !context.has(tp)).sort(), perf: all.filter((l) => l.type === 'perf_event').length };
+      const attached = raw.filter((tp) => context.includes(tp)).sort();
+      expect([[], context]).toContainEqual(attached);
+      return { raw: raw.filter((tp) => !context.includes(tp)).sort(), context: attached.length > 0, perf: all.filter((l) => l.type === 'perf_event').length };
     };
     const cpus = Number((await vm.run('nproc')).trim());
     /** One selftest section on CPU 0 after a setting: its records. */
@@ -180,22 +181,30 @@ describe('the eBPF backend, exact, on a kernel with the preemptirq tracepoints',
     };
 
     await loader.start({ method: 'auto', threshold_ns: 1_000_000, irqs: 'none' });
-    expect(await links()).toEqual({ raw: ['irq_disable', 'irq_enable'], perf: 0 });
+    expect(await links()).toEqual({ raw: ['irq_disable', 'irq_enable'], context: true, perf: 0 });
     expect(await once()).toMatchObject([{ method: Method.Exact }]);
 
     expect(await loader.command('threshold_ns=1500000')).toMatch(/ok method=exact /);
-    expect(await links()).toEqual({ raw: ['irq_disable', 'irq_enable'], perf: 0 });
+    expect(await links()).toEqual({ raw: ['irq_disable', 'irq_enable'], context: true, perf: 0 });
     expect(await once()).toMatchObject([{ method: Method.Exact }]);
 
     expect(await loader.command('method=sampled')).toMatch(/ok method=sampled /);
-    expect(await links()).toEqual({ raw: [], perf: cpus });
+    expect(await links()).toEqual({ raw: [], context: true, perf: cpus });
     // No exact record beside the sampled one (a timer the host delivered late may miss the section: at most one).
     const sampled = await once();
     expect(sampled.filter((r) => r.method === Method.Exact)).toEqual([]);
     expect(sampled.length).toBeLessThanOrEqual(1);
 
+    // Nothing to measure (irqs=none): no interrupt pays for a probe; irq lines alone need them.
     expect(await loader.command('method=off')).toMatch(/ok method=off /);
-    expect(await links()).toEqual({ raw: [], perf: 0 });
+    expect(await links()).toEqual({ raw: [], context: false, perf: 0 });
+    expect(await loader.command('irqs=all')).toMatch(/ok method=off irqs=all /);
+    // The irq lines' kprobes are perf_event links: disable_irq, disable_irq_nosync, enable_irq (and disable_hardirq).
+    const lines = await links();
+    expect(lines).toMatchObject({ raw: [], context: true });
+    expect(lines.perf).toBeGreaterThanOrEqual(3);
+    expect(await loader.command('irqs=none')).toMatch(/ok method=off irqs=none /);
+    expect(await links()).toEqual({ raw: [], context: false, perf: 0 });
     const [off] = await rig.irqburn('irqoff 3000 0');
     await new Promise((r) => setTimeout(r, 300));
     expect(matching(await loader.records(), must(off), Kind.IrqsOff)).toHaveLength(0);

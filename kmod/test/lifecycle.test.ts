@@ -77,6 +77,38 @@ describe('on the tracing kernel', () => {
     await rig.unload();
   });
 
+  it('hooks its context probes only while something reads them (issue 29, item 5)', async () => {
+    // The function tracer on the kernel's tracepoint (un)registration: in this test only the
+    // module's context probes register (sampled uses timers, irq lines ftrace callbacks).
+    const T = '/sys/kernel/tracing';
+    await vm.run(`echo 0 > ${T}/tracing_on; echo > ${T}/trace; echo 'tracepoint_probe_register tracepoint_probe_unregister' > ${T}/set_ftrace_filter; echo function > ${T}/current_tracer; echo 1 > ${T}/tracing_on`);
+    /** Registrations and unregistrations since the last call. */
+    const hooks = async (): Promise<{ register: number; unregister: number }> => {
+      const names = (await vm.run(`grep -v '^#' ${T}/trace | grep -o ' tracepoint_probe_[a-z]*' ; echo > ${T}/trace`)).split(/\s+/);
+      return { register: names.filter((n) => n === 'tracepoint_probe_register').length, unregister: names.filter((n) => n === 'tracepoint_probe_unregister').length };
+    };
+    try {
+      // Nothing to measure: no interrupt pays for a probe (the landed module hooked all six).
+      await rig.load({ method: 'off', softirqs: false, irqs: 'none' });
+      expect(await hooks(), 'method=off softirqs=0 irqs=none').toEqual({ register: 0, unregister: 0 });
+      expect(await rig.set('method', 'sampled')).toMatchObject({ code: 0 });
+      expect(await hooks(), 'method=sampled').toEqual({ register: 6, unregister: 0 });
+      expect(await rig.set('method', 'off')).toMatchObject({ code: 0 });
+      expect(await hooks(), 'method=off again').toEqual({ register: 0, unregister: 6 });
+      // Softirqs-off sampling alone, and irq lines alone, read the context too.
+      expect(await rig.set('softirqs', 1)).toMatchObject({ code: 0 });
+      expect(await hooks(), 'softirqs=1').toEqual({ register: 6, unregister: 0 });
+      expect(await rig.set('softirqs', 0)).toMatchObject({ code: 0 });
+      expect(await hooks(), 'softirqs=0').toEqual({ register: 0, unregister: 6 });
+      expect(await rig.set('irqs', 'all')).toMatchObject({ code: 0 });
+      expect(await hooks(), 'irqs=all').toEqual({ register: 6, unregister: 0 });
+      await rig.unload();
+      expect(await hooks(), 'rmmod').toEqual({ register: 0, unregister: 6 });
+    } finally {
+      await vm.run(`echo 0 > ${T}/tracing_on; echo nop > ${T}/current_tracer; echo > ${T}/set_ftrace_filter; echo 1 > ${T}/tracing_on`);
+    }
+  });
+
   it('refuses bad parameters at load and at run time, saying why', async () => {
     const refusals: [Record<string, string | number>, RegExp][] = [
       [{ threshold_ns: 5 }, /threshold_ns=5 refused: expected a number of ns from 1000 to/],

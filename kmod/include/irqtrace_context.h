@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * irqtrace: which interrupt context a section belongs to, one logic for both
+ * kernel sides: the module's tracepoint probes (context.c, sampled.c) and the
+ * eBPF programs (bpf/irqtrace.bpf.c). Each side keeps, per CPU, the hard
+ * handler and the softirq running now and the longest of each done since a
+ * sample; these inlines decide from that state, on plain data only (no
+ * helpers, locks or clocks: the caller passes now), so both compile them
+ * (__always_inline comes from the kernel, bpf_helpers.h, or glibc for the
+ * eBPF loader, which only needs the types).
+ */
+#ifndef _IRQTRACE_CONTEXT_H
+#define _IRQTRACE_CONTEXT_H
+
+#include <linux/types.h>
+
+#include "uapi/irqtrace.h"
+
+/* Where a section ran: enum irqtrace_context, its IRQ or vector, its handler. */
+struct irqtrace_where {
+	__u32 context;
+	__u32 nr;
+	__u64 fn;
+};
+
+/* A hard interrupt handler or a softirq, running (end == 0) or done. */
+struct irqtrace_handler {
+	struct irqtrace_where where;
+	__u64 start;		/* clock at entry */
+	__u64 end;		/* clock at exit, 0 while it runs */
+};
+
+/* Where code on this CPU runs now: a hard handler, else a softirq, else a task. */
+static __always_inline void irqtrace_where_now(const struct irqtrace_handler *hard_now,
+					       const struct irqtrace_handler *soft_now,
+					       struct irqtrace_where *w)
+{
+	if (hard_now->where.context) {
+		*w = hard_now->where;
+	} else if (soft_now->where.context) {
+		*w = soft_now->where;
+	} else {
+		w->context = IRQTRACE_CONTEXT_TASK;
+		w->nr = 0;
+		w->fn = 0;
+	}
+}
+
+/* *held becomes h if h ran at least as long. */
+static __always_inline void irqtrace_hold_longest(struct irqtrace_handler *held,
+						  const struct irqtrace_handler *h)
+{
+	if (!held->where.context || h->end - h->start >= held->end - held->start)
+		*held = *h;
+}
+
+/* The longer of two handlers done, either absent (context 0). */
+static __always_inline const struct irqtrace_handler *
+irqtrace_longer(const struct irqtrace_handler *a, const struct irqtrace_handler *b)
+{
+	if (!a->where.context)
+		return b;
+	if (!b->where.context)
+		return a;
+	return b->end - b->start > a->end - a->start ? b : a;
+}
+
+/*
+ * A hard handler h ended at now inside an open irqs-off section (exact):
+ * such a section began at the interrupt's entry, so the longest handler that
+ * ran in it is what the section was.
+ */
+static __always_inline void irqtrace_section_handler(__u64 off_ts, const struct irqtrace_handler *h,
+						     __u64 now, struct irqtrace_where *off_where,
+						     __u64 *off_where_ns)
+{
+	if (off_ts && now - h->start > *off_where_ns) {
+		*off_where = h->where;
+		*off_where_ns = now - h->start;
+	}
+}
+
+/* *w becomes last's context if last ran for at least half of [now - late, now]. */
+static __always_inline void irqtrace_held_by(const struct irqtrace_handler *last, __u64 now,
+					     __u64 late, struct irqtrace_where *w)
+{
+	__u64 from = now - late, start, end;
+
+	if (!last->where.context || !last->end || !late)
+		return;
+	start = last->start > from ? last->start : from;
+	end = last->end < now ? last->end : now;
+	if (end > start && 2 * (end - start) >= late)
+		*w = last->where;
+}
+
+/*
+ * On an idle CPU: h, if it was done in [now - late, now], is the section,
+ * from its entry (or the window's start) on; the wait before it was the idle
+ * loop's (a vCPU or a deep C-state woken late), which is no section. Else *w
+ * is left alone. Returns the section's length.
+ */
+static __always_inline __u64 irqtrace_idle_handler(const struct irqtrace_handler *h, __u64 now,
+						   __u64 late, struct irqtrace_where *w)
+{
+	if (!h->where.context || !h->end || h->end <= now - late)
+		return late;
+	*w = h->where;
+	return h->start > now - late ? now - h->start : late;
+}
+
+#endif /* _IRQTRACE_CONTEXT_H */

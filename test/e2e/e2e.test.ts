@@ -274,4 +274,33 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
     await plane.kubectl(['delete', 'irqtrace', 'restarts']);
     await waitUntil('the module unloaded in guest-exact', 120_000, async () => !(await exact.moduleLoaded()));
   });
+
+  // Issue 29, item 2: the agent swallowed a failed rmmod and said the config was applied, so the
+  // finalizer went with the module still loaded.
+  it('holds a deleted trace while its module is in use, naming the node and rmmod\'s error; released once it is free', async () => {
+    await plane.kubectl(['delete', 'irqtraces', '--all']);
+    await waitUntil('the kernel side unloaded', 120_000, async () => !(await exact.moduleLoaded()) && !(await sampled.loaderRunning()));
+    await plane.kubectl(['apply', '-f', '-'], 'apiVersion: irqtrace.io/v1alpha1\nkind: IrqTrace\nmetadata:\n  name: busy\nspec:\n  nodeSelector: {matchLabels: {irqtrace.io/pool: exact}}\n  target: {all: true}\n  threshold: 1ms\n');
+    await waitUntil('guest-exact tracing', 240_000, async () => (await exact.metrics()).backend === 'kmod/exact/running' && (await exact.moduleLoaded()), 1000);
+    // A reader of the stats device holds the module: rmmod refuses it.
+    await exact.vm.run('sleep 900 < /dev/irqtrace_stats > /dev/null 2>&1 & echo $! > /tmp/holder.pid');
+    expect((await exact.vm.exec('kill -0 $(cat /tmp/holder.pid)')).code, 'the holder of /dev/irqtrace_stats runs').toBe(0);
+    try {
+      await plane.kubectl(['delete', 'irqtrace', 'busy', '--wait=false']);
+      const ready = async () => (await plane.cluster.kubectl(['get', 'irqtrace', 'busy', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].message}'])).stdout;
+      await waitUntil('the failed unload said', 90_000, async () => /in use/.test(await ready()), 1000);
+      expect(await ready()).toMatch(/^waiting for 1 node to apply a config without the trace: guest-exact \(unloading: rmmod irqtrace: .*in use\)$/);
+      expect(await exact.moduleLoaded()).toBe(true);
+      // Refused, the module measures nothing meanwhile.
+      expect((await exact.vm.run('cat /sys/module/irqtrace/parameters/method')).trim()).toBe('off');
+    } finally {
+      await exact.vm.run('kill $(cat /tmp/holder.pid)');
+    }
+    // The agent tries again (every 10 s): unloaded, then released.
+    await waitUntil('released', 60_000, async () => (await plane.cluster.kubectl(['get', 'irqtrace', 'busy'])).code !== 0, 1000);
+    expect(await exact.moduleLoaded()).toBe(false);
+    const events = await plane.kubectl(['get', 'events.events.k8s.io', '-n', 'default', '--field-selector', 'regarding.name=busy', '-o', 'jsonpath={.items[*].reason}']);
+    expect(events.split(' ')).toContain('Unloaded');
+    expect(events.split(' ')).not.toContain('UnloadNotConfirmed');
+  });
 });

@@ -52,6 +52,8 @@ export interface KmodOptions {
 }
 
 const READ_BYTES = 256 * 1024;
+/** The module's parameters for measuring nothing (its context probes detach too). */
+const IDLE_SETTINGS: Record<string, string> = { method: 'off', softirqs: '0', irqs: 'none' };
 const openFd = promisify(open);
 const readFd = promisify(read);
 const closeFd = promisify(close);
@@ -90,6 +92,25 @@ export async function findModule(options: KmodOptions, run: Exec = defaultExec):
     if (err instanceof BuildError) throw new BackendError(`no prebuilt irqtrace.ko for kernel ${rel}, and ${err.message}`, 'kmod');
     throw err;
   }
+}
+
+/** Unloads the module; a refusal (in use: a reader holds it open) is a BackendError saying rmmod's reason. */
+async function rmmod(exec: Exec): Promise<void> {
+  const r = await exec('rmmod', ['irqtrace'], { timeoutMs: 120_000 });
+  if (r.code !== 0) throw new BackendError(`rmmod irqtrace: ${r.stderr.trim() || `exit ${r.code}`}`, 'kmod');
+}
+
+/**
+ * The module an agent of this pod left loaded when it was killed, unloaded now that no trace
+ * wants it: killed, that agent could not, and a module outlives its agent. Only where the pod
+ * owns the node's module (the driver loader ran: driverState); a module loaded by hand, beside an
+ * agent without the loader, is left alone. Returns whether there was one; throws when rmmod fails.
+ */
+export async function unloadLeftover(options: KmodOptions = {}): Promise<boolean> {
+  if (options.driverState === undefined) return false;
+  if (!(await exists(join(options.sysRoot ?? '/sys', 'module', 'irqtrace')))) return false;
+  await rmmod(options.exec ?? defaultExec);
+  return true;
 }
 
 export class KmodBackend implements KernelBackend {
@@ -220,10 +241,20 @@ export class KmodBackend implements KernelBackend {
     if (woken) await this.reading;
     if (device !== undefined) await closeFd(device);
     await this.reading;
+    // A failed rmmod leaves loadedByUs: stop() again tries it again.
     if (this.loadedByUs) {
-      const r = await this.exec('rmmod', ['irqtrace'], { timeoutMs: 120_000 });
-      if (r.code !== 0) throw new BackendError(`rmmod irqtrace: ${r.stderr.trim()}`, 'kmod');
+      await this.idle();
+      await rmmod(this.exec);
       this.loadedByUs = false;
     }
+  }
+
+  /**
+   * Nothing measured, before the unload: should rmmod be refused (the module in use), none of its
+   * probes runs meanwhile. Best effort: a module that refuses is unloaded all the same.
+   */
+  private async idle(): Promise<void> {
+    for (const [name, value] of Object.entries(IDLE_SETTINGS)) await writeFile(this.param(name), value).catch(() => undefined);
+    this.applied = {};
   }
 }

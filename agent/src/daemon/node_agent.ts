@@ -8,6 +8,7 @@ import type { Logger as Pino } from 'pino';
 import { CgroupIndex } from '../attribution/cgroup_index.js';
 import { PodNames } from '../attribution/pod_names.js';
 import { procFs } from '../attribution/procfs.js';
+import { unloadLeftover } from '../backend/kmod.js';
 import { startBackend } from '../backend/select.js';
 import type { BackendOptions } from '../backend/select.js';
 import type { KernelBackend } from '../backend/types.js';
@@ -27,6 +28,8 @@ import type { AgentMetrics } from './metrics.js';
 import type { EventStore } from './store.js';
 
 const pb = irqtrace.v1;
+/** A refused unload is tried again this often: rmmod is cheap, and a deleted trace waits on it. */
+const UNLOAD_RETRY_MS = 10_000;
 const Phase = pb.BackendState.Phase;
 type Phase = irqtrace.v1.BackendState.Phase;
 
@@ -54,6 +57,8 @@ export interface NodeAgentOptions {
 
 export class NodeAgent {
   private backend: KernelBackend | undefined;
+  /** A backend whose stop failed (its kernel side still there): stopped again before anything else. */
+  private unstopped: KernelBackend | undefined;
   private running: Merged | undefined;
   private traces: Trace[] = [];
   private configVersion = 0n;
@@ -210,8 +215,15 @@ export class NodeAgent {
     this.pipeline.setTraces(traces);
     const merged = mergeTraces(traces);
     if (!merged) {
-      // No trace for this node: nothing stays loaded.
-      await this.stopBackend();
+      // No trace for this node: nothing stays loaded. Until that is so (rmmod refused: the module
+      // in use), the state says why and keeps the version the kernel side still runs: a deleted
+      // trace's finalizer waits, naming the node and the error. Tried again soon.
+      const failure = (await this.stopBackend()) ?? (await this.unloadLeftover());
+      if (failure) {
+        this.setPhase(Phase.PHASE_FAILED, `unloading: ${failure}`);
+        this.retry = setTimeout(() => { void this.applyTraces(this.traces, version); }, Math.min(UNLOAD_RETRY_MS, this.o.retryMs ?? UNLOAD_RETRY_MS));
+        return;
+      }
       this.running = undefined;
       this.method = 'off';
       applied(Phase.PHASE_IDLE, '');
@@ -234,6 +246,8 @@ export class NodeAgent {
     try {
       const started = await startBackend(merged.backend, merged.kernel, { record: (r) => { this.onRecord(r); }, failed: (e) => { this.onFailed(e); } }, this.o.backend);
       this.backend = started.backend;
+      // It took over whatever a failed stop left (a loaded module is adopted).
+      this.unstopped = undefined;
       this.running = merged;
       this.method = started.state.method;
       applied(Phase.PHASE_RUNNING, started.state.reason);
@@ -245,15 +259,31 @@ export class NodeAgent {
     }
   }
 
-  private async stopBackend(): Promise<void> {
-    const backend = this.backend;
+  /** Stops the kernel side; returns why it could not (then kept, to be stopped again). */
+  private async stopBackend(): Promise<string | undefined> {
+    const backend = this.backend ?? this.unstopped;
+    if (this.backend) await this.snapshot(this.backend);
     this.backend = undefined;
-    if (!backend) return;
-    await this.snapshot(backend);
+    this.unstopped = undefined;
+    if (!backend) return undefined;
     try {
       await backend.stop();
+      return undefined;
     } catch (err) {
-      this.o.log.warn({ err: String(err) }, 'stopping the backend');
+      this.unstopped = backend;
+      const why = err instanceof Error ? err.message : String(err);
+      this.o.log.warn({ err: why }, 'stopping the backend failed; its kernel side is still there');
+      return why;
+    }
+  }
+
+  /** With no trace and nothing of its own running: a module a killed agent of this pod left, unloaded; returns why it could not. */
+  private async unloadLeftover(): Promise<string | undefined> {
+    try {
+      if (await unloadLeftover(this.o.backend?.kmod)) this.o.log.info({}, 'unloaded the module a killed agent left loaded');
+      return undefined;
+    } catch (err) {
+      return err instanceof Error ? err.message : String(err);
     }
   }
 

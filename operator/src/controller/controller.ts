@@ -1,9 +1,10 @@
 // The IrqTrace controller (runs on the leader): watches IrqTraces and Nodes,
 // keeps the one agent DaemonSet as the live traces want it (server-side
 // apply; deleted with the last trace), holds a finalizer on each trace until
-// every node that ran it has applied a config without it (or its agent is
-// gone; at most unloadTimeoutMs, then a Warning names the nodes that did not
-// confirm), and writes its part of the status.
+// every node that ran it has applied a config without it (an agent that is
+// gone did not unload, nor did one that says its unload failed; at most
+// unloadTimeoutMs, then a Warning names the nodes that did not confirm, and
+// why), and writes its part of the status.
 // Reconciles are coalesced: any number of changes while one runs cause one
 // more run, never a pile-up.
 import * as k8s from '@kubernetes/client-node';
@@ -18,6 +19,7 @@ import { AGENT_NAME, AGENT_POD_SECURITY, agentDaemonSet } from './daemonset.js';
 import type { AgentDeployment } from './daemonset.js';
 import { EventRecorder } from './events.js';
 import { controllerStatus, targetedNodes } from './trace_status.js';
+import type { PendingNode } from '../ingest/applied.js';
 
 export const FINALIZER = 'irqtrace.io/agents';
 const FIELD_MANAGER = 'irqtrace-controller';
@@ -38,12 +40,19 @@ export interface ControllerOptions {
 
 /** The part of AppliedConfigReader the controller reads. */
 export interface AppliedConfigs {
-  stillRunning(trace: string, candidates: Iterable<string>): string[];
+  stillRunning(trace: string, candidates: Iterable<string>, inCluster: (node: string) => boolean): PendingNode[];
   onChange(listener: () => void): void;
 }
 
 /** Nodes named in a condition or Event, at most. */
 const NAMED_NODES = 10;
+
+/** A node a deleted trace waits for, and why when it is not simply the agent's answer. */
+function describePending(p: PendingNode): string {
+  if (p.state === 'failed') return `${p.node} (${p.failure ?? 'failed'})`;
+  if (p.state === 'gone') return `${p.node} (agent gone: its kernel side may still run it)`;
+  return p.node;
+}
 
 
 /** A write made from a cached object that has changed or gone since: the watch will bring the news. */
@@ -240,12 +249,13 @@ export class TraceController {
    * naming the nodes that did not confirm.
    */
   private async releaseWhenUnloaded(t: IrqTrace, nodes: readonly { name: string; labels: Record<string, string> }[]): Promise<void> {
-    const pending = this.o.applied.stillRunning(t.metadata.name, targetedNodes(t, nodes));
-    const named = `${pending.slice(0, NAMED_NODES).join(', ')}${pending.length > NAMED_NODES ? `, and ${pending.length - NAMED_NODES} more` : ''}`;
+    const inCluster = new Set(nodes.map((n) => n.name));
+    const pending = this.o.applied.stillRunning(t.metadata.name, targetedNodes(t, nodes), (node) => inCluster.has(node));
+    const named = `${pending.slice(0, NAMED_NODES).map(describePending).join(', ')}${pending.length > NAMED_NODES ? `, and ${pending.length - NAMED_NODES} more` : ''}`;
     const count = `${pending.length} node${pending.length === 1 ? '' : 's'}`;
     if (!pending.length) {
       await this.release(t);
-      this.events.record(t, 'Normal', 'Unloaded', 'every node that ran the trace applied a config without it (or its agent is gone); nodes no other trace needs unloaded the kernel side');
+      this.events.record(t, 'Normal', 'Unloaded', 'every node that ran the trace applied a config without it; nodes no other trace needs unloaded the kernel side');
       return;
     }
     if (Date.now() < this.unloadDeadline(t)) {

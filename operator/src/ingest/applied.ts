@@ -3,7 +3,9 @@
 // (BackendState.config_version) a config it was sent, the traces of that
 // config; and that the agent went away when its stream closes. The
 // controller reads the bucket to hold a deleted trace's finalizer until every
-// node that ran it has applied a config without it (or its agent is gone).
+// node that ran it has applied a config without it: an agent that went away is
+// not one that unloaded (a module outlives its agent), so its node holds the
+// trace until an agent on it reports, or the controller's timeout.
 // A config version names one config on one stream: the ingest numbers them
 // across all its streams from its start time, so a version an agent reports
 // from an earlier stream is never taken for one of this stream.
@@ -37,6 +39,20 @@ export interface AppliedConfig {
   since?: number;
   /** How often the ingest re-writes the entry while the stream is open. */
   refreshMs?: number;
+  /** Why the agent's kernel side cannot do what it was last sent (e.g. a failed unload), while it cannot. */
+  failure?: string;
+}
+
+/** A node that may still run a deleted trace, and why the controller cannot tell it does not. */
+export interface PendingNode {
+  node: string;
+  /**
+   * connected: its agent has not reported a config without the trace yet; gone: its agent went
+   * away (or its ingest did) while running it, and a kernel side outlives its agent (a module
+   * stays loaded); failed: its agent says why it cannot stop (failure).
+   */
+  state: 'connected' | 'gone' | 'failed';
+  failure?: string;
 }
 
 /** How often an ingest re-writes its connected streams' entries, by default. */
@@ -231,16 +247,21 @@ export class AppliedConfigReader {
   }
 
   /**
-   * The nodes whose agent is connected (to an ingest that is alive) and may still run the trace:
-   * those of candidates (the nodes it targets) and any other that applied it, whose last applied
-   * config has it or who have not reported one yet.
+   * The nodes that may still run the trace: those of candidates (the nodes it targets) and any
+   * other that applied it, still in the cluster (inCluster), whose agent's last applied config
+   * has it or who have not reported one yet. Gone is not unloaded: an agent killed or cut off
+   * while running it left its kernel side as it was, until an agent on the node says otherwise.
    */
-  stillRunning(trace: string, candidates: Iterable<string>, now = Date.now()): string[] {
+  stillRunning(trace: string, candidates: Iterable<string>, inCluster: (node: string) => boolean, now = Date.now()): PendingNode[] {
     const nodes = new Set(candidates);
     for (const { entry } of this.entries.values()) if (entry.traces?.includes(trace)) nodes.add(entry.node);
-    return [...nodes].filter((node) => {
+    const pending: PendingNode[] = [];
+    for (const node of [...nodes].sort()) {
       const e = this.get(node);
-      return e !== undefined && isLive(e, now) && (e.traces === undefined || e.traces.includes(trace));
-    }).sort();
+      if (!e || !inCluster(node) || (e.traces !== undefined && !e.traces.includes(trace))) continue;
+      if (e.failure !== undefined) pending.push({ node, state: 'failed', failure: e.failure });
+      else pending.push({ node, state: isLive(e, now) ? 'connected' : 'gone' });
+    }
+    return pending;
   }
 }

@@ -63,6 +63,8 @@ interface Agent {
   /** The traces of each config version sent on this stream (the last few), and the last one the agent applied. */
   sent: Map<bigint, string[]>;
   applied: bigint;
+  /** Why the agent's kernel side cannot do what it was sent (its state's reason while it failed), as last recorded. */
+  failure: string | undefined;
   backend: irqtrace.v1.IBackendState | null;
   pending: number;
   chain: Promise<void>;
@@ -210,6 +212,7 @@ export class IngestServer {
       configKey: '',
       sent: new Map(),
       applied: 0n,
+      failure: undefined,
       backend: null,
       pending: 0,
       chain: Promise.resolve(),
@@ -237,14 +240,21 @@ export class IngestServer {
     agent.call.write(pb.IngestMessage.create({ config: { version: toLong(version), traces } }));
   }
 
-  /** The agent's backend state; a config version sent on this stream that it now says it applied is recorded. */
+  /**
+   * The agent's backend state; a config version sent on this stream that it now says it applied
+   * is recorded, and so is why its kernel side failed (a failed unload keeps the version it still
+   * runs, and holds a deleted trace with the node and the error named), or that it no longer does.
+   */
   private backendState(agent: Agent, state: irqtrace.v1.IBackendState): void {
     agent.backend = state;
+    const failure = state.phase === pb.BackendState.Phase.PHASE_FAILED ? state.reason || 'failed, no reason given' : undefined;
     const version = toBigInt(state.configVersion);
     const traces = agent.sent.get(version);
-    if (!traces || version <= agent.applied) return;
-    agent.applied = version;
-    void this.o.applied?.put({ node: agent.node, bootId: agent.bootId, ingest: this.o.name, stream: agent.stream, connected: true, traces });
+    const newVersion = traces !== undefined && version > agent.applied;
+    if (!newVersion && failure === agent.failure) return;
+    if (newVersion) agent.applied = version;
+    agent.failure = failure;
+    void this.o.applied?.put({ node: agent.node, bootId: agent.bootId, ingest: this.o.name, stream: agent.stream, connected: true, failure, ...(newVersion ? { traces } : {}) });
   }
 
   private batch(agent: Agent, batch: ScannedBatch): void {

@@ -2,13 +2,16 @@
 /*
  * irqtrace: the interrupt context a section ran in.
  *
- * A section inside a hard interrupt handler, an hrtimer callback or a softirq
- * belongs to that code, not to the task it interrupted; and one on an idle
- * CPU is not the idle loop's. Probes on the irq_handler_entry/exit,
- * softirq_entry/exit and hrtimer_expire_entry/exit tracepoints (present in
- * every kernel with tracepoints) keep, per CPU, the hard handler and the
- * softirq running now and, for each sampler, the longest of each done since
- * its last sample:
+ * A section inside a hard interrupt handler, an hrtimer callback, an x86
+ * system vector's handler or a softirq belongs to that code, not to the task
+ * it interrupted; and one on an idle CPU is not the idle loop's. Probes on
+ * the irq_handler_entry/exit, softirq_entry/exit and hrtimer_expire_entry/exit
+ * tracepoints (present in every kernel with tracepoints), and on x86 on the
+ * irq_vectors ones (local_timer, call_function(_single), reschedule,
+ * irq_work, the APIC's: handlers that never pass irq_handler_entry, hooked as
+ * ftrace's osnoise tracer does), keep, per CPU, the hard handler, the vector
+ * and the softirq running now and, for each sampler, the longest hard handler
+ * (or vector without one inside) and softirq done since its last sample:
  *
  *  - exact: an irqs-off section is opened where it began (a softirq, or a
  *    task); a hard handler can run inside one only if the section began at
@@ -40,6 +43,16 @@ static struct tracepoint *tp_softirq_entry, *tp_softirq_exit;
 static struct tracepoint *tp_hrtimer_entry, *tp_hrtimer_exit;
 static bool looked_up;
 static bool irq_hooked, softirq_hooked, hrtimer_hooked;
+
+/* x86's system vectors (arch/x86/include/asm/trace/irq_vectors.h): <name>_entry/_exit(int vector). */
+static const char * const vector_names[] = {
+	"local_timer", "call_function", "call_function_single", "reschedule", "irq_work",
+	"x86_platform_ipi", "thermal_apic", "threshold_apic", "deferred_error_apic",
+	"error_apic", "spurious_apic",
+};
+static struct tracepoint *tp_vec_entry[ARRAY_SIZE(vector_names)];
+static struct tracepoint *tp_vec_exit[ARRAY_SIZE(vector_names)];
+static bool vec_hooked[ARRAY_SIZE(vector_names)];
 /* The probes serve every CPU (irq lines), not only the wanted ones. */
 static bool all_cpus __read_mostly;
 
@@ -61,6 +74,16 @@ static void find_tracepoint(struct tracepoint *tp, void *priv)
 	for (i = 0; i < ARRAY_SIZE(wanted); i++)
 		if (!strcmp(tp->name, wanted[i].name))
 			*wanted[i].tp = tp;
+	for (i = 0; i < ARRAY_SIZE(vector_names); i++) {
+		size_t len = strlen(vector_names[i]);
+
+		if (strncmp(tp->name, vector_names[i], len))
+			continue;
+		if (!strcmp(tp->name + len, "_entry"))
+			tp_vec_entry[i] = tp;
+		else if (!strcmp(tp->name + len, "_exit"))
+			tp_vec_exit[i] = tp;
+	}
 }
 
 /*
@@ -78,6 +101,7 @@ static __always_inline struct irqtrace_cpu *context_cpu(void)
 static __always_inline void hard_entered(struct irqtrace_cpu *c, u8 context, u32 nr,
 					 unsigned long fn)
 {
+	c->vec_inner = true;
 	c->hard_now = (struct irqtrace_handler) {
 		.where = { .context = context, .nr = nr, .fn = fn },
 		.start = local_clock(),
@@ -129,6 +153,9 @@ static void notrace probe_hrtimer_entry(void *data, struct hrtimer *t, ktime_t *
 
 	if (foreign_hard_timer(c, t))
 		hard_entered(c, IRQTRACE_CONTEXT_TIMER, 0, (unsigned long)t->function);
+	else if (c && in_hardirq())
+		/* The sampler's own: no handler, and its vector is none either. */
+		c->vec_inner = true;
 }
 NOKPROBE_SYMBOL(probe_hrtimer_entry);
 
@@ -140,6 +167,32 @@ static void notrace probe_hrtimer_exit(void *data, struct hrtimer *t)
 		hard_done(c);
 }
 NOKPROBE_SYMBOL(probe_hrtimer_exit);
+
+/* An x86 system vector's handler: the vector is its context until a hard handler runs inside. */
+static void notrace probe_vec_entry(void *data, int vector)
+{
+	struct irqtrace_cpu *c = context_cpu();
+
+	if (!c)
+		return;
+	c->vec_inner = false;
+	c->vec_now = (struct irqtrace_handler) {
+		.where = { .context = IRQTRACE_CONTEXT_VECTOR, .nr = vector },
+		.start = local_clock(),
+	};
+}
+NOKPROBE_SYMBOL(probe_vec_entry);
+
+static void notrace probe_vec_exit(void *data, int vector)
+{
+	struct irqtrace_cpu *c = context_cpu();
+
+	if (!c || !c->vec_now.where.context)
+		return;
+	irqtrace_vector_done(&c->vec_now, local_clock(), c->vec_inner, c->hard_held,
+			     IRQTRACE_SAMPLERS, c->off_ts, &c->off_where, &c->off_where_ns);
+}
+NOKPROBE_SYMBOL(probe_vec_exit);
 
 /* Softirqs run with interrupts on; a hard interrupt meanwhile touches only the hard_* state. */
 static void notrace probe_softirq_entry(void *data, unsigned int vec)
@@ -205,7 +258,12 @@ static void unhook_pair(struct tracepoint *entry, void *on_entry, struct tracepo
 
 void irqtrace_context_stop(void)
 {
+	unsigned int i;
 	int cpu;
+
+	for (i = 0; i < ARRAY_SIZE(vector_names); i++)
+		unhook_pair(tp_vec_entry[i], probe_vec_entry, tp_vec_exit[i], probe_vec_exit,
+			    &vec_hooked[i]);
 
 	unhook_pair(tp_irq_entry, probe_irq_entry, tp_irq_exit, probe_irq_exit, &irq_hooked);
 	unhook_pair(tp_softirq_entry, probe_softirq_entry, tp_softirq_exit, probe_softirq_exit,
@@ -217,6 +275,7 @@ void irqtrace_context_stop(void)
 		struct irqtrace_cpu *c = per_cpu_ptr(irqtrace_pcpu, cpu);
 
 		memset(&c->hard_now, 0, sizeof(c->hard_now));
+		memset(&c->vec_now, 0, sizeof(c->vec_now));
 		memset(&c->soft_now, 0, sizeof(c->soft_now));
 		memset(c->hard_held, 0, sizeof(c->hard_held));
 		memset(c->soft_held, 0, sizeof(c->soft_held));
@@ -224,12 +283,13 @@ void irqtrace_context_stop(void)
 }
 
 /*
- * Hooks what the kernel has of the three, only while a method runs (main.c);
+ * Hooks what the kernel has of them, only while a method runs (main.c);
  * a kernel without some names fewer contexts. all_cpus: the irq lines are
  * watched, whose masking can come on any CPU.
  */
 int irqtrace_context_start(bool serve_all_cpus)
 {
+	unsigned int i;
 	int ret;
 
 	WRITE_ONCE(all_cpus, serve_all_cpus);
@@ -245,6 +305,9 @@ int irqtrace_context_start(bool serve_all_cpus)
 	if (!ret)
 		ret = hook_pair(tp_hrtimer_entry, probe_hrtimer_entry, tp_hrtimer_exit,
 				probe_hrtimer_exit, &hrtimer_hooked);
+	for (i = 0; !ret && i < ARRAY_SIZE(vector_names); i++)
+		ret = hook_pair(tp_vec_entry[i], probe_vec_entry, tp_vec_exit[i], probe_vec_exit,
+				&vec_hooked[i]);
 	if (ret)
 		irqtrace_context_stop();
 	return ret;

@@ -9,7 +9,7 @@
  * sampled.c   irqs-off and softirqs-off, sampled: per-CPU hrtimers
  * irqline.c   one IRQ line masked: ftrace callbacks on disable_irq/enable_irq
  * context.c   the interrupt context a section ran in: irq, softirq, hrtimer
- *             tracepoints (include/irqtrace_context.h decides from them, as
+ *             and x86 irq_vectors tracepoints (include/irqtrace_context.h decides from them, as
  *             the eBPF programs do)
  */
 #ifndef _IRQTRACE_INTERNAL_H
@@ -78,9 +78,12 @@ struct irqtrace_cpu {
 	/* exact: the open section's context: where it began, or its longest handler */
 	struct irqtrace_where off_where;
 	u64 off_where_ns;
-	/* context.c: the hard handler and the softirq running now */
+	/* context.c: the hard handler, the x86 system vector and the softirq running now */
 	struct irqtrace_handler hard_now;
+	struct irqtrace_handler vec_now;
 	struct irqtrace_handler soft_now;
+	/* a hard handler ran inside vec_now: the vector is not a handler of its own */
+	bool vec_inner;
 	/*
 	 * sampled: the longest of each done since a sampler's last sample, one
 	 * per sampler (enum irqtrace_sampler). Not the last one done: a short
@@ -212,7 +215,14 @@ void irqtrace_context_stop(void);
 static __always_inline void irqtrace_context_now(const struct irqtrace_cpu *c,
 						 struct irqtrace_where *w)
 {
-	irqtrace_where_now(&c->hard_now, &c->soft_now, w);
+	irqtrace_where_now(&c->hard_now, &c->vec_now, &c->soft_now, w);
+}
+
+/* What a sampler's timer interrupted: not the local timer's vector it runs in itself. */
+static __always_inline void irqtrace_context_interrupted(const struct irqtrace_cpu *c,
+							 struct irqtrace_where *w)
+{
+	irqtrace_where_now(&c->hard_now, NULL, &c->soft_now, w);
 }
 
 /* main.c: what runs now, for the stats summary and the counters */

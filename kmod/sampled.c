@@ -83,7 +83,7 @@ static void sample_context(struct irqtrace_cpu *c, bool hard, const struct sampl
 	*w = (struct irqtrace_where) { .context = IRQTRACE_CONTEXT_TASK };
 	if (hard) {
 		/* The interrupted context: a softirq if one was being served. */
-		irqtrace_context_now(c, w);
+		irqtrace_context_interrupted(c, w);
 		if (w->context == IRQTRACE_CONTEXT_TASK)
 			irqtrace_held_by(&held->hard, now, late, w);
 		return;

@@ -26,8 +26,8 @@ struct attached {
 	__u64 sampled_cpus[IRQTRACE_BPF_MAX_CPUS / 64];
 	struct bpf_link *line[4];
 	bool lines;
-	/* The context probes: irq handler, hrtimer and softirq entries and exits. */
-	struct bpf_link *context[6];
+	/* The context probes: irq handler, hrtimer and softirq entries and exits, x86's vectors'. */
+	struct bpf_link *context[6 + 2 * 11];
 	bool context_on;
 };
 
@@ -247,15 +247,33 @@ static void attach_context(void)
 		{ skel->progs.soft_exit, "softirq_exit" },
 		{ skel->progs.soft_entry, "softirq_entry" },
 	};
-	unsigned int i;
+	/* x86's system vectors (irq_vectors: <name>_entry/_exit), as kmod/context.c; absent elsewhere. */
+	static const char * const vectors[] = {
+		"local_timer", "call_function", "call_function_single", "reschedule", "irq_work",
+		"x86_platform_ipi", "thermal_apic", "threshold_apic", "deferred_error_apic",
+		"error_apic", "spurious_apic",
+	};
+	char tp[64];
+	unsigned int i, n = 0;
 
+	_Static_assert(ARRAY_SIZE(now.context) == ARRAY_SIZE(probes) + 2 * ARRAY_SIZE(vectors),
+		       "a link for each probe");
 	if (now.context_on)
 		return;
-	for (i = 0; i < ARRAY_SIZE(probes); i++) {
-		now.context[i] = bpf_program__attach_raw_tracepoint(probes[i].prog, probes[i].tp);
-		if (!now.context[i] && !said)
+	for (i = 0; i < ARRAY_SIZE(probes); i++, n++) {
+		now.context[n] = bpf_program__attach_raw_tracepoint(probes[i].prog, probes[i].tp);
+		if (!now.context[n] && !said)
 			say("no %s tracepoint (%s): sections in that context are named less well",
 			    probes[i].tp, strerror(errno));
+	}
+	for (i = 0; i < ARRAY_SIZE(vectors); i++, n += 2) {
+		/* Exit first, as above; a vector this kernel lacks is one that never runs. */
+		snprintf(tp, sizeof(tp), "%s_exit", vectors[i]);
+		now.context[n] = bpf_program__attach_raw_tracepoint(skel->progs.vec_exit, tp);
+		if (!now.context[n])
+			continue;
+		snprintf(tp, sizeof(tp), "%s_entry", vectors[i]);
+		now.context[n + 1] = bpf_program__attach_raw_tracepoint(skel->progs.vec_entry, tp);
 	}
 	said = true;
 	now.context_on = true;

@@ -9,9 +9,10 @@
  *                             of the section that held it back
  *   disable_line, enable_line IRQ-line masking, kprobes on disable_irq*,
  *                             enable_irq, with the depth per IRQ in a map
- *   hard_*, soft_*, timer_*   the interrupt context a section ran in: raw
- *                             tracepoints on irq_handler_entry/exit,
+ *   hard_*, soft_*, timer_*,  the interrupt context a section ran in: raw
+ *   vec_*                     tracepoints on irq_handler_entry/exit,
  *                             softirq_entry/exit, hrtimer_expire_entry/exit
+ *                             and x86's irq_vectors <vector>_entry/exit
  *                             (as kmod/context.c, by the rules of
  *                             include/irqtrace_context.h: a section of a
  *                             handler is the handler's, and one on an idle
@@ -244,7 +245,7 @@ static __always_inline void set_where(struct irqtrace_record *rec, const struct 
 
 static __always_inline void context_now(const struct irqtrace_bpf_cpu *c, struct irqtrace_where *w)
 {
-	irqtrace_where_now(&c->hard_now, &c->soft_now, w);
+	irqtrace_where_now(&c->hard_now, &c->vec_now, &c->soft_now, w);
 }
 
 /*
@@ -265,6 +266,7 @@ static __always_inline void hard_entered(__u32 context, __u32 nr, __u64 fn)
 
 	if (!c)
 		return;
+	c->vec_inner = 1;
 	c->hard_now.where.context = context;
 	c->hard_now.where.nr = nr;
 	c->hard_now.where.fn = fn;
@@ -303,8 +305,8 @@ int hard_exit(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* A hard-mode hrtimer other than the sampler's own perf timer: its callback function, else 0. */
-static __always_inline __u64 foreign_hard_timer(void *timer)
+/* A hard-mode hrtimer's callback function, else 0. */
+static __always_inline __u64 hard_timer_fn(void *timer)
 {
 	__u64 fn = 0;
 	__u8 hard = 0;
@@ -313,16 +315,31 @@ static __always_inline __u64 foreign_hard_timer(void *timer)
 	if (!hard)
 		return 0;
 	bpf_probe_read_kernel(&fn, sizeof(fn), timer + (cfg.hrtimer_function_off & 0xfff));
+	return fn;
+}
+
+/* A hard-mode hrtimer other than the sampler's own perf timer: its callback function, else 0. */
+static __always_inline __u64 foreign_hard_timer(void *timer)
+{
+	__u64 fn = hard_timer_fn(timer);
+
 	return fn == cfg.own_timer_fn ? 0 : fn;
 }
 
 SEC("raw_tp")
 int timer_entry(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 fn = foreign_hard_timer((void *)ctx->args[0]);
+	__u64 fn = hard_timer_fn((void *)ctx->args[0]);
+	struct irqtrace_bpf_cpu *c;
 
-	if (fn)
+	if (fn && fn != cfg.own_timer_fn) {
 		hard_entered(IRQTRACE_CONTEXT_TIMER, 0, fn);
+	} else if (fn) {
+		/* The sampler's own timer: no handler, and the vector that runs it is none either. */
+		c = context_state();
+		if (c)
+			c->vec_inner = 1;
+	}
 	return 0;
 }
 
@@ -331,6 +348,35 @@ int timer_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	if (foreign_hard_timer((void *)ctx->args[0]))
 		hard_done();
+	return 0;
+}
+
+/* An x86 system vector's handler (local timer, IPI, irq_work...): its context until a hard handler runs inside. */
+SEC("raw_tp")
+int vec_entry(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct irqtrace_bpf_cpu *c = context_state();
+
+	if (!c)
+		return 0;
+	c->vec_inner = 0;
+	c->vec_now.where.context = IRQTRACE_CONTEXT_VECTOR;
+	c->vec_now.where.nr = (__u32)ctx->args[0];
+	c->vec_now.where.fn = 0;
+	c->vec_now.start = bpf_ktime_get_ns();
+	c->vec_now.end = 0;
+	return 0;
+}
+
+SEC("raw_tp")
+int vec_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct irqtrace_bpf_cpu *c = context_state();
+
+	if (!c || !c->vec_now.where.context)
+		return 0;
+	irqtrace_vector_done(&c->vec_now, bpf_ktime_get_ns(), c->vec_inner, &c->hard_held, 1,
+			     c->off_ts, &c->off_where, &c->off_where_ns);
 	return 0;
 }
 
@@ -495,8 +541,11 @@ int sample(struct bpf_perf_event_data *ctx)
 	/* Later than this is a section; less is the timer interrupt's own latency. */
 	if (late < cfg.floor_ns)
 		return 0;
-	/* What held the timer back: a softirq it interrupted, or a handler that took half of it. */
-	context_now(c, &where);
+	/*
+	 * What held the timer back: a softirq it interrupted (not the local
+	 * timer's vector the sample runs in), or a handler that took half of it.
+	 */
+	irqtrace_where_now(&c->hard_now, NULL, &c->soft_now, &where);
 	if (!where.context && (__u32)bpf_get_current_pid_tgid() == 0) {
 		/*
 		 * The idle loop: its own wait is not a section, a handler's in it

@@ -70,6 +70,8 @@ struct irqtrace_bpf_cpu {
 	__u64 expected;		/* sampled: next expiry of the perf timer's grid */
 	__u64 seq;		/* records emitted on this CPU */
 	struct irqtrace_handler hard_now;
+	struct irqtrace_handler vec_now;	/* the x86 system vector running now */
+	__u64 vec_inner;	/* a hard handler (or the sampler's timer) ran inside vec_now */
 	/*
 	 * sampled: the longest hard handler done since the last sample. Not
 	 * the last one: a short timer (the tick) that ran after a long one and

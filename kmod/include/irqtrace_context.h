@@ -3,8 +3,8 @@
  * irqtrace: which interrupt context a section belongs to, one logic for both
  * kernel sides: the module's tracepoint probes (context.c, sampled.c) and the
  * eBPF programs (bpf/irqtrace.bpf.c). Each side keeps, per CPU, the hard
- * handler and the softirq running now and the longest of each done since a
- * sample; these inlines decide from that state, on plain data only (no
+ * handler, the x86 system vector and the softirq running now and the longest
+ * hard handler (or vector) and softirq done since a sample; these inlines decide from that state, on plain data only (no
  * helpers, locks or clocks: the caller passes now), so both compile them
  * (__always_inline comes from the kernel, bpf_helpers.h, or glibc for the
  * eBPF loader, which only needs the types).
@@ -30,13 +30,21 @@ struct irqtrace_handler {
 	__u64 end;		/* clock at exit, 0 while it runs */
 };
 
-/* Where code on this CPU runs now: a hard handler, else a softirq, else a task. */
+/*
+ * Where code on this CPU runs now: a hard handler (a device IRQ's, an hrtimer
+ * callback), else the x86 system vector it runs in or that runs without one
+ * (vec_now, NULL: not asked, as by a sampler that runs in the local timer's
+ * vector itself), else a softirq, else a task.
+ */
 static __always_inline void irqtrace_where_now(const struct irqtrace_handler *hard_now,
+					       const struct irqtrace_handler *vec_now,
 					       const struct irqtrace_handler *soft_now,
 					       struct irqtrace_where *w)
 {
 	if (hard_now->where.context) {
 		*w = hard_now->where;
+	} else if (vec_now && vec_now->where.context) {
+		*w = vec_now->where;
 	} else if (soft_now->where.context) {
 		*w = soft_now->where;
 	} else {
@@ -107,6 +115,31 @@ static __always_inline __u64 irqtrace_idle_handler(const struct irqtrace_handler
 		return late;
 	*w = h->where;
 	return h->start > now - late ? now - h->start : late;
+}
+
+/*
+ * A system vector's handler h ended at now. It is a handler of its own only
+ * if no hard handler ran inside it (had_inner): the local timer's vector runs
+ * hrtimer callbacks (the tick's, a driver's, the sampler's own), which are the
+ * more exact name for what held interrupts off, and would otherwise lose to
+ * the vector that ran them, always at least as long. Such a vector is held
+ * like a hard handler (held, n of them) and may name an open section.
+ */
+static __always_inline void irqtrace_vector_done(struct irqtrace_handler *h, __u64 now,
+						 bool had_inner, struct irqtrace_handler *held,
+						 int n, __u64 off_ts,
+						 struct irqtrace_where *off_where,
+						 __u64 *off_where_ns)
+{
+	int i;
+
+	h->end = now;
+	if (!had_inner) {
+		for (i = 0; i < n; i++)
+			irqtrace_hold_longest(&held[i], h);
+		irqtrace_section_handler(off_ts, h, now, off_where, off_where_ns);
+	}
+	h->where.context = IRQTRACE_CONTEXT_TASK;
 }
 
 #endif /* _IRQTRACE_CONTEXT_H */

@@ -23,6 +23,13 @@
  *   softirq <usec> <cpu>         local_irq_save, busy-wait, local_irq_restore
  *                                in a soft hrtimer callback on cpu (the HRTIMER
  *                                softirq), idle otherwise
+ *   ipi <usec> <cpu>             busy-wait in an smp_call_function_single()
+ *                                function on cpu, idle otherwise: a section of
+ *                                the CALL_FUNCTION_SINGLE vector's handler,
+ *                                which passes no irq_handler_entry
+ *   irqwork <usec> <cpu>         busy-wait in an irq_work queued on cpu by
+ *                                cpu itself: a section of the IRQ_WORK
+ *                                vector's handler, idle otherwise
  *   bench <pairs>                time <pairs> local_irq_save/restore pairs
  *
  * Busy waits use local_clock(), the clock irqtrace's exact method uses, so
@@ -50,6 +57,7 @@
 #include <linux/interrupt.h>
 #include <linux/irq.h>
 #include <linux/irqdesc.h>
+#include <linux/irq_work.h>
 #include <linux/kernel.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
@@ -297,6 +305,92 @@ out:
 	return ret;
 }
 
+/* A section in an x86 system vector's handler on an otherwise idle CPU. */
+struct irqburn_vector_section {
+	struct irq_work work;
+	struct completion done;
+	u64 ns;
+	u64 start_ns;
+	u64 held;
+	u64 outer_ns;
+	int cpu;
+};
+
+static noinline void irqburn_vector_hold(struct irqburn_vector_section *x)
+{
+	u64 before = local_clock();
+
+	x->held = irqburn_hold(x->ns, &x->start_ns);
+	x->outer_ns = local_clock() - before;
+	x->cpu = raw_smp_processor_id();
+}
+
+/* smp_call_function_single()'s function: the CALL_FUNCTION_SINGLE vector's handler runs it. */
+static noinline void irqburn_ipi_fn(void *arg)
+{
+	irqburn_vector_hold(arg);
+}
+
+/* Interrupts are off: the IRQ_WORK vector's handler runs it. */
+static noinline void irqburn_irq_work_fn(struct irq_work *w)
+{
+	struct irqburn_vector_section *x = container_of(w, struct irqburn_vector_section, work);
+
+	irqburn_vector_hold(x);
+	complete(&x->done);
+}
+
+/*
+ * Queued by the target CPU itself: queued from another, an irq_work travels
+ * as a CALL_FUNCTION_SINGLE IPI; queued locally it raises the IRQ_WORK
+ * vector, which comes once this IPI's handler has returned.
+ */
+static void irqburn_queue_work(void *arg)
+{
+	struct irqburn_vector_section *x = arg;
+
+	irq_work_queue(&x->work);
+}
+
+static int irqburn_in_vector(bool ipi, u64 usec, int cpu, char *report, size_t len)
+{
+	struct irqburn_vector_section x = { .ns = usec * NSEC_PER_USEC, .cpu = -1 };
+	int other = cpumask_any_but(cpu_online_mask, cpu);
+	cpumask_var_t saved;
+	int ret;
+
+	if (cpu < 0 || cpu >= nr_cpu_ids || !cpu_online(cpu) || other >= nr_cpu_ids)
+		return -EINVAL;
+	if (!alloc_cpumask_var(&saved, GFP_KERNEL))
+		return -ENOMEM;
+	/* The writer waits on another CPU, so the target idles until the vector comes. */
+	ret = pin_to_cpu(other, saved);
+	if (ret)
+		goto out;
+	schedule_timeout_uninterruptible(1);
+	init_completion(&x.done);
+	init_irq_work(&x.work, irqburn_irq_work_fn);
+	if (ipi) {
+		ret = smp_call_function_single(cpu, irqburn_ipi_fn, &x, 1);
+	} else {
+		ret = smp_call_function_single(cpu, irqburn_queue_work, &x, 1);
+		if (!ret && !wait_for_completion_timeout(&x.done,
+							 msecs_to_jiffies(1000 + usec / USEC_PER_MSEC)))
+			ret = -ETIMEDOUT;
+		irq_work_sync(&x.work);
+	}
+	set_cpus_allowed_ptr(current, saved);
+	if (!ret)
+		scnprintf(report, len,
+			  "op=%s cpu=%d pid=%d tgid=%d comm=%s fn=%ps start_ns=%llu duration_ns=%llu outer_ns=%llu\n",
+			  ipi ? "ipi" : "irqwork", x.cpu, task_pid_nr(current), task_tgid_nr(current),
+			  current->comm, ipi ? (void *)irqburn_ipi_fn : (void *)irqburn_irq_work_fn,
+			  x.start_ns, x.held, x.outer_ns);
+out:
+	free_cpumask_var(saved);
+	return ret;
+}
+
 static void irqburn_enable_line(struct work_struct *work)
 {
 	struct irqline_enable_work *w = container_of(work, struct irqline_enable_work, work);
@@ -466,6 +560,13 @@ static int run_command(struct selftest_file *f, const char *cmd)
 			goto out;
 		}
 		ret = irqburn_in_interrupt(op[0] == 's', a, b, c, f->report, REPORT_LEN);
+		f->report_len = ret ? 0 : strlen(f->report);
+	} else if (!strcmp(op, "ipi") || !strcmp(op, "irqwork")) {
+		if (n != 3 || a == 0 || a > MAX_HOLD_USEC) {
+			ret = -ERANGE;
+			goto out;
+		}
+		ret = irqburn_in_vector(op[1] == 'p', a, b, f->report, REPORT_LEN);
 		f->report_len = ret ? 0 : strlen(f->report);
 	} else if (!strcmp(op, "bench")) {
 		if (a == 0 || a > MAX_BENCH_PAIRS) {

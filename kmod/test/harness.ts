@@ -254,12 +254,23 @@ export function onCpuDuring(recs: SectionRecord[], report: Report, slackNs = 0n)
  * meanwhile: a sampler's late sample comes after both and must still name the long one.
  */
 export function interruptWorkload(us: number): string[] {
-  return [0, 1, 2].flatMap(() => [`hardirq ${us} 1 1`, `softirq ${us} 1`]);
+  return [0, 1, 2].flatMap(() => [`hardirq ${us} 1 1`, `softirq ${us} 1`, `ipi ${us} 1`, `irqwork ${us} 1`]);
+}
+
+/** The x86 vectors whose handlers run the selftest's ipi and irqwork (CALL_FUNCTION_SINGLE, IRQ_WORK). */
+const SELFTEST_VECTORS: Readonly<Record<string, number>> = { ipi: 0xfb, irqwork: 0xf6 };
+
+/** Whether rec names the handler the selftest's report ran its section in. */
+function inReportsHandler(report: Report, rec: SectionRecord, syms: Kallsyms): boolean {
+  if (report.op === 'hardirq') return rec.context === Context.Timer && syms.lookup(rec.contextFn)?.name === 'irqburn_hardirq_fn';
+  if (report.op === 'softirq') return rec.context === Context.Softirq && rec.contextNr === 8;
+  return rec.context === Context.Vector && rec.contextNr === SELFTEST_VECTORS[report.op];
 }
 
 /**
  * The workload's interrupt-context sections recorded as their handler's (TIMER:
- * irqburn_hardirq_fn; SOFTIRQ: vector 8, HRTIMER) and at least as long as the section less
+ * irqburn_hardirq_fn; SOFTIRQ: vector 8, HRTIMER; VECTOR: CALL_FUNCTION_SINGLE for an IPI's
+ * function, IRQ_WORK for an irq_work, which pass no irq_handler_entry) and at least as long as the section less
  * shortBy (a sampler's period): each report's longest such record, one for every report;
  * none in their window taken for the idle loop's. (The guest's own sections in the same
  * contexts, the tick's or other timers' in the HRTIMER softirq, may come near: not counted.)
@@ -271,7 +282,7 @@ export function expectInterruptContexts(recs: SectionRecord[], reports: Report[]
     if (report.op === 'hardirq') expect(report.fields.tail, `the tail timer ran after ${JSON.stringify(report.fields)}`).toBe('1');
     const during = onCpuDuring(recs, report, o.slackNs);
     const theirs = during
-      .filter((r) => (report.op === 'hardirq' ? r.context === Context.Timer && syms.lookup(r.contextFn)?.name === 'irqburn_hardirq_fn' : r.context === Context.Softirq && r.contextNr === 8))
+      .filter((r) => inReportsHandler(report, r, syms))
       .filter((r) => r.durationNs >= report.durationNs - (o.shortByNs ?? 0n))
       .sort((a, b) => Number(b.durationNs - a.durationNs));
     expect(during.filter((r) => r.context === Context.Task && r.pid === 0), `no idle-loop record for ${report.op}`).toEqual([]);

@@ -14,12 +14,31 @@ const pb = irqtrace.v1;
 /** The softirq vectors' names, as the kernel's softirq_to_name[] has them. */
 export const SOFTIRQ_NAMES = ['HI', 'TIMER', 'NET_TX', 'NET_RX', 'BLOCK', 'IRQ_POLL', 'TASKLET', 'SCHED', 'HRTIMER', 'RCU'] as const;
 
+/**
+ * The x86 system vectors whose handlers the kernel side names (arch/x86/include/asm/irq_vectors.h,
+ * unchanged since Linux 4.x): the names of their tracepoints, as people know them.
+ */
+export const X86_VECTOR_NAMES: Readonly<Record<number, string>> = {
+  0xec: 'LOCAL_TIMER',
+  0xf4: 'DEFERRED_ERROR',
+  0xf6: 'IRQ_WORK',
+  0xf7: 'X86_PLATFORM_IPI',
+  0xf9: 'THRESHOLD_APIC',
+  0xfa: 'THERMAL_APIC',
+  0xfb: 'CALL_FUNCTION_SINGLE',
+  0xfc: 'CALL_FUNCTION',
+  0xfd: 'RESCHEDULE',
+  0xfe: 'ERROR_APIC',
+  0xff: 'SPURIOUS_APIC',
+};
+
 const KINDS: Record<Context, irqtrace.v1.ContextKind> = {
   [Context.Task]: pb.ContextKind.CONTEXT_KIND_TASK,
   [Context.Hardirq]: pb.ContextKind.CONTEXT_KIND_HARDIRQ,
   [Context.Timer]: pb.ContextKind.CONTEXT_KIND_TIMER,
   [Context.Softirq]: pb.ContextKind.CONTEXT_KIND_SOFTIRQ,
   [Context.Nmi]: pb.ContextKind.CONTEXT_KIND_NMI,
+  [Context.Vector]: pb.ContextKind.CONTEXT_KIND_VECTOR,
 };
 
 /** The handler's name as people say it: "nvme_irq", "tick_sched_timer [mod]". */
@@ -28,7 +47,7 @@ function handlerName(handler: irqtrace.v1.IFrame | null): string | undefined {
   return handler.module ? `${handler.symbol} [${handler.module}]` : handler.symbol;
 }
 
-/** One line for people: "irq 24 handler (nvme0q1)", "hrtimer tick_sched_timer", "softirq NET_RX". */
+/** One line for people: "irq 24 handler (nvme0q1)", "hrtimer tick_sched_timer", "softirq NET_RX", "vector IRQ_WORK (0xf6)". */
 export function contextSummary(c: irqtrace.v1.IContext): string {
   switch (c.kind) {
     case pb.ContextKind.CONTEXT_KIND_HARDIRQ: {
@@ -41,6 +60,10 @@ export function contextSummary(c: irqtrace.v1.IContext): string {
       return `softirq ${c.softirq || '?'}`;
     case pb.ContextKind.CONTEXT_KIND_NMI:
       return 'NMI';
+    case pb.ContextKind.CONTEXT_KIND_VECTOR: {
+      const vector = c.vector ?? 0;
+      return `vector ${X86_VECTOR_NAMES[vector] ?? '?'} (0x${vector.toString(16)})`;
+    }
     default:
       return 'task';
   }
@@ -64,6 +87,7 @@ export class ContextNamer {
         kind: KINDS[rec.context],
         irq: rec.context === Context.Hardirq ? rec.contextNr : 0,
         softirq: rec.context === Context.Softirq ? (SOFTIRQ_NAMES[rec.contextNr] ?? `vector ${rec.contextNr}`) : '',
+        vector: rec.context === Context.Vector ? rec.contextNr : 0,
         handler,
         actions,
       };

@@ -43,6 +43,7 @@ export enum Context {
   Timer = 2,
   Softirq = 3,
   Nmi = 4,
+  Vector = 5,
 }
 
 /** What runs besides the irqs-off method (irqtrace_counters.running). */

@@ -95,6 +95,12 @@ enum irqtrace_context {
 	IRQTRACE_CONTEXT_TIMER		= 2,	/* an hrtimer callback in hard irq context */
 	IRQTRACE_CONTEXT_SOFTIRQ	= 3,	/* a softirq: context_nr is its vector */
 	IRQTRACE_CONTEXT_NMI		= 4,	/* an NMI (no method sees into one) */
+	/*
+	 * an x86 system vector's handler, outside any handler above: the
+	 * local timer, an IPI (smp_call_function, reschedule), irq_work, the
+	 * APIC's own; context_nr is the vector (LOCAL_TIMER_VECTOR 0xec, ...)
+	 */
+	IRQTRACE_CONTEXT_VECTOR		= 5,
 };
 
 /* irqtrace_record.flags */

@@ -63,6 +63,12 @@ function agent(node: string) {
     apply: () => {
       client.sendState({ phase: v1.BackendState.Phase.PHASE_RUNNING, backend: v1.Backend.BACKEND_KMOD, configVersion: toLong(toBigInt(configs.at(-1)?.version)) });
     },
+    /** Stops as the agent does on SIGTERM: its kernel side stopped, it says IDLE (with the version it last applied), then its stream ends. */
+    stopCleanly: async () => {
+      client.sendState({ phase: v1.BackendState.Phase.PHASE_IDLE, reason: 'agent stopped', configVersion: toLong(toBigInt(configs.at(-2)?.version)) });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await client.stop();
+    },
     /** The last config's unload failed, as the agent says it: the version still running is the one before. */
     unloadFailed: (reason: string) => {
       client.sendState({ phase: v1.BackendState.Phase.PHASE_FAILED, reason, configVersion: toLong(toBigInt(configs.at(-2)?.version)) });
@@ -160,6 +166,24 @@ describe('a deleted trace', () => {
     } finally {
       await again.client.stop();
     }
+  });
+
+  // A clean stop (the DaemonSet deleted with the last trace: SIGTERM) unloads on the way out, and
+  // may come before the agent applied the config without the trace: its IDLE says nothing runs.
+  it('whose node\'s agent stopped cleanly before applying the new config is released at once', async () => {
+    await apply('tidy');
+    const n1 = agent('n1');
+    await waitUntil('the trace on n1', 15_000, async () => Promise.resolve(n1.traces().includes('tidy')));
+    n1.apply();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const deleted = Date.now();
+    await cluster.kubectl(['delete', 'irqtrace', 'tidy', '--wait=false']);
+    await waitUntil('n1 sent a config without it', 15_000, async () => Promise.resolve(!n1.traces().includes('tidy')));
+    await n1.stopCleanly();
+    await waitUntil('released', 15_000, async () => (await trace('tidy')) === undefined);
+    expect(Date.now() - deleted).toBeLessThan(UNLOAD_TIMEOUT_MS - 2000);
+    const events = await cluster.kubectl(['get', 'events.events.k8s.io', '-n', 'default', '--field-selector', 'regarding.name=tidy,reason=UnloadNotConfirmed', '-o', 'name']);
+    expect(events.stdout.trim()).toBe('');
   });
 
   it('whose node\'s unload failed is held naming the node and the error, until it succeeds', async () => {

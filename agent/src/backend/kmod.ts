@@ -241,12 +241,13 @@ export class KmodBackend implements KernelBackend {
     if (woken) await this.reading;
     if (device !== undefined) await closeFd(device);
     await this.reading;
-    // A failed rmmod leaves loadedByUs: stop() again tries it again.
-    if (this.loadedByUs) {
+    // A failed rmmod leaves loadedByUs: stop() again tries it again (unless another backend,
+    // which adopted the module meanwhile, unloaded it).
+    if (this.loadedByUs && (await exists(join(this.sys, 'module', 'irqtrace')))) {
       await this.idle();
       await rmmod(this.exec);
-      this.loadedByUs = false;
     }
+    this.loadedByUs = false;
   }
 
   /**

@@ -57,8 +57,11 @@ export interface NodeAgentOptions {
 
 export class NodeAgent {
   private backend: KernelBackend | undefined;
-  /** A backend whose stop failed (its kernel side still there): stopped again before anything else. */
-  private unstopped: KernelBackend | undefined;
+  /**
+   * Backends whose stop failed (their kernel side still there, a module left idle): stopped again
+   * at every stop, after the running one (which may have adopted their module), until they are.
+   */
+  private unstopped: KernelBackend[] = [];
   private running: Merged | undefined;
   private traces: Trace[] = [];
   private configVersion = 0n;
@@ -220,6 +223,9 @@ export class NodeAgent {
       // trace's finalizer waits, naming the node and the error. Tried again soon.
       const failure = (await this.stopBackend()) ?? (await this.unloadLeftover());
       if (failure) {
+        // Nothing is measured meanwhile (the backend left it idle before it tried).
+        this.running = undefined;
+        this.method = 'off';
         this.setPhase(Phase.PHASE_FAILED, `unloading: ${failure}`);
         this.retry = setTimeout(() => { void this.applyTraces(this.traces, version); }, Math.min(UNLOAD_RETRY_MS, this.o.retryMs ?? UNLOAD_RETRY_MS));
         return;
@@ -246,8 +252,6 @@ export class NodeAgent {
     try {
       const started = await startBackend(merged.backend, merged.kernel, { record: (r) => { this.onRecord(r); }, failed: (e) => { this.onFailed(e); } }, this.o.backend);
       this.backend = started.backend;
-      // It took over whatever a failed stop left (a loaded module is adopted).
-      this.unstopped = undefined;
       this.running = merged;
       this.method = started.state.method;
       applied(Phase.PHASE_RUNNING, started.state.reason);
@@ -259,22 +263,25 @@ export class NodeAgent {
     }
   }
 
-  /** Stops the kernel side; returns why it could not (then kept, to be stopped again). */
+  /** Stops the kernel side (and whatever a failed stop left); returns why it could not (then kept, to be stopped again). */
   private async stopBackend(): Promise<string | undefined> {
-    const backend = this.backend ?? this.unstopped;
-    if (this.backend) await this.snapshot(this.backend);
+    const backend = this.backend;
     this.backend = undefined;
-    this.unstopped = undefined;
-    if (!backend) return undefined;
-    try {
-      await backend.stop();
-      return undefined;
-    } catch (err) {
-      this.unstopped = backend;
-      const why = err instanceof Error ? err.message : String(err);
-      this.o.log.warn({ err: why }, 'stopping the backend failed; its kernel side is still there');
-      return why;
+    if (backend) await this.snapshot(backend);
+    const stops = backend ? [backend, ...this.unstopped] : this.unstopped;
+    this.unstopped = [];
+    let failure: string | undefined;
+    for (const b of stops) {
+      try {
+        await b.stop();
+      } catch (err) {
+        this.unstopped.push(b);
+        const why = err instanceof Error ? err.message : String(err);
+        this.o.log.warn({ err: why }, 'stopping the backend failed; its kernel side is still there');
+        failure ??= why;
+      }
     }
+    return failure;
   }
 
   /** With no trace and nothing of its own running: a module a killed agent of this pod left, unloaded; returns why it could not. */
@@ -344,10 +351,12 @@ export class NodeAgent {
     for (const t of this.timers) clearInterval(t);
     clearTimeout(this.retry);
     await this.changes;
-    await this.stopBackend();
+    const failure = await this.stopBackend();
     await this.pipeline.drained();
     this.batcher.stop();
-    this.setPhase(Phase.PHASE_IDLE, 'agent stopped');
+    // IDLE says nothing of the kernel side runs: a deleted trace need not wait for this node.
+    if (failure) this.setPhase(Phase.PHASE_FAILED, `agent stopped; unloading: ${failure}`);
+    else this.setPhase(Phase.PHASE_IDLE, 'agent stopped');
     // Give the last batches a moment to reach the ingest; what is left stays in the spool.
     const deadline = Date.now() + 3000;
     while (this.client?.connected && this.outbox.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

@@ -50,7 +50,7 @@ const NAMED_NODES = 10;
 /** A node a deleted trace waits for, and why when it is not simply the agent's answer. */
 function describePending(p: PendingNode): string {
   if (p.state === 'failed') return `${p.node} (${p.failure ?? 'failed'})`;
-  if (p.state === 'gone') return `${p.node} (agent gone: its kernel side may still run it)`;
+  if (p.state === 'gone') return `${p.node} (agent gone: its kernel side may still run it${p.failure ? `; it said: ${p.failure}` : ''})`;
   return p.node;
 }
 

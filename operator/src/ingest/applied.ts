@@ -52,6 +52,7 @@ export interface PendingNode {
    * stays loaded); failed: its agent says why it cannot stop (failure).
    */
   state: 'connected' | 'gone' | 'failed';
+  /** What the agent last said failed (kept when it is gone since). */
   failure?: string;
 }
 
@@ -259,8 +260,8 @@ export class AppliedConfigReader {
     for (const node of [...nodes].sort()) {
       const e = this.get(node);
       if (!e || !inCluster(node) || (e.traces !== undefined && !e.traces.includes(trace))) continue;
-      if (e.failure !== undefined) pending.push({ node, state: 'failed', failure: e.failure });
-      else pending.push({ node, state: isLive(e, now) ? 'connected' : 'gone' });
+      const state = !isLive(e, now) ? 'gone' : e.failure !== undefined ? 'failed' : 'connected';
+      pending.push({ node, state, ...(e.failure !== undefined ? { failure: e.failure } : {}) });
     }
     return pending;
   }

@@ -65,6 +65,8 @@ interface Agent {
   applied: bigint;
   /** Why the agent's kernel side cannot do what it was sent (its state's reason while it failed), as last recorded. */
   failure: string | undefined;
+  /** The traces recorded as running on the node (undefined: not reported on this stream yet). */
+  running: string[] | undefined;
   backend: irqtrace.v1.IBackendState | null;
   pending: number;
   chain: Promise<void>;
@@ -213,6 +215,7 @@ export class IngestServer {
       sent: new Map(),
       applied: 0n,
       failure: undefined,
+      running: undefined,
       backend: null,
       pending: 0,
       chain: Promise.resolve(),
@@ -221,8 +224,9 @@ export class IngestServer {
     this.agents.add(agent);
     this.o.metrics.agents.set(this.agents.size);
     this.o.log.info({ node: agent.node, bootId: agent.bootId, lastAckedSeq: toBigInt(h.lastAckedSeq).toString() }, 'agent connected');
-    // Connected, nothing applied on this stream yet: what runs there is unknown until it reports.
-    void this.o.applied?.put({ node: agent.node, bootId: agent.bootId, ingest: this.o.name, stream: agent.stream, connected: true, since: Date.now() });
+    // Connected, nothing applied on this stream yet: what runs there is unknown until it reports
+    // (nothing of an earlier stream's entry is kept).
+    void this.o.applied?.put({ node: agent.node, bootId: agent.bootId, ingest: this.o.name, stream: agent.stream, connected: true, since: Date.now(), traces: undefined, failure: undefined });
     this.pushConfig(agent, true);
     this.state(agent, pb.NodeState.Connection.CONNECTION_CONNECTED);
     return agent;
@@ -244,17 +248,22 @@ export class IngestServer {
    * The agent's backend state; a config version sent on this stream that it now says it applied
    * is recorded, and so is why its kernel side failed (a failed unload keeps the version it still
    * runs, and holds a deleted trace with the node and the error named), or that it no longer does.
+   * PHASE_IDLE says nothing of the kernel side runs (none asked for, or the agent stopped it all on
+   * its way out): no trace then, whatever the version.
    */
   private backendState(agent: Agent, state: irqtrace.v1.IBackendState): void {
     agent.backend = state;
     const failure = state.phase === pb.BackendState.Phase.PHASE_FAILED ? state.reason || 'failed, no reason given' : undefined;
     const version = toBigInt(state.configVersion);
-    const traces = agent.sent.get(version);
-    const newVersion = traces !== undefined && version > agent.applied;
-    if (!newVersion && failure === agent.failure) return;
+    const sent = agent.sent.get(version);
+    const newVersion = sent !== undefined && version > agent.applied;
     if (newVersion) agent.applied = version;
+    const traces = state.phase === pb.BackendState.Phase.PHASE_IDLE ? [] : newVersion ? sent : undefined;
+    const changed = failure !== agent.failure || (traces !== undefined && traces.join('\n') !== agent.running?.join('\n'));
+    if (!changed) return;
     agent.failure = failure;
-    void this.o.applied?.put({ node: agent.node, bootId: agent.bootId, ingest: this.o.name, stream: agent.stream, connected: true, failure, ...(newVersion ? { traces } : {}) });
+    if (traces) agent.running = traces;
+    void this.o.applied?.put({ node: agent.node, bootId: agent.bootId, ingest: this.o.name, stream: agent.stream, connected: true, failure, ...(traces ? { traces } : {}) });
   }
 
   private batch(agent: Agent, batch: ScannedBatch): void {

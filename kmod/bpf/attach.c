@@ -53,6 +53,15 @@ bool attached_lines(void)
 	return now.lines;
 }
 
+/*
+ * Every CPU's state starts afresh at its next event (a new sampling grid, no
+ * handler or section from before): the programs do it, see cfg.epoch.
+ */
+static void new_epoch(void)
+{
+	__atomic_add_fetch(&skel->data->cfg.epoch, 1, __ATOMIC_RELEASE);
+}
+
 static void detach_exact(void)
 {
 	int i;
@@ -65,7 +74,8 @@ static void detach_exact(void)
 
 static int attach_exact(char *why, size_t len)
 {
-	/* Enable first: one seen with no open section is ignored. */
+	/* Enable first: one seen with no open section is ignored (none from before: a new epoch). */
+	new_epoch();
 	now.exact[1] = bpf_program__attach_raw_tracepoint(skel->progs.irq_enable, "irq_enable");
 	if (now.exact[1])
 		now.exact[0] = bpf_program__attach_raw_tracepoint(skel->progs.irq_disable, "irq_disable");
@@ -111,23 +121,6 @@ static void online_cpus(__u64 *mask)
 		memset(mask, 0xff, IRQTRACE_BPF_MAX_CPUS / 8);
 }
 
-/* Resets the programs' grid estimate: a new period starts a new grid. */
-static void reset_grid(void)
-{
-	struct irqtrace_bpf_cpu *values = calloc(nr_cpus, sizeof(*values));
-	__u32 zero = 0;
-	int cpu;
-
-	if (!values)
-		return;
-	if (!bpf_map_lookup_elem(bpf_map__fd(skel->maps.cpu_state), &zero, values)) {
-		for (cpu = 0; cpu < nr_cpus; cpu++)
-			values[cpu].expected = 0;
-		bpf_map_update_elem(bpf_map__fd(skel->maps.cpu_state), &zero, values, BPF_ANY);
-	}
-	free(values);
-}
-
 static int attach_sampled(const struct settings *s, char *why, size_t len)
 {
 	struct perf_event_attr attr = {
@@ -139,7 +132,7 @@ static int attach_sampled(const struct settings *s, char *why, size_t len)
 	__u64 online[IRQTRACE_BPF_MAX_CPUS / 64];
 	int cpu, fd, err;
 
-	reset_grid();
+	new_epoch();
 	online_cpus(online);
 	for (cpu = 0; cpu < nr_cpus && cpu < IRQTRACE_BPF_MAX_CPUS; cpu++) {
 		if (!(s->cpus[cpu / 64] & online[cpu / 64] & (1ULL << (cpu % 64))))
@@ -220,7 +213,8 @@ static void detach_context(void)
 {
 	unsigned int i;
 
-	for (i = 0; i < ARRAY_SIZE(now.context); i++) {
+	/* Entries before exits (each pair is exit, entry). */
+	for (i = ARRAY_SIZE(now.context); i-- > 0;) {
 		bpf_link__destroy(now.context[i]);
 		now.context[i] = NULL;
 	}
@@ -260,7 +254,12 @@ static void attach_context(void)
 		       "a link for each probe");
 	if (now.context_on)
 		return;
+	/* What the probes kept before they were detached is stale. */
+	new_epoch();
 	for (i = 0; i < ARRAY_SIZE(probes); i++, n++) {
+		/* An entry whose exit is missing would never end. */
+		if (n % 2 && !now.context[n - 1])
+			continue;
 		now.context[n] = bpf_program__attach_raw_tracepoint(probes[i].prog, probes[i].tp);
 		if (!now.context[n] && !said)
 			say("no %s tracepoint (%s): sections in that context are named less well",

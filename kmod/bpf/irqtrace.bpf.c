@@ -158,11 +158,21 @@ static __always_inline struct irqtrace_bpf_counters *my_counters(void)
 	return bpf_map_lookup_elem(&counters, &zero);
 }
 
+/* This CPU's state; of an earlier attach (cfg.epoch), started afresh: the records' seq goes on. */
 static __always_inline struct irqtrace_bpf_cpu *my_state(void)
 {
+	struct irqtrace_bpf_cpu *c;
 	__u32 zero = 0;
+	__u64 seq;
 
-	return bpf_map_lookup_elem(&cpu_state, &zero);
+	c = bpf_map_lookup_elem(&cpu_state, &zero);
+	if (c && c->epoch != cfg.epoch) {
+		seq = c->seq;
+		__builtin_memset(c, 0, sizeof(*c));
+		c->seq = seq;
+		c->epoch = cfg.epoch;
+	}
+	return c;
 }
 
 static __always_inline bool cpu_wanted(__u32 cpu)

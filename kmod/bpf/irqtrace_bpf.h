@@ -36,6 +36,14 @@ struct irqtrace_bpf_config {
 	__u32 irqs_all;		/* irq-line: every IRQ, else the targets map */
 	__u32 all_cpus;		/* every CPU: no need to look at cpus */
 	__u32 context_all_cpus;	/* irq lines watched: the context probes serve every CPU */
+	/*
+	 * Bumped by the loader when it attaches probes anew: each CPU then
+	 * starts its state afresh on its next event (irqtrace_bpf_cpu.epoch),
+	 * itself, with no write from the loader to race its programs. What a
+	 * detach cut in two (an entry whose exit came while detached, a section
+	 * whose enable did) would otherwise name or time sections after it.
+	 */
+	__u64 epoch;
 	__u64 cpus[IRQTRACE_BPF_MAX_CPUS / 64];	/* bitmap of CPUs measured */
 };
 
@@ -69,6 +77,7 @@ struct irqtrace_bpf_cpu {
 	__u64 off_where_ns;
 	__u64 expected;		/* sampled: next expiry of the perf timer's grid */
 	__u64 seq;		/* records emitted on this CPU */
+	__u64 epoch;		/* the cfg.epoch this state is of */
 	struct irqtrace_handler hard_now;
 	struct irqtrace_handler vec_now;	/* the x86 system vector running now */
 	__u64 vec_inner;	/* a hard handler (or the sampler's timer) ran inside vec_now */

@@ -104,17 +104,20 @@ static __always_inline void irqtrace_held_by(const struct irqtrace_handler *last
 
 /*
  * On an idle CPU: h, if it was done in [now - late, now], is the section,
- * from its entry (or the window's start) on; the wait before it was the idle
- * loop's (a vCPU or a deep C-state woken late), which is no section. Else *w
- * is left alone. Returns the section's length.
+ * from its entry (or the window's start) to its end; the wait before it was
+ * the idle loop's (a vCPU or a deep C-state woken late), and so is any after
+ * it (the CPU idled again, an IPI's handler long done), which is no section.
+ * Else *w is left alone. Returns the section's length.
  */
 static __always_inline __u64 irqtrace_idle_handler(const struct irqtrace_handler *h, __u64 now,
 						   __u64 late, struct irqtrace_where *w)
 {
-	if (!h->where.context || !h->end || h->end <= now - late)
+	__u64 from = now - late;
+
+	if (!h->where.context || !h->end || h->end <= from)
 		return late;
 	*w = h->where;
-	return h->start > now - late ? now - h->start : late;
+	return h->end - (h->start > from ? h->start : from);
 }
 
 /*

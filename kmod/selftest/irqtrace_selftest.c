@@ -197,6 +197,32 @@ static __always_inline s64 irqburn_section(bool irqs, bool witness, u64 ns, u64 
 
 static int pin_to_cpu(int cpu, cpumask_var_t saved);
 
+/*
+ * Pins the writer to a CPU other than cpu, so that cpu idles until the
+ * section's interrupt comes there; *saved (allocated here) keeps the writer's
+ * affinity for unpin().
+ */
+static int pin_away_from(int cpu, cpumask_var_t *saved)
+{
+	int other = cpumask_any_but(cpu_online_mask, cpu);
+	int ret;
+
+	if (cpu < 0 || cpu >= nr_cpu_ids || !cpu_online(cpu) || other >= nr_cpu_ids)
+		return -EINVAL;
+	if (!alloc_cpumask_var(saved, GFP_KERNEL))
+		return -ENOMEM;
+	ret = pin_to_cpu(other, *saved);
+	if (ret)
+		free_cpumask_var(*saved);
+	return ret;
+}
+
+static void unpin(cpumask_var_t saved)
+{
+	set_cpus_allowed_ptr(current, saved);
+	free_cpumask_var(saved);
+}
+
 /* A section run by a timer callback on an otherwise idle CPU. */
 struct irqburn_irq_section {
 	struct hrtimer timer;
@@ -268,18 +294,12 @@ static int irqburn_in_interrupt(bool soft, u64 usec, int cpu, bool tail, char *r
 	struct irqburn_irq_section x = {
 		.soft = soft, .want_tail = tail, .ns = usec * NSEC_PER_USEC, .cpu = -1,
 	};
-	int other = cpumask_any_but(cpu_online_mask, cpu);
 	cpumask_var_t saved;
-	int ret = 0;
+	int ret;
 
-	if (cpu < 0 || cpu >= nr_cpu_ids || !cpu_online(cpu) || other >= nr_cpu_ids)
-		return -EINVAL;
-	if (!alloc_cpumask_var(&saved, GFP_KERNEL))
-		return -ENOMEM;
-	/* The writer waits on another CPU, so the target idles until its timer fires. */
-	ret = pin_to_cpu(other, saved);
+	ret = pin_away_from(cpu, &saved);
 	if (ret)
-		goto out;
+		return ret;
 	init_completion(&x.done);
 	hrtimer_init_on_stack(&x.timer, CLOCK_MONOTONIC,
 			      soft ? HRTIMER_MODE_REL_PINNED_SOFT : HRTIMER_MODE_REL_PINNED_HARD);
@@ -293,15 +313,13 @@ static int irqburn_in_interrupt(bool soft, u64 usec, int cpu, bool tail, char *r
 	hrtimer_cancel(&x.tail);
 	destroy_hrtimer_on_stack(&x.tail);
 	destroy_hrtimer_on_stack(&x.timer);
-	set_cpus_allowed_ptr(current, saved);
+	unpin(saved);
 	if (!ret)
 		scnprintf(report, len,
 			  "op=%s cpu=%d pid=%d tgid=%d comm=%s fn=%ps start_ns=%llu duration_ns=%llu outer_ns=%llu tail=%d\n",
 			  soft ? "softirq" : "hardirq", x.cpu, task_pid_nr(current),
 			  task_tgid_nr(current), current->comm, x.timer.function, x.start_ns,
 			  x.held, x.outer_ns, x.tail_ran);
-out:
-	free_cpumask_var(saved);
 	return ret;
 }
 
@@ -355,18 +373,12 @@ static void irqburn_queue_work(void *arg)
 static int irqburn_in_vector(bool ipi, u64 usec, int cpu, char *report, size_t len)
 {
 	struct irqburn_vector_section x = { .ns = usec * NSEC_PER_USEC, .cpu = -1 };
-	int other = cpumask_any_but(cpu_online_mask, cpu);
 	cpumask_var_t saved;
 	int ret;
 
-	if (cpu < 0 || cpu >= nr_cpu_ids || !cpu_online(cpu) || other >= nr_cpu_ids)
-		return -EINVAL;
-	if (!alloc_cpumask_var(&saved, GFP_KERNEL))
-		return -ENOMEM;
-	/* The writer waits on another CPU, so the target idles until the vector comes. */
-	ret = pin_to_cpu(other, saved);
+	ret = pin_away_from(cpu, &saved);
 	if (ret)
-		goto out;
+		return ret;
 	schedule_timeout_uninterruptible(1);
 	init_completion(&x.done);
 	init_irq_work(&x.work, irqburn_irq_work_fn);
@@ -379,15 +391,13 @@ static int irqburn_in_vector(bool ipi, u64 usec, int cpu, char *report, size_t l
 			ret = -ETIMEDOUT;
 		irq_work_sync(&x.work);
 	}
-	set_cpus_allowed_ptr(current, saved);
+	unpin(saved);
 	if (!ret)
 		scnprintf(report, len,
 			  "op=%s cpu=%d pid=%d tgid=%d comm=%s fn=%ps start_ns=%llu duration_ns=%llu outer_ns=%llu\n",
 			  ipi ? "ipi" : "irqwork", x.cpu, task_pid_nr(current), task_tgid_nr(current),
 			  current->comm, ipi ? (void *)irqburn_ipi_fn : (void *)irqburn_irq_work_fn,
 			  x.start_ns, x.held, x.outer_ns);
-out:
-	free_cpumask_var(saved);
 	return ret;
 }
 

@@ -78,6 +78,11 @@ export class NodeAgent {
   private lastCounters = new Map<number, CountersItem>();
   private timers: NodeJS.Timeout[] = [];
   private retry: NodeJS.Timeout | undefined;
+  /**
+   * The periodic snapshot under way: it holds /dev/irqtrace_stats open while it reads, and rmmod
+   * refuses a module in use, so a stop waits for it (else a spurious "unloading: ... in use").
+   */
+  private snapshotting: Promise<void> = Promise.resolve();
   private local: LocalWatchServer | undefined;
 
   constructor(private readonly o: NodeAgentOptions) {
@@ -154,7 +159,7 @@ export class NodeAgent {
     } else {
       await this.applyTraces(this.o.traces ?? []);
     }
-    this.timers.push(setInterval(() => { void this.snapshot(); }, this.o.snapshotMs ?? 10_000));
+    this.timers.push(setInterval(() => { this.snapshotting = this.snapshot(); }, this.o.snapshotMs ?? 10_000));
     this.timers.push(setInterval(() => { this.pipeline.symbols.refresh().catch(() => {}); }, 10_000));
     this.timers.push(setInterval(() => { this.o.metrics.connected.set(this.client?.connected ? 1 : 0); }, 1000));
   }
@@ -267,6 +272,7 @@ export class NodeAgent {
   private async stopBackend(): Promise<string | undefined> {
     const backend = this.backend;
     this.backend = undefined;
+    await this.snapshotting;
     if (backend) await this.snapshot(backend);
     const stops = backend ? [backend, ...this.unstopped] : this.unstopped;
     this.unstopped = [];

@@ -45,11 +45,7 @@ static bool looked_up;
 static bool irq_hooked, softirq_hooked, hrtimer_hooked;
 
 /* x86's system vectors (arch/x86/include/asm/trace/irq_vectors.h): <name>_entry/_exit(int vector). */
-static const char * const vector_names[] = {
-	"local_timer", "call_function", "call_function_single", "reschedule", "irq_work",
-	"x86_platform_ipi", "thermal_apic", "threshold_apic", "deferred_error_apic",
-	"error_apic", "spurious_apic",
-};
+static const char * const vector_names[] = { IRQTRACE_X86_VECTORS };
 static struct tracepoint *tp_vec_entry[ARRAY_SIZE(vector_names)];
 static struct tracepoint *tp_vec_exit[ARRAY_SIZE(vector_names)];
 static bool vec_hooked[ARRAY_SIZE(vector_names)];

@@ -242,11 +242,7 @@ static void attach_context(void)
 		{ skel->progs.soft_entry, "softirq_entry" },
 	};
 	/* x86's system vectors (irq_vectors: <name>_entry/_exit), as kmod/context.c; absent elsewhere. */
-	static const char * const vectors[] = {
-		"local_timer", "call_function", "call_function_single", "reschedule", "irq_work",
-		"x86_platform_ipi", "thermal_apic", "threshold_apic", "deferred_error_apic",
-		"error_apic", "spurious_apic",
-	};
+	static const char * const vectors[] = { IRQTRACE_X86_VECTORS };
 	char tp[64];
 	unsigned int i, n = 0;
 

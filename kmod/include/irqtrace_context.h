@@ -16,6 +16,16 @@
 
 #include "uapi/irqtrace.h"
 
+/*
+ * x86's system vectors whose handlers pass no irq_handler_entry, by the names
+ * of their irq_vectors tracepoints (<name>_entry/_exit(int vector)): an
+ * initializer for both sides' lists. Elsewhere they do not exist.
+ */
+#define IRQTRACE_X86_VECTORS							\
+	"local_timer", "call_function", "call_function_single", "reschedule",	\
+	"irq_work", "x86_platform_ipi", "thermal_apic", "threshold_apic",	\
+	"deferred_error_apic", "error_apic", "spurious_apic"
+
 /* Where a section ran: enum irqtrace_context, its IRQ or vector, its handler. */
 struct irqtrace_where {
 	__u32 context;

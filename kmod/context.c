@@ -94,14 +94,29 @@ static __always_inline struct irqtrace_cpu *context_cpu(void)
 	return READ_ONCE(c->wanted) || READ_ONCE(all_cpus) ? c : NULL;
 }
 
+/*
+ * The outermost handler of an interrupt: a device IRQ's, or anything with no
+ * x86 vector around it. hybrid.c times interrupts from it.
+ */
+static __always_inline bool outermost(const struct irqtrace_cpu *c)
+{
+	return !c->vec_now.where.context && !c->intr_start;
+}
+
 static __always_inline void hard_entered(struct irqtrace_cpu *c, u8 context, u32 nr,
 					 unsigned long fn)
 {
+	u64 now = local_clock();
+
 	c->vec_inner = true;
 	c->hard_now = (struct irqtrace_handler) {
 		.where = { .context = context, .nr = nr, .fn = fn },
-		.start = local_clock(),
+		.start = now,
 	};
+	if (READ_ONCE(irqtrace_hybrid_running) && outermost(c)) {
+		irqtrace_hybrid_interrupt_entry(c, now);
+		c->hard_opened = true;
+	}
 }
 
 static __always_inline void hard_done(struct irqtrace_cpu *c)
@@ -116,6 +131,12 @@ static __always_inline void hard_done(struct irqtrace_cpu *c)
 	for (i = 0; i < IRQTRACE_SAMPLERS; i++)
 		irqtrace_hold_longest(&c->hard_held[i], h);
 	irqtrace_section_handler(c->off_ts, h, now, &c->off_where, &c->off_where_ns);
+	if (c->hard_opened) {
+		c->hard_opened = false;
+		irqtrace_hybrid_interrupt_exit(c, now, &h->where);
+	} else if (c->intr_start) {
+		irqtrace_hybrid_inner_done(c, h);
+	}
 	h->where.context = IRQTRACE_CONTEXT_TASK;
 }
 
@@ -169,13 +190,18 @@ static void notrace probe_vec_entry(void *data, int vector)
 {
 	struct irqtrace_cpu *c = context_cpu();
 
+	u64 now;
+
 	if (!c)
 		return;
+	now = local_clock();
 	c->vec_inner = false;
 	c->vec_now = (struct irqtrace_handler) {
 		.where = { .context = IRQTRACE_CONTEXT_VECTOR, .nr = vector },
-		.start = local_clock(),
+		.start = now,
 	};
+	if (READ_ONCE(irqtrace_hybrid_running))
+		irqtrace_hybrid_interrupt_entry(c, now);
 }
 NOKPROBE_SYMBOL(probe_vec_entry);
 
@@ -183,10 +209,17 @@ static void notrace probe_vec_exit(void *data, int vector)
 {
 	struct irqtrace_cpu *c = context_cpu();
 
+	struct irqtrace_where own;
+	u64 now;
+
 	if (!c || !c->vec_now.where.context)
 		return;
-	irqtrace_vector_done(&c->vec_now, local_clock(), c->vec_inner, c->hard_held,
+	now = local_clock();
+	own = c->vec_now.where;
+	irqtrace_vector_done(&c->vec_now, now, c->vec_inner, c->hard_held,
 			     IRQTRACE_SAMPLERS, c->off_ts, &c->off_where, &c->off_where_ns);
+	if (c->intr_start)
+		irqtrace_hybrid_interrupt_exit(c, now, &own);
 }
 NOKPROBE_SYMBOL(probe_vec_exit);
 

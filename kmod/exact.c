@@ -110,7 +110,9 @@ static void notrace probe_irq_enable(void *data, unsigned long ip, unsigned long
 	s = (struct irqtrace_section) {
 		.kind = IRQTRACE_KIND_IRQS_OFF,
 		.method = IRQTRACE_METHOD_EXACT,
-		.flags = IRQTRACE_F_SITES_VALID,
+		.flags = IRQTRACE_F_SITES_VALID | IRQTRACE_F_START_EXACT | IRQTRACE_F_END_EXACT,
+		.start_by = IRQTRACE_EDGE_TRACEPOINT,
+		.end_by = IRQTRACE_EDGE_TRACEPOINT,
 		.cpu = raw_smp_processor_id(),
 		.enable_cpu = raw_smp_processor_id(),
 		/* Back-date from now, in CLOCK_MONOTONIC, by the measured length. */

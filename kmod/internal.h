@@ -11,6 +11,9 @@
  * context.c   the interrupt context a section ran in: irq, softirq, hrtimer
  *             and x86 irq_vectors tracepoints (include/irqtrace_context.h decides from them, as
  *             the eBPF programs do)
+ * hybrid.c    irqs-off on stock kernels: ftrace callbacks on the irq-saving lock
+ *             functions, interrupt handlers (from context.c) and the sampler's late
+ *             interrupt, each end exact where hooked
  */
 #ifndef _IRQTRACE_INTERNAL_H
 #define _IRQTRACE_INTERNAL_H
@@ -69,6 +72,29 @@ struct irqtrace_ring {
 	u64 seq;
 };
 
+/*
+ * hybrid.c: the sections hooks measured last, for the sampler. Several can
+ * end between a sampler's expiry and its interrupt: a lock section, then the
+ * irq_work its record queued, delivered first at the same enable.
+ */
+#define IRQTRACE_HOOKED_RECENT	4
+
+struct irqtrace_hooked {
+	u64 start;		/* local_clock() */
+	u64 end;
+	u8 by;			/* enum irqtrace_edge that ended it */
+};
+
+/* hybrid.c: a section an irq-saving lock function opened; ts == 0 when none. */
+struct irqtrace_lock_open {
+	u64 ts;			/* local_clock() at the call */
+	u64 gen;		/* irq_gen then: an interrupt since says it ended */
+	struct task_struct *task;
+	unsigned long ip;	/* the lock function's caller */
+	unsigned long lock;
+	struct irqtrace_where where;
+};
+
 struct irqtrace_cpu {
 	/* exact: the open irqs-off section, off_ts == 0 when none */
 	u64 off_ts;
@@ -92,6 +118,21 @@ struct irqtrace_cpu {
 	 */
 	struct irqtrace_handler hard_held[IRQTRACE_SAMPLERS];
 	struct irqtrace_handler soft_held[IRQTRACE_SAMPLERS];
+	/* hybrid.c */
+	struct irqtrace_lock_open lock_open;
+	/* outermost interrupts entered: each says interrupts were on */
+	u64 irq_gen;
+	/* the outermost interrupt's entry (local_clock()), 0 when none runs */
+	u64 intr_start;
+	/* a hard handler (not a vector) entered it: its exit ends it */
+	bool hard_opened;
+	/* in it: the sampler's own callback time, and the longest inner handler */
+	u64 intr_self;
+	struct irqtrace_where intr_where;
+	u64 intr_where_ns;
+	/* the last sections hooks measured, hooked_next the slot for the next */
+	struct irqtrace_hooked hooked[IRQTRACE_HOOKED_RECENT];
+	unsigned int hooked_next;
 	/* > 0 while a probe runs on this CPU: stops recursion */
 	int in_probe;
 	/* This CPU is in the cpus parameter: read on every transition. */
@@ -125,12 +166,17 @@ struct irqtrace_section {
 	u8 kind;
 	u8 method;
 	u8 flags;
+	/* enum irqtrace_edge: what timed each end */
+	u8 start_by;
+	u8 end_by;
 	u16 cpu;
 	u32 enable_cpu;
 	u32 irq;
 	u64 start_ns;
 	u64 duration_ns;
 	u64 error_ns;
+	/* the lock whose irq-saving call opened it (IRQTRACE_EDGE_LOCK), else 0 */
+	unsigned long lock;
 	struct irqtrace_where where;
 	struct task_struct *task;
 	unsigned long disable_ip;
@@ -206,6 +252,34 @@ bool irqtrace_irqline_wanted(void);
 void irqtrace_irqline_clear_hist(void);
 unsigned int irqtrace_irqline_nr_hist(void);
 bool irqtrace_irqline_hist(unsigned int index, struct irqtrace_hist *out);
+
+/* hybrid.c */
+extern bool irqtrace_hybrid_running __read_mostly;
+
+/* The section a late hard sample saw, in local_clock() (hybrid). */
+struct irqtrace_hybrid_sample {
+	u64 start;
+	u64 end;
+	u8 start_by;
+	u8 end_by;
+	u8 flags;
+	/* a lock function opened it: its lock, caller and context */
+	bool lock_opened;
+	unsigned long lock;
+	unsigned long disable_ip;
+	struct irqtrace_where where;
+};
+
+int irqtrace_hybrid_start(void);
+void irqtrace_hybrid_stop(void);
+int irqtrace_hybrid_show(char *buf, int at);
+void irqtrace_hybrid_interrupt_entry(struct irqtrace_cpu *c, u64 now);
+void irqtrace_hybrid_inner_done(struct irqtrace_cpu *c, const struct irqtrace_handler *h);
+void irqtrace_hybrid_interrupt_exit(struct irqtrace_cpu *c, u64 now,
+				    const struct irqtrace_where *own);
+bool irqtrace_hybrid_sample(struct irqtrace_cpu *c, u64 expiry, u64 now, struct pt_regs *regs,
+			    struct irqtrace_hybrid_sample *hs);
+void irqtrace_hybrid_sampler_self(struct irqtrace_cpu *c, u64 ns);
 
 /* context.c */
 int irqtrace_context_start(bool all_cpus);

@@ -123,7 +123,8 @@ static void line_enabled(unsigned int irq, unsigned long site)
 	s = (struct irqtrace_section) {
 		.kind = IRQTRACE_KIND_IRQ_LINE,
 		.method = IRQTRACE_METHOD_EXACT,
-		.flags = IRQTRACE_F_SITES_VALID,
+		/* Timed by its disable_irq and enable_irq calls: no edge of irqs off. */
+		.flags = IRQTRACE_F_SITES_VALID | IRQTRACE_F_START_EXACT | IRQTRACE_F_END_EXACT,
 		.cpu = st->cpu,
 		.enable_cpu = raw_smp_processor_id(),
 		.irq = irq,

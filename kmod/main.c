@@ -7,6 +7,9 @@
  *    CONFIG_TRACE_IRQFLAGS), every section timed from disable to enable;
  *  - irqs off and softirqs off, sampled: per-CPU hrtimers whose lateness
  *    is the part of a section that overlapped their expiry (every kernel);
+ *    irqs off, hybrid: the sampler, plus hooks on the irq-saving lock
+ *    functions and interrupt handlers that time each end exactly where
+ *    they can (stock kernels, hybrid.c);
  *  - one IRQ line masked: ftrace callbacks on disable_irq()..enable_irq().
  *
  * Sections at or above threshold_ns become records on /dev/irqtrace; all of
@@ -43,6 +46,7 @@ enum irqtrace_method_param {
 	METHOD_EXACT,
 	METHOD_SAMPLED,
 	METHOD_OFF,
+	METHOD_HYBRID,
 };
 
 static const char * const method_names[] = {
@@ -50,6 +54,7 @@ static const char * const method_names[] = {
 	[METHOD_EXACT]		= "exact",
 	[METHOD_SAMPLED]	= "sampled",
 	[METHOD_OFF]		= "off",
+	[METHOD_HYBRID]		= "hybrid",
 };
 
 struct irqtrace_cpu __percpu *irqtrace_pcpu;
@@ -89,6 +94,8 @@ u8 irqtrace_irqs_off_method_id(void)
 		return IRQTRACE_METHOD_EXACT;
 	case METHOD_SAMPLED:
 		return IRQTRACE_METHOD_SAMPLED;
+	case METHOD_HYBRID:
+		return IRQTRACE_METHOD_HYBRID;
 	default:
 		return 0;
 	}
@@ -112,7 +119,11 @@ static void irqtrace_stop_all(void)
 {
 	if (running_method == METHOD_EXACT)
 		irqtrace_exact_stop();
-	if (running_method == METHOD_SAMPLED || running_softirqs)
+	/* Before the sampler and the context probes, which call into it. */
+	if (running_method == METHOD_HYBRID)
+		irqtrace_hybrid_stop();
+	if (running_method == METHOD_SAMPLED || running_method == METHOD_HYBRID ||
+	    running_softirqs)
 		irqtrace_sampled_stop();
 	irqtrace_irqline_stop();
 	/* Last: the methods read the context it keeps. */
@@ -153,8 +164,9 @@ static int irqtrace_apply(void)
 			goto err;
 		}
 	}
-	if (method == METHOD_SAMPLED || param_softirqs) {
-		ret = irqtrace_sampled_start(method == METHOD_SAMPLED, param_softirqs);
+	if (method == METHOD_SAMPLED || method == METHOD_HYBRID || param_softirqs) {
+		ret = irqtrace_sampled_start(method == METHOD_SAMPLED || method == METHOD_HYBRID,
+					     param_softirqs);
 		if (ret) {
 			if (method == METHOD_EXACT)
 				irqtrace_exact_stop();
@@ -163,6 +175,14 @@ static int irqtrace_apply(void)
 		}
 	}
 	WRITE_ONCE(running_method, method);
+	/* After the sampler: its interrupts are the ends of what the hooks start. */
+	if (method == METHOD_HYBRID) {
+		ret = irqtrace_hybrid_start();
+		if (ret) {
+			irqtrace_stop_all();
+			goto err;
+		}
+	}
 	WRITE_ONCE(running_softirqs, param_softirqs);
 
 	ret = irqtrace_irqline_start();
@@ -196,7 +216,7 @@ static int method_set(const char *val, const struct kernel_param *kp)
 
 	method = sysfs_match_string(method_names, val);
 	if (method < 0) {
-		pr_warn("method=%s refused: expected auto, exact, sampled or off\n",
+		pr_warn("method=%s refused: expected auto, exact, hybrid, sampled or off\n",
 			trimmed(val, shown, sizeof(shown)));
 		return -EINVAL;
 	}
@@ -221,7 +241,7 @@ static const struct kernel_param_ops method_ops = {
 	.get = method_get,
 };
 module_param_cb(method, &method_ops, NULL, 0644);
-MODULE_PARM_DESC(method, "irqs-off method: auto (exact if the kernel has the preemptirq tracepoints, else sampled), exact, sampled or off (default: auto)");
+MODULE_PARM_DESC(method, "irqs-off method: auto (exact if the kernel has the preemptirq tracepoints, else sampled), exact, hybrid (stock kernels: exact where the irq-saving lock functions and interrupt handlers are hooked, else sampled), sampled or off (default: auto)");
 
 /* A u64 parameter with a range, in ns. */
 struct ranged_u64 {

@@ -144,7 +144,10 @@ void notrace irqtrace_emit(struct irqtrace_cpu *c, const struct irqtrace_section
 	rec->enable_ip = s->enable_ip;
 	rec->enable_parent_ip = s->enable_parent_ip;
 	rec->context = s->where.context;
-	memset(rec->reserved, 0, sizeof(rec->reserved));
+	rec->start_by = s->start_by;
+	rec->end_by = s->end_by;
+	rec->reserved = 0;
+	rec->lock = s->lock;
 	rec->context_nr = s->where.nr;
 	rec->context_fn = s->where.fn;
 

@@ -22,7 +22,9 @@
  * interrupt's own latency: it counts in samples only. One at least that late
  * is one section, of its lateness, in the histogram.
  *
- * The section's context: a softirq the timer interrupted, else the longest
+ * The section's context: a softirq the timer interrupted (if it ran for half
+ * of the lateness: one that began after the holder was done did not hold
+ * it), else the longest
  * hard handler (or another hrtimer's callback) since the previous sample if it
  * took at least half of the lateness, else the task (context.c). For the soft
  * timer, which runs in the HRTIMER softirq after whatever held it back: the
@@ -31,6 +33,11 @@
  * idle CPU the wait before a handler was the idle loop's: the section is the
  * handler's part of the lateness, whatever its share. Only the idle loop's
  * own sections are excluded as idle.
+ *
+ * With method=hybrid the hard timer's late sample goes to hybrid.c first:
+ * hooks may have measured the section it saw already (it is skipped), ended
+ * it (it is cut there) or started it (exact at both ends). Handlers are
+ * measured there, so a sample names only what it interrupted.
  *
  * Timers are started and stopped through a CPU hotplug state, so CPUs that
  * come online later are traced too.
@@ -82,8 +89,9 @@ static void sample_context(struct irqtrace_cpu *c, bool hard, const struct sampl
 
 	*w = (struct irqtrace_where) { .context = IRQTRACE_CONTEXT_TASK };
 	if (hard) {
-		/* The interrupted context: a softirq if one was being served. */
+		/* The interrupted context: a softirq if one was being served, long enough. */
 		irqtrace_context_interrupted(c, w);
+		irqtrace_interrupted_held(&c->soft_now, now, late, w);
 		if (w->context == IRQTRACE_CONTEXT_TASK)
 			irqtrace_held_by(&held->hard, now, late, w);
 		return;
@@ -96,17 +104,45 @@ static void sample_context(struct irqtrace_cpu *c, bool hard, const struct sampl
 	irqtrace_held_by(&running, now, late, w);
 }
 
+/*
+ * hybrid: a late hard sample's section, as hybrid.c sees it (false: measured
+ * already). Its times become the sample's: late is its length, first_ns its
+ * start in CLOCK_MONOTONIC.
+ */
+static bool hybrid_section(struct irqtrace_cpu *c, struct pt_regs *regs, ktime_t expires,
+			   u64 clock, struct irqtrace_hybrid_sample *hs, s64 *late, u64 *first_ns,
+			   struct irqtrace_where *where)
+{
+	u64 mono = ktime_get_mono_fast_ns();
+	/* The expiry on this CPU's local_clock(), where the hooks keep their times. */
+	u64 expiry = clock - (mono - ktime_to_ns(expires));
+
+	if (!irqtrace_hybrid_sample(c, expiry, clock, regs, hs) || hs->end <= hs->start)
+		return false;
+	*late = hs->end - hs->start;
+	*first_ns = mono - (clock - hs->start);
+	if (hs->lock_opened) {
+		*where = hs->where;
+	} else {
+		irqtrace_context_interrupted(c, where);
+		irqtrace_interrupted_held(&c->soft_now, hs->end, *late, where);
+	}
+	return true;
+}
+
 static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t now,
 		   ktime_t expires)
 {
 	bool hard = hist == IRQTRACE_HIST_IRQS_OFF;
 	struct pt_regs *regs = hard ? get_irq_regs() : NULL;
+	bool hybrid = hard && READ_ONCE(irqtrace_hybrid_running);
+	struct irqtrace_hybrid_sample hs;
 	struct irqtrace_section s;
 	struct irqtrace_where where;
 	struct sample_held held;
 	unsigned long flags;
 	s64 late = ktime_to_ns(ktime_sub(now, expires));
-	u64 clock, seen;
+	u64 clock, seen, first_ns;
 
 	/*
 	 * c is this CPU's, but the soft timer's sample runs with interrupts on:
@@ -120,8 +156,23 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 		return;
 	clock = local_clock();
 	seen = late;
-	sample_context(c, hard, &held, clock, late, &where);
-	if (unlikely(irqtrace_idle_loop(current, &where))) {
+	/* The section was first seen at the missed expiry (or the idle CPU's handler began). */
+	first_ns = ktime_to_ns(expires);
+	if (hybrid) {
+		if (!hybrid_section(c, regs, expires, clock, &hs, &late, &first_ns, &where))
+			return;
+		/* Handlers are hooked: only the idle loop's own wait is left here. */
+		if (irqtrace_idle_loop(current, &where) && !READ_ONCE(irqtrace_count_idle)) {
+			this_cpu_inc(irqtrace_pcpu->counters.idle_excluded);
+			return;
+		}
+		if (late < READ_ONCE(irqtrace_floor_ns))
+			return;
+		seen = late;
+	} else {
+		sample_context(c, hard, &held, clock, late, &where);
+	}
+	if (!hybrid && unlikely(irqtrace_idle_loop(current, &where))) {
 		/*
 		 * The idle loop: its own wait is not a section, a handler's in
 		 * it is (a softirq's too: a timer interrupt can come after the
@@ -154,19 +205,33 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 		.kind = hist == IRQTRACE_HIST_IRQS_OFF ? IRQTRACE_KIND_IRQS_OFF
 						       : IRQTRACE_KIND_SOFTIRQS_OFF,
 		.method = IRQTRACE_METHOD_SAMPLED,
+		/* Begun up to a period before the missed expiry; ended as the sample came. */
+		.flags = IRQTRACE_F_END_EXACT,
+		.start_by = IRQTRACE_EDGE_SAMPLE,
+		.end_by = IRQTRACE_EDGE_SAMPLE,
 		.cpu = raw_smp_processor_id(),
 		.enable_cpu = raw_smp_processor_id(),
-		/* The section was first seen at the missed expiry (or the idle CPU's handler began). */
-		.start_ns = ktime_to_ns(expires) + (seen - late),
+		.start_ns = first_ns + (seen - late),
 		.duration_ns = late,
 		.error_ns = period_ns,
 		.where = where,
 		.task = current,
 	};
+	if (hybrid) {
+		s.method = IRQTRACE_METHOD_HYBRID;
+		s.flags = hs.flags;
+		s.start_by = hs.start_by;
+		s.end_by = hs.end_by;
+		s.lock = hs.lock;
+		s.disable_ip = hs.disable_ip;
+		/* Both ends exact: no error. */
+		if (hs.flags & IRQTRACE_F_START_EXACT)
+			s.error_ns = 0;
+	}
 	if (regs && !user_mode(regs)) {
 		s.enable_ip = instruction_pointer(regs);
 		s.trim_to_ip = s.enable_ip;
-		s.flags = IRQTRACE_F_SITES_VALID;
+		s.flags |= IRQTRACE_F_SITES_VALID;
 	}
 	irqtrace_emit(c, &s);
 	c->in_probe--;
@@ -177,8 +242,12 @@ static enum hrtimer_restart sample_and_rearm(struct hrtimer *t, enum irqtrace_hi
 {
 	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
 	ktime_t now = hrtimer_cb_get_time(t);
+	u64 self = local_clock();
 
 	sample(c, hist, now, hrtimer_get_expires(t));
+	/* hybrid: the interrupt's section is its handlers', not this callback's. */
+	if (hist == IRQTRACE_HIST_IRQS_OFF)
+		irqtrace_hybrid_sampler_self(c, local_clock() - self);
 	hrtimer_forward(t, now, ns_to_ktime(period_ns));
 	return HRTIMER_RESTART;
 }

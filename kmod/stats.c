@@ -64,12 +64,11 @@ static void hist_header(struct irqtrace_hist *out, u8 kind, u8 method)
 static void fill_cpu_hist(struct irqtrace_hist *out, int cpu, enum irqtrace_hist_id id)
 {
 	const struct irqtrace_hist_data *in = &per_cpu_ptr(irqtrace_pcpu, cpu)->hist[id];
-	bool exact = id == IRQTRACE_HIST_IRQS_OFF &&
-		     irqtrace_irqs_off_method_id() == IRQTRACE_METHOD_EXACT;
+	u8 method = id == IRQTRACE_HIST_IRQS_OFF ? irqtrace_irqs_off_method_id() : 0;
 
 	hist_header(out, id == IRQTRACE_HIST_IRQS_OFF ? IRQTRACE_KIND_IRQS_OFF
 						      : IRQTRACE_KIND_SOFTIRQS_OFF,
-		    exact ? IRQTRACE_METHOD_EXACT : IRQTRACE_METHOD_SAMPLED);
+		    method ?: IRQTRACE_METHOD_SAMPLED);
 	out->cpu = cpu;
 	out->count = irqtrace_hist_count(in);
 	out->sum_ns = READ_ONCE(in->sum_ns);
@@ -203,6 +202,8 @@ static ssize_t stats_show(struct device *dev, struct device_attribute *attr, cha
 				   c->counters.idle_excluded, c->counters.nmi_skipped,
 				   c->hist[IRQTRACE_HIST_IRQS_OFF].max_ns);
 	}
+	/* hybrid: which lock functions this kernel lets it hook. */
+	n += irqtrace_hybrid_show(buf, n);
 	return n;
 }
 static DEVICE_ATTR_RO(stats);

@@ -1,7 +1,7 @@
 // Public API of @irqtrace/agent.
 export {
   ABI_VERSION, MAGIC, PREAMBLE, PREAMBLE_SIZE, RECORD, HIST, COUNTERS, COMM_LEN, MAX_FRAMES, HIST_BUCKETS,
-  Kind, Method, Backend, RecordFlag, Context, Running, recordSize,
+  Kind, Method, Edge, Backend, RecordFlag, Context, Running, recordSize,
 } from './records/layout.js';
 export type { FieldLayout, StructLayout } from './records/layout.js';
 export { decodeItems, decodeAll, DecodeError } from './records/decode.js';
@@ -31,7 +31,7 @@ export type { BackendOptions, Started } from './backend/select.js';
 export { BackendError } from './backend/types.js';
 export type { BackendName, BackendState, BackendSink, KernelBackend, Stats } from './backend/types.js';
 export { SymbolSource } from './symbols/source.js';
-export { toEvent, frameOf } from './pipeline/event.js';
+export { toEvent, frameOf, dataFrameOf } from './pipeline/event.js';
 export type { Attribution } from './pipeline/event.js';
 export { Outbox } from './transport/outbox.js';
 export type { OutboxOptions } from './transport/outbox.js';

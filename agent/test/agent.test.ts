@@ -175,7 +175,7 @@ describe('irqtrace agent standalone', () => {
     const { code } = await stopAgent();
     expect(code).toBe(0);
     const listed = await vm.execHost(`node ${CLI} list --store ${RUN}-store/events.jsonl`, { timeoutMs: 300_000 });
-    expect(listed.stdout).toMatch(new RegExp(`irq-line ${line}\\s+\\d+\\s+[\\d.]+ ms\\s+irqburn/${must(masked).pid}\\s+-\\s+irqburn_mask_line`));
+    expect(listed.stdout).toMatch(new RegExp(`irq-line ${line}\\s+\\d+\\s+[\\d.]+ ms\\s+exact/exact\\s+irqburn/${must(masked).pid}\\s+-\\s+-\\s+irqburn_mask_line`));
     await vm.execHost(`node ${CLI} clear --store ${RUN}-store/events.jsonl`, { timeoutMs: 300_000 });
     expect((await vm.execHost(`node ${CLI} list --store ${RUN}-store/events.jsonl`, { timeoutMs: 300_000 })).stderr).toMatch(/0 violations/);
   });

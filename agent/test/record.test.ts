@@ -134,8 +134,8 @@ describe('irqtrace record on the tracing kernel', () => {
     await table.start(`--backend ebpf --loader ${loader} --target irqs-off --threshold 2ms`);
     await rig.irqburn('irqoff 3000 1');
     const text = await table.stop('INT');
-    expect(text.out).toMatch(/^TIME\s+KIND\s+CPU\s+DURATION\s+TASK/m);
-    expect(text.out).toMatch(/irqs-off\s+1\s+3\.\d+ ms\s+irqburn\/\d+\s+-\s+irqburn_irqs_off/);
+    expect(text.out).toMatch(/^TIME\s+KIND\s+CPU\s+DURATION\s+ENDS\s+TASK\s+POD\/CONTAINER\s+LOCK\s+TOP FRAMES$/m);
+    expect(text.out).toMatch(/irqs-off\s+1\s+3\.\d+ ms\s+exact\/exact\s+irqburn\/\d+\s+-\s+-\s+irqburn_irqs_off/);
     expect(text.out).toMatch(/irqs-off CPU 1 \(exact\): \d+ sections/);
   });
 
@@ -179,7 +179,7 @@ describe('irqtrace record on a stock kernel', () => {
     const r = must(masked);
     // The selftest's warm-up pair (disable_irq, enable_irq) just before is a masking too, ms long
     // under load: the measured one is the task's last row (the table is in time order).
-    const row = [...out.matchAll(new RegExp(`irq-line ${line}\\s+\\d+\\s+([\\d.]+) ms\\s+irqburn/${r.pid}\\s+-\\s+irqburn_mask_line`, 'g'))].at(-1);
+    const row = [...out.matchAll(new RegExp(`irq-line ${line}\\s+\\d+\\s+([\\d.]+) ms\\s+exact/exact\\s+irqburn/${r.pid}\\s+-\\s+-\\s+irqburn_mask_line`, 'g'))].at(-1);
     expect(row, `${out}\n${err}`).toBeDefined();
     // The table shows 2 decimals under 10 ms, 1 above: between the selftest's inner and outer clocks, to that.
     const shownNs = Number(must(row?.[1])) * 1e6;

@@ -484,7 +484,9 @@ int irq_enable(struct bpf_raw_tracepoint_args *ctx)
 	rec = reserve(n, c, IRQTRACE_KIND_IRQS_OFF, IRQTRACE_METHOD_EXACT);
 	if (!rec)
 		return 0;
-	rec->flags = IRQTRACE_F_SITES_VALID;
+	rec->flags = IRQTRACE_F_SITES_VALID | IRQTRACE_F_START_EXACT | IRQTRACE_F_END_EXACT;
+	rec->start_by = IRQTRACE_EDGE_TRACEPOINT;
+	rec->end_by = IRQTRACE_EDGE_TRACEPOINT;
 	rec->start_ns = start;
 	rec->duration_ns = delta;
 	rec->disable_ip = c->off_ip;
@@ -556,6 +558,7 @@ int sample(struct bpf_perf_event_data *ctx)
 	 * timer's vector the sample runs in), or a handler that took half of it.
 	 */
 	irqtrace_where_now(&c->hard_now, NULL, &c->soft_now, &where);
+	irqtrace_interrupted_held(&c->soft_now, now, late, &where);
 	if (!where.context && (__u32)bpf_get_current_pid_tgid() == 0) {
 		/*
 		 * The idle loop: its own wait is not a section, a handler's in it
@@ -583,12 +586,16 @@ int sample(struct bpf_perf_event_data *ctx)
 	rec->start_ns = now - late;
 	rec->duration_ns = late;
 	rec->error_ns = period;
+	/* Begun up to a period before the missed sample; ended as it came. */
+	rec->start_by = IRQTRACE_EDGE_SAMPLE;
+	rec->end_by = IRQTRACE_EDGE_SAMPLE;
+	rec->flags = IRQTRACE_F_END_EXACT;
 	set_where(rec, &where);
 	fill_current(rec);
 	/* Interrupted in the kernel: where interrupts came back on. */
 	if (!(ctx->regs.cs & 3)) {
 		rec->enable_ip = PT_REGS_IP(&ctx->regs);
-		rec->flags = IRQTRACE_F_SITES_VALID;
+		rec->flags |= IRQTRACE_F_SITES_VALID;
 	}
 	capture_stack(ctx, rec);
 	submit(rec, n);
@@ -681,7 +688,8 @@ int enable_line(struct pt_regs *ctx)
 	if (!rec)
 		return 0;
 	BPF_KPROBE_READ_RET_IP(site, ctx);
-	rec->flags = IRQTRACE_F_SITES_VALID | IRQTRACE_F_ENABLER_VALID;
+	rec->flags = IRQTRACE_F_SITES_VALID | IRQTRACE_F_ENABLER_VALID |
+		     IRQTRACE_F_START_EXACT | IRQTRACE_F_END_EXACT;
 	rec->cpu = st->cpu;
 	rec->irq = irq;
 	rec->start_ns = st->start_ns;

@@ -98,6 +98,24 @@ static __always_inline void irqtrace_section_handler(__u64 off_ts, const struct 
 	}
 }
 
+/*
+ * A late sample's interrupted context *w names the section only if it ran for
+ * at least half of [now - late, now] (soft: the softirq running now): one that
+ * began after what held the timer back was done (a handler whose interrupt
+ * ran it on its exit, the timer's own interrupt raised late under emulation)
+ * did not hold it, and *w becomes a task's again.
+ */
+static __always_inline void irqtrace_interrupted_held(const struct irqtrace_handler *soft, __u64 now,
+						      __u64 late, struct irqtrace_where *w)
+{
+	if (w->context == IRQTRACE_CONTEXT_SOFTIRQ &&
+	    (soft->start > now || 2 * (now - soft->start) < late)) {
+		w->context = IRQTRACE_CONTEXT_TASK;
+		w->nr = 0;
+		w->fn = 0;
+	}
+}
+
 /* *w becomes last's context if last ran for at least half of [now - late, now]. */
 static __always_inline void irqtrace_held_by(const struct irqtrace_handler *last, __u64 now,
 					     __u64 late, struct irqtrace_where *w)

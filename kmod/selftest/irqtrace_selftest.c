@@ -9,6 +9,14 @@
  *
  *   irqoff <usec> [cpu [witness]]  local_irq_save, busy-wait, local_irq_restore
  *   bhoff <usec> [cpu [witness]]   local_bh_disable, busy-wait, local_bh_enable
+ *   lock <usec> [cpu [witness]]    spin_lock_irqsave(&irqburn_lock), busy-wait,
+ *                                  spin_unlock_irqrestore: a section that the
+ *                                  out-of-line lock functions open and close
+ *   lockirq <usec> [cpu [witness]] the same with spin_lock_irq, spin_unlock_irq
+ *   lockinline <usec> [cpu [witness]]
+ *                                  spin_lock_irqsave, busy-wait, spin_unlock,
+ *                                  local_irq_restore: opened by a lock function,
+ *                                  ended inline
  *   irqline <irq> <usec> [nest]  disable_irq, then disable_irq_nosync nest-1
  *                                more times, wait, then enable_irq nest times
  *                                from a work item on another CPU
@@ -26,7 +34,10 @@
  *   ipi <usec> <cpu>             busy-wait in an smp_call_function_single()
  *                                function on cpu, idle otherwise: a section of
  *                                the CALL_FUNCTION_SINGLE vector's handler,
- *                                which passes no irq_handler_entry
+ *                                which passes no irq_handler_entry; hardirq=0
+ *                                in the report when the CPU was idle and
+ *                                polling, so that its idle loop ran the
+ *                                function instead, no IPI sent
  *   irqwork <usec> <cpu>         busy-wait in an irq_work queued on cpu by
  *                                cpu itself: a section of the IRQ_WORK
  *                                vector's handler, idle otherwise
@@ -66,6 +77,8 @@
 #include <linux/sched.h>
 #include <linux/sched/clock.h>
 #include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/string.h>
 #include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 #include <linux/workqueue.h>
@@ -132,6 +145,60 @@ static noinline u64 irqburn_irqs_off(u64 ns, u64 *start_ns, u64 *outer_ns, u64 *
 	return held;
 }
 
+/* A static lock, so that a record's lock resolves to a name. */
+static DEFINE_SPINLOCK(irqburn_lock);
+
+/* How a section is opened and closed. */
+enum irqburn_opener {
+	IRQBURN_IRQSAVE,	/* local_irq_save .. local_irq_restore */
+	IRQBURN_BH,		/* local_bh_disable .. local_bh_enable */
+	IRQBURN_LOCK,		/* spin_lock_irqsave .. spin_unlock_irqrestore */
+	IRQBURN_LOCK_IRQ,	/* spin_lock_irq .. spin_unlock_irq */
+	IRQBURN_LOCK_INLINE,	/* spin_lock_irqsave .. spin_unlock; local_irq_restore */
+};
+
+static noinline u64 irqburn_lock_irqsave(u64 ns, u64 *start_ns, u64 *outer_ns, u64 *after)
+{
+	unsigned long flags;
+	u64 before, held;
+
+	before = local_clock();
+	spin_lock_irqsave(&irqburn_lock, flags);
+	held = irqburn_hold(ns, start_ns);
+	spin_unlock_irqrestore(&irqburn_lock, flags);
+	*after = local_clock();
+	*outer_ns = *after - before;
+	return held;
+}
+
+static noinline u64 irqburn_lock_irq(u64 ns, u64 *start_ns, u64 *outer_ns, u64 *after)
+{
+	u64 before, held;
+
+	before = local_clock();
+	spin_lock_irq(&irqburn_lock);
+	held = irqburn_hold(ns, start_ns);
+	spin_unlock_irq(&irqburn_lock);
+	*after = local_clock();
+	*outer_ns = *after - before;
+	return held;
+}
+
+static noinline u64 irqburn_lock_inline(u64 ns, u64 *start_ns, u64 *outer_ns, u64 *after)
+{
+	unsigned long flags;
+	u64 before, held;
+
+	before = local_clock();
+	spin_lock_irqsave(&irqburn_lock, flags);
+	held = irqburn_hold(ns, start_ns);
+	spin_unlock(&irqburn_lock);
+	local_irq_restore(flags);
+	*after = local_clock();
+	*outer_ns = *after - before;
+	return held;
+}
+
 static noinline u64 irqburn_bh_off(u64 ns, u64 *start_ns, u64 *outer_ns, u64 *after)
 {
 	u64 before, held;
@@ -165,9 +232,10 @@ static enum hrtimer_restart irqburn_witness_fn(struct hrtimer *t)
  * would without the witness. Inlined: the stacks recorded in sections stay
  * irqburn_* < run_command.
  */
-static __always_inline s64 irqburn_section(bool irqs, bool witness, u64 ns, u64 *held,
-					    u64 *start_ns, u64 *outer_ns)
+static __always_inline s64 irqburn_section(enum irqburn_opener how, bool witness, u64 ns,
+					    u64 *held, u64 *start_ns, u64 *outer_ns)
 {
+	bool irqs = how != IRQBURN_BH;
 	struct irqburn_witness w = { .fired = 0 };
 	u64 due, after, owed;
 	s64 late = -1;
@@ -177,8 +245,23 @@ static __always_inline s64 irqburn_section(bool irqs, bool witness, u64 ns, u64 
 	due = local_clock() + ns / 2;
 	if (witness)
 		hrtimer_start(&w.timer, ns_to_ktime(ns / 2), HRTIMER_MODE_REL_PINNED_HARD);
-	*held = irqs ? irqburn_irqs_off(ns, start_ns, outer_ns, &after)
-		     : irqburn_bh_off(ns, start_ns, outer_ns, &after);
+	switch (how) {
+	case IRQBURN_IRQSAVE:
+		*held = irqburn_irqs_off(ns, start_ns, outer_ns, &after);
+		break;
+	case IRQBURN_BH:
+		*held = irqburn_bh_off(ns, start_ns, outer_ns, &after);
+		break;
+	case IRQBURN_LOCK:
+		*held = irqburn_lock_irqsave(ns, start_ns, outer_ns, &after);
+		break;
+	case IRQBURN_LOCK_IRQ:
+		*held = irqburn_lock_irq(ns, start_ns, outer_ns, &after);
+		break;
+	case IRQBURN_LOCK_INLINE:
+		*held = irqburn_lock_inline(ns, start_ns, outer_ns, &after);
+		break;
+	}
 	if (witness) {
 		/*
 		 * irqoff: owed once interrupts were back on (0 when it came
@@ -332,12 +415,19 @@ struct irqburn_vector_section {
 	u64 held;
 	u64 outer_ns;
 	int cpu;
+	/*
+	 * In a hard interrupt: the vector's handler ran it. Not when the
+	 * target CPU was idle and polling: no IPI is sent to such a CPU, its
+	 * idle loop runs the queued function itself, in the idle task.
+	 */
+	bool hardirq;
 };
 
 static noinline void irqburn_vector_hold(struct irqburn_vector_section *x)
 {
 	u64 before = local_clock();
 
+	x->hardirq = in_hardirq();
 	x->held = irqburn_hold(x->ns, &x->start_ns);
 	x->outer_ns = local_clock() - before;
 	x->cpu = raw_smp_processor_id();
@@ -394,10 +484,10 @@ static int irqburn_in_vector(bool ipi, u64 usec, int cpu, char *report, size_t l
 	unpin(saved);
 	if (!ret)
 		scnprintf(report, len,
-			  "op=%s cpu=%d pid=%d tgid=%d comm=%s fn=%ps start_ns=%llu duration_ns=%llu outer_ns=%llu\n",
+			  "op=%s cpu=%d pid=%d tgid=%d comm=%s fn=%ps start_ns=%llu duration_ns=%llu outer_ns=%llu hardirq=%d\n",
 			  ipi ? "ipi" : "irqwork", x.cpu, task_pid_nr(current), task_tgid_nr(current),
 			  current->comm, ipi ? (void *)irqburn_ipi_fn : (void *)irqburn_irq_work_fn,
-			  x.start_ns, x.held, x.outer_ns);
+			  x.start_ns, x.held, x.outer_ns, x.hardirq);
 	return ret;
 }
 
@@ -497,6 +587,20 @@ static int pin_to_cpu(int cpu, cpumask_var_t saved)
 	return ret;
 }
 
+/* The opener an op names, or -1. */
+static int section_opener(const char *op)
+{
+	static const char * const ops[] = {
+		[IRQBURN_IRQSAVE] = "irqoff",
+		[IRQBURN_BH] = "bhoff",
+		[IRQBURN_LOCK] = "lock",
+		[IRQBURN_LOCK_IRQ] = "lockirq",
+		[IRQBURN_LOCK_INLINE] = "lockinline",
+	};
+
+	return match_string(ops, ARRAY_SIZE(ops), op);
+}
+
 static int run_command(struct selftest_file *f, const char *cmd)
 {
 	char op[16];
@@ -514,8 +618,8 @@ static int run_command(struct selftest_file *f, const char *cmd)
 	if (!alloc_cpumask_var(&saved, GFP_KERNEL))
 		return -ENOMEM;
 
-	if (!strcmp(op, "irqoff") || !strcmp(op, "bhoff")) {
-		bool irqs = op[0] == 'i';
+	if (section_opener(op) >= 0) {
+		enum irqburn_opener how = section_opener(op);
 
 		if (a == 0 || a > MAX_HOLD_USEC) {
 			ret = -ERANGE;
@@ -537,7 +641,7 @@ static int run_command(struct selftest_file *f, const char *cmd)
 		migrate_disable();
 		cpu = raw_smp_processor_id();
 		witness = n >= 4 && c;
-		late = irqburn_section(irqs, witness, a * NSEC_PER_USEC, &held, &start, &outer);
+		late = irqburn_section(how, witness, a * NSEC_PER_USEC, &held, &start, &outer);
 		migrate_enable();
 		len = scnprintf(f->report, REPORT_LEN,
 				"op=%s cpu=%d pid=%d tgid=%d comm=%s start_ns=%llu duration_ns=%llu outer_ns=%llu",

@@ -262,7 +262,17 @@ const SELFTEST_VECTORS: Readonly<Record<string, number>> = { ipi: 0xfb, irqwork:
 
 /** Whether rec names the handler the selftest's report ran its section in. */
 function inReportsHandler(report: Report, rec: SectionRecord, syms: Kallsyms): boolean {
-  if (report.op === 'hardirq') return rec.context === Context.Timer && syms.lookup(rec.contextFn)?.name === 'irqburn_hardirq_fn';
+  if (report.op === 'hardirq' && rec.context === Context.Timer) {
+    const fn = syms.lookup(rec.contextFn)?.name;
+    // The longest callback names the section. The tail is empty: longer than the busy-wait only
+    // if the host stopped the guest's vCPU inside it, which the guest cannot tell from its own work.
+    if (fn === 'irqburn_tail_fn' && rec.durationNs >= 2n * report.durationNs) {
+      console.log(`hardirq: named by its empty tail, which the host stalled (the section ${rec.durationNs} ns for a ${report.durationNs} ns callback): ${JSON.stringify(report.fields)}`);
+      return true;
+    }
+    return fn === 'irqburn_hardirq_fn';
+  }
+  if (report.op === 'hardirq') return false;
   if (report.op === 'softirq') return rec.context === Context.Softirq && rec.contextNr === 8;
   return rec.context === Context.Vector && rec.contextNr === SELFTEST_VECTORS[report.op];
 }
@@ -280,6 +290,11 @@ export function expectInterruptContexts(recs: SectionRecord[], reports: Report[]
   const misses: string[] = [];
   for (const report of reports) {
     if (report.op === 'hardirq') expect(report.fields.tail, `the tail timer ran after ${JSON.stringify(report.fields)}`).toBe('1');
+    // No IPI to a CPU idle and polling: its idle loop runs the function, in the idle task.
+    if (report.fields.hardirq === '0') {
+      console.log(`${report.op}: not judged, the target CPU's idle loop ran it (it was polling, no IPI sent): ${JSON.stringify(report.fields)}`);
+      continue;
+    }
     const during = onCpuDuring(recs, report, o.slackNs);
     const theirs = during
       .filter((r) => inReportsHandler(report, r, syms))
@@ -290,6 +305,9 @@ export function expectInterruptContexts(recs: SectionRecord[], reports: Report[]
     else misses.push(`${JSON.stringify(report.fields)}: on its CPU then ${JSON.stringify(during.map((r) => ({ context: r.context, nr: r.contextNr, fn: syms.lookup(r.contextFn)?.name, pid: r.pid, startNs: String(r.startNs), durationNs: String(r.durationNs) })))}`);
   }
   expect(misses, 'every interrupt-context section recorded as its handler\'s').toEqual([]);
+  for (const op of new Set(reports.map((r) => r.op))) {
+    expect([...found.keys()].some((r) => r.op === op), `some ${op} section judged: every one ran from a polling idle loop`).toBe(true);
+  }
   return found;
 }
 

@@ -19,7 +19,7 @@ describe('the agent config file', () => {
 
   it.each([
     ['traces:\n  - name: a\n    threshold: fast\n', /^traces\[0\]\.threshold: 'fast' is not a duration/],
-    ['traces:\n  - name: a\n  - name: b\n    method: quick\n', /^traces\[1\]\.method: 'quick' is not one of auto, exact, sampled/],
+    ['traces:\n  - name: a\n  - name: b\n    method: quick\n', /^traces\[1\]\.method: 'quick' is not one of auto, exact, sampled, hybrid$/],
     ['traces:\n  - name: Bad_Name\n', /^traces\[0\]\.name: 'Bad_Name' is not a DNS label/],
     ['traces:\n  - name: a\n    target: [24, -1]\n', /^traces\[0\]\.target\[1\]: '-1' is neither an IRQ number nor an IRQ name/],
     ['traces:\n  - name: a\n    target: []\n', /^traces\[0\]\.target: expected all, or a list of IRQ numbers and names/],

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { Backend, Kind, Method } from '@irqtrace/agent';
 import type { HistItem } from '@irqtrace/agent';
-import { formatHistogram, formatNs, formatRow, VIOLATION_HEADER } from '../../agent/src/cli/format.js';
+import { formatEnds, formatHistogram, formatLock, formatNs, formatRow, VIOLATION_HEADER } from '../../agent/src/cli/format.js';
 
 describe('CLI formatting', () => {
   it('prints durations with sensible units', () => {
@@ -30,8 +30,32 @@ describe('CLI formatting', () => {
 
   it('aligns table rows under the header', () => {
     const header = formatRow(VIOLATION_HEADER);
-    const row = formatRow({ time: '12:00:01.250', kind: 'irqs-off', cpu: '1', duration: '5.01 ms', task: 'irqburn/147', where: '-', frames: 'irqburn_irqs_off < selftest_write' });
+    const row = formatRow({ time: '12:00:01.250', kind: 'irqs-off', cpu: '1', duration: '5.01 ms', ends: '±1.00 ms/±1.00 ms', task: 'irqburn/147', where: '-', lock: 'tasklist_lock', frames: 'irqburn_irqs_off < selftest_write' });
     expect(row.indexOf('5.01 ms') + '5.01 ms'.length).toBe(header.indexOf('DURATION') + 'DURATION'.length);
+    expect(row.indexOf('±1.00 ms')).toBe(header.indexOf('ENDS'));
     expect(row.indexOf('irqburn/147')).toBe(header.indexOf('TASK'));
+    expect(row.indexOf('tasklist_lock')).toBe(header.indexOf('LOCK'));
+    expect(row.indexOf('irqburn_irqs_off')).toBe(header.indexOf('TOP FRAMES'));
+  });
+
+  it('says of each end whether it is exact or within the error bound', () => {
+    const ms = 1_000_000n;
+    const edge = (exact: boolean) => ({ exact });
+    expect(formatEnds({ method: 'METHOD_EXACT', start: edge(true), end: edge(true), errorNs: 0n })).toBe('exact/exact');
+    expect(formatEnds({ method: 'METHOD_SAMPLED', start: edge(false), end: edge(true), errorNs: ms })).toBe('±1.00 ms/exact');
+    expect(formatEnds({ method: 'METHOD_HYBRID', start: edge(true), end: edge(false), errorNs: 500_000n })).toBe('exact/±500.0 µs');
+    // A stored edge with its defaults left out (exact: false) is a bound.
+    expect(formatEnds({ method: 'METHOD_HYBRID', start: {}, end: edge(true), errorNs: ms })).toBe('±1.00 ms/exact');
+    // Events of an agent from before the edges: what their method always gave, else not known.
+    expect(formatEnds({ method: 'METHOD_EXACT', errorNs: 0n })).toBe('exact/exact');
+    expect(formatEnds({ method: 'METHOD_SAMPLED', start: null, end: null, errorNs: ms })).toBe('±1.00 ms/exact');
+    expect(formatEnds({ method: 'METHOD_HYBRID', errorNs: ms })).toBe('?/?');
+  });
+
+  it('names the lock that opened a section by its symbol, else its address', () => {
+    expect(formatLock({ address: 0xffffffff82a05040n, symbol: 'tasklist_lock', offset: 0n, module: '' })).toBe('tasklist_lock');
+    expect(formatLock({ address: 0xffffffffc0004010n, symbol: 'nvme_lock', offset: 0x10n, module: 'nvme' })).toBe('nvme_lock+0x10 [nvme]');
+    expect(formatLock({ address: 0xffff888003a1c2c0n })).toBe('0xffff888003a1c2c0');
+    expect(formatLock(null)).toBe('-');
   });
 });

@@ -3,11 +3,13 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { irqtrace, toBigInt, toLong } from '@irqtrace/proto';
-import { Backend, Context, Kallsyms, Kind, Method, RecordFlag, toEvent } from '@irqtrace/agent';
+import { Backend, Context, Edge, Kallsyms, Kind, Method, RecordFlag, toEvent } from '@irqtrace/agent';
 import type { SectionRecord } from '@irqtrace/agent';
 import { encodeEvent } from '../../agent/src/pipeline/encode.js';
 
-const syms = Kallsyms.parse(['ffffffff81000000 T _stext', 'ffffffff81464600 T __schedule', 'ffffffffa020a191 t irqburn_irqs_off\t[irqtrace_selftest]'].join('\n'));
+const syms = Kallsyms.parse(
+  ['ffffffff81000000 T _stext', 'ffffffff81464600 T __schedule', 'ffffffff82a05040 D tasklist_lock', 'ffffffffa020a191 t irqburn_irqs_off\t[irqtrace_selftest]'].join('\n'),
+);
 
 function rec(frames: bigint[], flags = RecordFlag.SitesValid | RecordFlag.EnablerValid): SectionRecord {
   const code = { disableIp: 0xffffffffa020a1c2n, disableParentIp: 0xffffffff81464694n, enableIp: 0xffffffffa020a1d0n, enableParentIp: 0n, frames };
@@ -15,6 +17,7 @@ function rec(frames: bigint[], flags = RecordFlag.SitesValid | RecordFlag.Enable
     type: 'record', kind: Kind.IrqsOff, method: Method.Exact, backend: Backend.Kmod, flags,
     cpu: 3, irq: 0, enableCpu: 3, seq: 9n, startNs: 2n ** 63n + 5n, durationNs: 1_500_000n, errorNs: 0n, cgroupId: 77n,
     pid: 42, tgid: 40, comm: 'irqburn', enablePid: 43, enableTgid: 40, enableComm: 'kworker/3:1', context: Context.Task, contextNr: 0, contextFn: 0n,
+    startBy: Edge.Tracepoint, endBy: Edge.Tracepoint, lock: 0n,
     ...code, code,
   };
 }
@@ -32,6 +35,7 @@ const task = fc.record(
 const site = fc.record({ ip: frame, parentIp: fc.option(frame) }, { requiredKeys: [] });
 /** Any value of a generated (numeric) enum. */
 const enumOf = <E extends number>(e: Record<string, E | string>) => fc.constantFrom(...Object.values(e).filter((v): v is E => typeof v === 'number'));
+const edge = fc.record({ source: enumOf(irqtrace.v1.EdgeSource), exact: fc.boolean() }, { requiredKeys: [] });
 const anyEvent = fc.record(
   {
     kind: enumOf(irqtrace.v1.SectionKind),
@@ -43,6 +47,9 @@ const anyEvent = fc.record(
     enrichment: fc.option(fc.record({ openFiles: fc.array(text, { maxLength: 5 }), sockets: fc.array(text, { maxLength: 5 }), heldLocks: fc.array(text, { maxLength: 3 }) })),
     traces: fc.array(text, { maxLength: 4 }),
     context: fc.option(fc.record({ kind: enumOf(irqtrace.v1.ContextKind), irq: fc.nat({ max: 0xffffffff }), softirq: text, handler: fc.option(frame), actions: fc.array(text, { maxLength: 3 }), summary: text }, { requiredKeys: [] })),
+    start: fc.option(edge),
+    end: fc.option(edge),
+    lock: fc.option(frame),
   },
   { requiredKeys: [] },
 );
@@ -104,6 +111,34 @@ describe('the hot-path event encoder', () => {
       [one.comm, one.tgid, 77n],
       [one.comm, one.tgid, one.cgroupId],
     ]);
+  });
+
+  it('says how each end was timed, and names the lock that opened the section as data', () => {
+    const hybrid = { ...rec([0xffffffff81464694n]), method: Method.Hybrid, startBy: Edge.Lock, endBy: Edge.Sample, lock: 0xffffffff82a05040n };
+    const event = toEvent({ ...hybrid, flags: RecordFlag.SitesValid | RecordFlag.EndExact, errorNs: 1_000_000n }, syms);
+    expect(event).toMatchObject({
+      method: irqtrace.v1.Method.METHOD_HYBRID,
+      start: { source: irqtrace.v1.EdgeSource.EDGE_SOURCE_LOCK, exact: false },
+      end: { source: irqtrace.v1.EdgeSource.EDGE_SOURCE_SAMPLE, exact: true },
+      lock: { symbol: 'tasklist_lock', module: '' },
+    });
+    expect(toBigInt(event.lock?.offset)).toBe(0n);
+    // One object per edge and per lock, shared by the events (their bytes are cached by the encoder).
+    const again = toEvent({ ...hybrid, flags: RecordFlag.EndExact, seq: 10n }, syms);
+    expect([again.end, again.lock]).toEqual([event.end, event.lock]);
+    expect(again.end).toBe(event.end);
+    expect(again.lock).toBe(event.lock);
+    // Within the lock's symbol (a lock in a static struct): its offset.
+    const inside = toEvent({ ...hybrid, lock: 0xffffffff82a05048n }, syms).lock;
+    expect([inside?.symbol, toBigInt(inside?.offset)]).toEqual(['tasklist_lock', 8n]);
+    // Frames are code as before: the stack's frame is in __schedule, not in a data symbol.
+    expect(event.stack?.[0]?.symbol).toBe('__schedule');
+    // A lock in allocated memory (the direct map): its address only.
+    expect(toEvent({ ...hybrid, lock: 0xffff888003a1c2c0n }, syms).lock).toEqual({ address: toLong(0xffff888003a1c2c0n) });
+    expect(toEvent(rec([]), syms).lock).toBeNull();
+    const decoded = irqtrace.v1.Event.decode(encodeEvent(event));
+    expect(plain(decoded)).toEqual(plain(irqtrace.v1.Event.decode(irqtrace.v1.Event.encode(event).finish())));
+    expect(decoded.lock?.symbol).toBe('tasklist_lock');
   });
 
   it('keeps uint64 fields exact past 2^53', () => {

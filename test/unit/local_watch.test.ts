@@ -76,7 +76,15 @@ describe('the agent local event stream', () => {
     const c = capture();
     const reading = readAgent({ socket, cfg: cfg({ thresholdNs: 3_000_000n, irqs: [24] }), thresholdGiven: true, ignored: ['method'], json: false, durationMs: 1500 }, c.io);
     await until(() => server.readers === 1);
-    server.publish(event(80), 80_000_000n);
+    // Hybrid: the lock function's call timed the start exactly; the end is within the bound.
+    const hybrid = {
+      method: pb.Method.METHOD_HYBRID,
+      errorBoundNs: toLong(1_000_000n),
+      start: { source: pb.EdgeSource.EDGE_SOURCE_LOCK, exact: true },
+      end: { source: pb.EdgeSource.EDGE_SOURCE_HANDLER, exact: false },
+      lock: { address: toLong(0xffffffff82a05040n), symbol: 'tasklist_lock' },
+    };
+    server.publish(event(80, hybrid), 80_000_000n);
     // Under the command's threshold.
     server.publish(event(2), 2_000_000n);
     server.publish(event(5, { kind: pb.SectionKind.SECTION_KIND_IRQ_LINE, irq: 24, task: { pid: 7, comm: 'kworker/1:0' } }), 5_000_000n);
@@ -86,8 +94,8 @@ describe('the agent local event stream', () => {
     const rows = c.out().trim().split('\n');
     expect(rows[0]).toMatch(/^TIME\s+KIND/);
     expect(rows.slice(1)).toHaveLength(2);
-    expect(rows[1]).toMatch(/irqs-off\s+1\s+80\.0 ms sh\/1153\s+workload\/offender-tracing\s+irqburn_write/);
-    expect(rows[2]).toMatch(/irq-line 24\s+1\s+5\.00 ms kworker\/1:0\/7/);
+    expect(rows[1]).toMatch(/irqs-off\s+1\s+80\.0 ms exact\/±1\.00 ms\s+sh\/1153\s+workload\/offender-tracing\s+tasklist_lock\s+irqburn_write/);
+    expect(rows[2]).toMatch(/irq-line 24\s+1\s+5\.00 ms exact\/exact\s+kworker\/1:0\/7\s+-\s+-\s+irqburn_write/);
     expect(c.err()).toContain('the node agent runs the kernel side here; showing its events (node node-tracing, pid 4242: kmod, irqs-off exact; traces: all-cpus (2.00 ms))');
     expect(c.err()).toContain("--method: the agent's traces choose these; ignored");
     expect(c.err()).toContain('2 violations shown; lost: 0 by this reader');
@@ -123,7 +131,15 @@ describe('the agent local event stream', () => {
     // The loss message comes when the reader drains; a last event makes sure it has.
     await until(() => events + lost === sent, 20_000);
     expect(lost).toBeGreaterThan(0);
-    server.publish(event(80), 80_000_000n);
+    // Hybrid: the lock function's call timed the start exactly; the end is within the bound.
+    const hybrid = {
+      method: pb.Method.METHOD_HYBRID,
+      errorBoundNs: toLong(1_000_000n),
+      start: { source: pb.EdgeSource.EDGE_SOURCE_LOCK, exact: true },
+      end: { source: pb.EdgeSource.EDGE_SOURCE_HANDLER, exact: false },
+      lock: { address: toLong(0xffffffff82a05040n), symbol: 'tasklist_lock' },
+    };
+    server.publish(event(80, hybrid), 80_000_000n);
     await until(() => events + lost === sent + 1);
     call.cancel();
     client.close();
@@ -149,7 +165,15 @@ describe('the agent local event stream', () => {
     const c = capture();
     const reading = readAgent({ socket, cfg: cfg(), thresholdGiven: false, ignored: [], json: true }, c.io);
     await until(() => server.readers === 1);
-    server.publish(event(80), 80_000_000n);
+    // Hybrid: the lock function's call timed the start exactly; the end is within the bound.
+    const hybrid = {
+      method: pb.Method.METHOD_HYBRID,
+      errorBoundNs: toLong(1_000_000n),
+      start: { source: pb.EdgeSource.EDGE_SOURCE_LOCK, exact: true },
+      end: { source: pb.EdgeSource.EDGE_SOURCE_HANDLER, exact: false },
+      lock: { address: toLong(0xffffffff82a05040n), symbol: 'tasklist_lock' },
+    };
+    server.publish(event(80, hybrid), 80_000_000n);
     await until(() => c.out().length > 0);
     await server.stop();
     expect(await reading).toBe(1);

@@ -2,7 +2,7 @@
 // a DecodeError (never another exception, never a hang) on anything else.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ABI_VERSION, COUNTERS, DecodeError, HIST, ItemStreamDecoder, Kind, MAGIC, Method, RECORD, decodeAll, decodeItems } from '@irqtrace/agent';
+import { ABI_VERSION, COUNTERS, DecodeError, Edge, HIST, ItemStreamDecoder, Kind, MAGIC, Method, RECORD, RecordFlag, decodeAll, decodeItems } from '@irqtrace/agent';
 
 function record(nrFrames: number, fill: Partial<Record<'pid' | 'cpu', number>> = {}): Buffer {
   const b = Buffer.alloc(RECORD.size + 8 * nrFrames);
@@ -62,6 +62,27 @@ describe('decoding the uapi stream', () => {
     expect(items[2]).toMatchObject({ type: 'hist', method: Method.Sampled });
     expect(items[2]?.type === 'hist' && items[2].buckets[17]).toBe(5n);
     expect(items[3]).toMatchObject({ pid: 7, frames: [] });
+  });
+
+  it('decodes how each end was timed, and the lock that opened the section', () => {
+    const b = record(1);
+    const f = RECORD.fields;
+    b.writeUInt8(Kind.IrqsOff, f.kind.offset);
+    b.writeUInt8(Method.Hybrid, f.method.offset);
+    b.writeUInt8(RecordFlag.StartExact | RecordFlag.EndExact, f.flags.offset);
+    b.writeUInt8(Edge.Lock, f.start_by.offset);
+    b.writeUInt8(Edge.Sample, f.end_by.offset);
+    b.writeBigUInt64LE(0xffffffff82a05040n, f.lock.offset);
+    const [got] = decodeAll(b);
+    expect(got).toMatchObject({ method: Method.Hybrid, startBy: Edge.Lock, endBy: Edge.Sample, lock: 0xffffffff82a05040n, frames: [0xffffffff81000000n] });
+    // Neither the edges nor the lock are part of the code location that records of one path share.
+    const other = Buffer.from(b);
+    other.writeBigUInt64LE(0xffff888003a1c2c0n, f.lock.offset);
+    other.writeUInt8(Edge.Handler, f.start_by.offset);
+    const [x, y] = decodeAll(Buffer.concat([b, other]));
+    expect(x?.type === 'record' && y?.type === 'record' && x.code === y.code).toBe(true);
+    b.writeUInt8(5, f.end_by.offset);
+    expect(() => decodeAll(b)).toThrow(/invalid edge 5 at byte 0/);
   });
 
   it('leaves a partial item for the next chunk when streaming', () => {

@@ -2,7 +2,7 @@
 // it; a configuration change meanwhile must not change what it counts for.
 import { describe, expect, it } from 'vitest';
 import type { irqtrace } from '@irqtrace/proto';
-import { Backend, Context, Kind, Method, RecordFlag } from '@irqtrace/agent';
+import { Backend, Context, Edge, Kind, Method, RecordFlag } from '@irqtrace/agent';
 import type { ProcFs, SectionRecord, Trace } from '@irqtrace/agent';
 import { RecordPipeline } from '../../agent/src/pipeline/record_pipeline.js';
 
@@ -14,6 +14,7 @@ function rec(pid: number, endNs: bigint, durationNs = 2_000_000n): SectionRecord
     type: 'record', kind: Kind.IrqsOff, method: Method.Exact, backend: Backend.Kmod, flags: RecordFlag.SitesValid,
     cpu: 0, irq: 0, enableCpu: 0, seq: 1n, startNs: endNs - durationNs, durationNs, errorNs: 0n, cgroupId: 0n,
     pid, tgid: pid, comm: 'irqburn', enablePid: 0, enableTgid: 0, enableComm: '', context: Context.Task, contextNr: 0, contextFn: 0n,
+    startBy: Edge.Tracepoint, endBy: Edge.Tracepoint, lock: 0n,
     ...code, code,
   };
 }

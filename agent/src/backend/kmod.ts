@@ -12,14 +12,13 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { kernelSettings } from '../config/kernel_config.js';
+import { METHOD_NAMES, kernelSettings } from '../config/kernel_config.js';
 import type { KernelConfig } from '../config/kernel_config.js';
 import { BuildError, buildModule, linkHostKbuild } from '../driver/build.js';
 import { modulesDisabled } from '../driver/refusals.js';
 import { readDriverState } from '../driver/state.js';
 import { decodeAll } from '../records/decode.js';
 import type { CountersItem, HistItem } from '../records/decode.js';
-import { Method } from '../records/layout.js';
 import { ItemStreamDecoder } from '../records/stream.js';
 import { exists } from '../util/fs.js';
 import { exec as defaultExec } from './exec.js';
@@ -61,7 +60,7 @@ const closeFd = promisify(close);
 /** The irqs-off method the counters say runs (the same in every CPU's item). */
 export function runningMethod(counters: readonly CountersItem[]): string {
   const m = counters[0]?.irqsOffMethod;
-  return m === Method.Exact ? 'exact' : m === Method.Sampled ? 'sampled' : counters.length ? 'off' : 'unknown';
+  return m !== undefined ? METHOD_NAMES[m] : counters.length ? 'off' : 'unknown';
 }
 
 /** The module file the driver loader checked (null: it only found one loaded), or its reason for none. */

@@ -11,7 +11,7 @@ import { procFs } from '../attribution/procfs.js';
 import { AgentMetrics } from '../daemon/metrics.js';
 import { Batcher } from '../pipeline/batcher.js';
 import { RecordPipeline } from '../pipeline/record_pipeline.js';
-import { ABI_VERSION, Kind, MAGIC, Method, RECORD } from '../records/layout.js';
+import { ABI_VERSION, Edge, Kind, MAGIC, Method, RECORD, RecordFlag } from '../records/layout.js';
 import { ItemStreamDecoder } from '../records/stream.js';
 import type { SectionRecord } from '../records/decode.js';
 import { Outbox } from '../transport/outbox.js';
@@ -125,8 +125,10 @@ class RecordWriter {
       buf.writeUInt8(Kind.IrqsOff, at + f.kind.offset);
       buf.writeUInt8(Method.Exact, at + f.method.offset);
       buf.writeUInt8(1, at + f.backend.offset);
-      // Sites valid.
-      buf.writeUInt8(4, at + f.flags.offset);
+      // Sites valid, both ends exact (the tracepoints), as the exact method writes them.
+      buf.writeUInt8(RecordFlag.SitesValid | RecordFlag.StartExact | RecordFlag.EndExact, at + f.flags.offset);
+      buf.writeUInt8(Edge.Tracepoint, at + f.start_by.offset);
+      buf.writeUInt8(Edge.Tracepoint, at + f.end_by.offset);
       buf.writeUInt16LE(i % 8, at + f.cpu.offset);
       buf.writeUInt16LE(this.frames, at + f.nr_frames.offset);
       buf.writeBigUInt64LE(BigInt(i + 1), at + f.seq.offset);

@@ -1,6 +1,7 @@
 // Text for people: durations, the live table of violations, and log2
 // histograms drawn as bars (the look of bcc's tools).
 import type { HistItem } from '../records/decode.js';
+import { METHOD_NAMES } from '../config/kernel_config.js';
 import { Kind, Method } from '../records/layout.js';
 
 /** 950 -> "950 ns", 1_500 -> "1.50 µs", 5_012_345 -> "5.01 ms". */
@@ -27,7 +28,6 @@ export const KIND_NAMES: Record<Kind, string> = {
   [Kind.IrqLine]: 'irq-line',
 };
 
-export const METHOD_NAMES: Record<Method, string> = { [Method.Exact]: 'exact', [Method.Sampled]: 'sampled' };
 
 /**
  * One histogram as a bar chart; empty string when it counted nothing. A sampled one says of how
@@ -59,19 +59,55 @@ export function formatWhere(task: { podUid?: string | null; podNamespace?: strin
   return '-';
 }
 
+/** How an event's ends were timed: its start and end edges, method (the wire enum's name) and error bound. */
+export interface EventEnds {
+  method: string;
+  start?: { exact?: boolean | null } | null;
+  end?: { exact?: boolean | null } | null;
+  errorNs: bigint;
+}
+
+/** Whether one end is exact: its edge says; an event without edges (an older agent's), its method. */
+function endExact(edge: { exact?: boolean | null } | null | undefined, method: string, start: boolean): boolean | undefined {
+  if (edge) return edge.exact ?? false;
+  if (method === 'METHOD_EXACT') return true;
+  // Sampled: the start within one period before the timer's expiry, the end at its late interrupt.
+  if (method === 'METHOD_SAMPLED') return !start;
+  return undefined;
+}
+
+/** "exact/exact", "±1.00 ms/exact": the start's and the end's timing, exact or within the error bound. */
+export function formatEnds(e: EventEnds): string {
+  const one = (exact: boolean | undefined): string => (exact === undefined ? '?' : exact ? 'exact' : `±${formatNs(e.errorNs)}`);
+  return `${one(endExact(e.start, e.method, true))}/${one(endExact(e.end, e.method, false))}`;
+}
+
+/** The lock that opened a section: its symbol (and offset in it, module), else its address; '-' for none. */
+export function formatLock(lock: { address?: bigint; symbol?: string | null; offset?: bigint; module?: string | null } | null | undefined): string {
+  if (!lock) return '-';
+  if (!lock.symbol) return `0x${(lock.address ?? 0n).toString(16)}`;
+  return `${lock.symbol}${lock.offset ? `+0x${lock.offset.toString(16)}` : ''}${lock.module ? ` [${lock.module}]` : ''}`;
+}
+
 export interface ViolationRow {
   time: string;
   kind: string;
   cpu: string;
   duration: string;
+  /** formatEnds: each end exact or bounded. */
+  ends: string;
   task: string;
   where: string;
+  /** formatLock: the lock whose irq-saving call opened the section, or '-'. */
+  lock: string;
   frames: string;
 }
 
-export const VIOLATION_HEADER: ViolationRow = { time: 'TIME', kind: 'KIND', cpu: 'CPU', duration: 'DURATION', task: 'TASK', where: 'POD/CONTAINER', frames: 'TOP FRAMES' };
+export const VIOLATION_HEADER: ViolationRow = {
+  time: 'TIME', kind: 'KIND', cpu: 'CPU', duration: 'DURATION', ends: 'ENDS', task: 'TASK', where: 'POD/CONTAINER', lock: 'LOCK', frames: 'TOP FRAMES',
+};
 
 /** One aligned line of the live table. */
 export function formatRow(r: ViolationRow): string {
-  return [r.time.padEnd(12), r.kind.padEnd(14), r.cpu.padStart(3), r.duration.padStart(10), r.task.padEnd(24), r.where.padEnd(20), r.frames].join(' ');
+  return [r.time.padEnd(12), r.kind.padEnd(14), r.cpu.padStart(3), r.duration.padStart(10), r.ends.padEnd(17), r.task.padEnd(24), r.where.padEnd(20), r.lock.padEnd(20), r.frames].join(' ');
 }

@@ -7,7 +7,7 @@ import type { InterruptLine } from '../config/irq_names.js';
 import { CgroupIndex } from '../attribution/cgroup_index.js';
 import { startBackend } from '../backend/select.js';
 import { BackendError } from '../backend/types.js';
-import { ConfigError, DEFAULT_KERNEL_CONFIG, oneOf, parseDurationNs, validateKernelConfig } from '../config/kernel_config.js';
+import { ConfigError, DEFAULT_KERNEL_CONFIG, RECORD_METHOD_CHOICES, oneOf, parseDurationNs, validateKernelConfig } from '../config/kernel_config.js';
 import type { BackendChoice, KernelConfig, MethodChoice } from '../config/kernel_config.js';
 import { RecordPipeline } from '../pipeline/record_pipeline.js';
 import type { SectionRecord } from '../records/decode.js';
@@ -64,7 +64,7 @@ export function configFromOptions(o: RecordOptions, interrupts: () => InterruptL
     if (named.unmatched.length) throw new ConfigError(`target: no IRQ line named ${named.unmatched.map((n) => `'${n}'`).join(', ')} in /proc/interrupts`);
     irqs = named.irqs;
   }
-  const method = oneOf<MethodChoice>(o.method, ['auto', 'exact', 'sampled', 'off'], 'method');
+  const method = oneOf<MethodChoice>(o.method, RECORD_METHOD_CHOICES, 'method');
   const cfg = validateKernelConfig({
     ...DEFAULT_KERNEL_CONFIG,
     method: target.irqsOff ? method : 'off',

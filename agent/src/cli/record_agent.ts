@@ -5,13 +5,19 @@
 import { existsSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { AgentLocalClient, irqtrace, toBigInt, toLong } from '@irqtrace/proto';
+import { METHOD_NAMES } from '../config/kernel_config.js';
 import type { KernelConfig } from '../config/kernel_config.js';
+import { METHODS } from '../pipeline/event.js';
+import { Method } from '../records/layout.js';
 import { formatNs } from './format.js';
 import type { Output } from './output.js';
 import { untilStopped } from './until_stopped.js';
 import { ViolationView } from './violation_view.js';
 
 const pb = irqtrace.v1;
+
+/** The methods' names by their wire value: METHOD_NAMES, through the one method mapping (METHODS). */
+const METHOD_NAMES_ON_WIRE = new Map(Object.values(Method).filter((m): m is Method => typeof m === 'number').map((m) => [METHODS[m], METHOD_NAMES[m]]));
 
 /** How long the agent has to say who it is before this command traces by itself. */
 const ANSWER_TIMEOUT_MS = 5000;
@@ -36,7 +42,7 @@ export function targetWants(cfg: KernelConfig, event: irqtrace.v1.IEvent): boole
 function describe(info: irqtrace.v1.IAgentInfo): string {
   const state = info.state ?? {};
   const backend = state.backend === pb.Backend.BACKEND_KMOD ? 'kmod' : state.backend === pb.Backend.BACKEND_EBPF ? 'eBPF' : 'no kernel side';
-  const method = state.irqsOffMethod === pb.Method.METHOD_EXACT ? 'exact' : state.irqsOffMethod === pb.Method.METHOD_SAMPLED ? 'sampled' : 'off';
+  const method = METHOD_NAMES_ON_WIRE.get(state.irqsOffMethod ?? pb.Method.METHOD_UNSPECIFIED) ?? 'off';
   const traces = (info.traces ?? []).map((t) => `${t.name} (${formatNs(toBigInt(t.thresholdNs))})`);
   return `node ${info.node ?? '?'}, pid ${info.pid ?? '?'}: ${backend}, irqs-off ${method}; traces: ${traces.length ? traces.join(', ') : 'none (nothing is traced)'}`;
 }

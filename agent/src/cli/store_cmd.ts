@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventStore } from '../daemon/store.js';
-import { VIOLATION_HEADER, formatNs, formatRow, formatWhere } from './format.js';
+import { VIOLATION_HEADER, formatEnds, formatLock, formatNs, formatRow, formatWhere } from './format.js';
 
 interface StoredEvent {
   recordedAt?: string;
@@ -12,6 +12,11 @@ interface StoredEvent {
   cpu?: number;
   irq?: number;
   durationNs?: string;
+  method?: string;
+  errorBoundNs?: string;
+  start?: { exact?: boolean };
+  end?: { exact?: boolean };
+  lock?: { address?: string; symbol?: string; offset?: string; module?: string };
   task?: { pid?: number; comm?: string; podUid?: string; containerId?: string };
   context?: { summary?: string };
   stack?: { symbol?: string }[];
@@ -33,8 +38,10 @@ export function listStore(path: string, json: boolean): number {
         kind: kind === 'irq-line' ? `irq-line ${e.irq ?? 0}` : kind,
         cpu: String(e.cpu ?? 0),
         duration: formatNs(BigInt(e.durationNs ?? '0')),
+        ends: formatEnds({ method: e.method ?? '', start: e.start, end: e.end, errorNs: BigInt(e.errorBoundNs ?? '0') }),
         task: e.context?.summary ?? `${e.task?.comm ?? '?'}/${e.task?.pid ?? 0}`,
         where: e.context ? '-' : formatWhere(e.task),
+        lock: e.lock ? formatLock({ ...e.lock, address: BigInt(e.lock.address ?? '0'), offset: BigInt(e.lock.offset ?? '0') }) : '-',
         frames: (e.stack ?? []).slice(0, 3).map((f) => f.symbol ?? '?').join(' < '),
       })}\n`,
     );
@@ -52,7 +59,8 @@ export function clearStore(path: string): number {
 /** Zeroes the loaded module's histograms and counters (/dev/irqtrace_stats). */
 export function clearKernel(devRoot = '/dev'): number {
   try {
-    writeFileSync(join(devRoot, 'irqtrace_stats'), 'clear');
+    // r+: a device that is not there is an error, not a regular file made in its place.
+    writeFileSync(join(devRoot, 'irqtrace_stats'), 'clear', { flag: 'r+' });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     process.stderr.write(`irqtrace: cannot clear the kernel side: ${code === 'ENOENT' ? 'the irqtrace module is not loaded (the eBPF backend keeps its histograms in the agent\'s loader, cleared when it starts)' : String(err)}\n`);

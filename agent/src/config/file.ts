@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { isIrqNamePattern } from './irq_names.js';
-import { ConfigError, DEFAULT_KERNEL_CONFIG, oneOf, parseDurationNs } from './kernel_config.js';
+import { ConfigError, DEFAULT_KERNEL_CONFIG, TRACE_METHOD_CHOICES, oneOf, parseDurationNs } from './kernel_config.js';
 import type { BackendChoice, MethodChoice } from './kernel_config.js';
 import type { Trace } from './traces.js';
 
@@ -58,7 +58,7 @@ function trace(raw: unknown, i: number): Trace {
     irqs,
     irqNames,
     thresholdNs: t.threshold === undefined ? DEFAULT_KERNEL_CONFIG.thresholdNs : parseDurationNs(str(t.threshold, `${at}.threshold`), `${at}.threshold`),
-    method: choice<MethodChoice>(t.method, ['auto', 'exact', 'sampled'], `${at}.method`, 'auto'),
+    method: choice<MethodChoice>(t.method, TRACE_METHOD_CHOICES, `${at}.method`, 'auto'),
     backend: choice<BackendChoice>(t.backend, ['auto', 'kmod', 'ebpf'], `${at}.backend`, 'auto'),
     periodNs: t.period === undefined ? DEFAULT_KERNEL_CONFIG.periodNs : parseDurationNs(str(t.period, `${at}.period`), `${at}.period`),
     softirqs: bool(t.softirqs, `${at}.softirqs`, false),

@@ -2,8 +2,29 @@
 // eBPF loader's settings are the same set, written the same way. Bounds and
 // defaults are the uapi header's (LIMITS).
 import { LIMITS, durationText } from '@irqtrace/proto/limits';
+import { Method } from '../records/layout.js';
 
-export type MethodChoice = 'auto' | 'exact' | 'sampled' | 'off';
+/**
+ * The irqs-off methods by name: the one list of them for the module parameter, the eBPF
+ * loader's setting, the config file, the command line and the states the agent reports.
+ */
+export const METHOD_NAMES = { [Method.Exact]: 'exact', [Method.Sampled]: 'sampled', [Method.Hybrid]: 'hybrid' } as const satisfies Record<Method, string>;
+export type MethodName = (typeof METHOD_NAMES)[Method];
+
+const METHODS_BY_NAME = new Map<string, Method>(Object.values(Method).filter((m): m is Method => typeof m === 'number').map((m) => [METHOD_NAMES[m], m]));
+
+/** The method of that name (a state's, a loader's answer), or undefined (off, unknown). */
+export function methodNamed(name: string): Method | undefined {
+  return METHODS_BY_NAME.get(name);
+}
+
+/** auto: exact where the kernel has the preemptirq tracepoints, else sampled. off: IRQ lines only. */
+export type MethodChoice = 'auto' | MethodName | 'off';
+/** What a trace may ask for (off is the merged config's, for IRQ lines alone). */
+export const TRACE_METHOD_CHOICES: readonly MethodChoice[] = ['auto', ...Object.values(METHOD_NAMES)];
+/** What the record command may ask for: a trace's choices, or off (IRQ lines alone). */
+export const RECORD_METHOD_CHOICES: readonly MethodChoice[] = [...TRACE_METHOD_CHOICES, 'off'];
+
 export type BackendChoice = 'auto' | 'kmod' | 'ebpf';
 
 export interface KernelConfig {

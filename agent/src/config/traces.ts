@@ -28,10 +28,6 @@ export interface Trace {
   endUnixNs: bigint;
 }
 
-const METHODS: Record<number, MethodChoice> = {
-  [pb.MethodChoice.METHOD_CHOICE_EXACT]: 'exact',
-  [pb.MethodChoice.METHOD_CHOICE_SAMPLED]: 'sampled',
-};
 const BACKENDS: Record<number, BackendChoice> = {
   [pb.BackendChoice.BACKEND_CHOICE_KMOD]: 'kmod',
   [pb.BackendChoice.BACKEND_CHOICE_EBPF]: 'ebpf',
@@ -42,8 +38,11 @@ const METHOD_CHOICES: Record<MethodChoice, irqtrace.v1.MethodChoice> = {
   auto: pb.MethodChoice.METHOD_CHOICE_AUTO,
   exact: pb.MethodChoice.METHOD_CHOICE_EXACT,
   sampled: pb.MethodChoice.METHOD_CHOICE_SAMPLED,
+  hybrid: pb.MethodChoice.METHOD_CHOICE_HYBRID,
   off: pb.MethodChoice.METHOD_CHOICE_AUTO,
 };
+/** The methods a TraceConfig names (auto and unknown values read as auto). */
+const METHODS = new Map<number, MethodChoice>(Object.entries(METHOD_CHOICES).filter(([name]) => name !== 'off' && name !== 'auto').map(([name, value]) => [value, name as MethodChoice]));
 const BACKEND_CHOICES: Record<BackendChoice, irqtrace.v1.BackendChoice> = {
   auto: pb.BackendChoice.BACKEND_CHOICE_AUTO,
   kmod: pb.BackendChoice.BACKEND_CHOICE_KMOD,
@@ -57,7 +56,7 @@ export function traceFromProto(t: irqtrace.v1.ITraceConfig): Trace {
     irqs: t.target?.irqs ?? [],
     irqNames: t.target?.irqNames ?? [],
     thresholdNs: toBigInt(t.thresholdNs) || DEFAULT_KERNEL_CONFIG.thresholdNs,
-    method: METHODS[t.method ?? 0] ?? 'auto',
+    method: METHODS.get(t.method ?? 0) ?? 'auto',
     backend: BACKENDS[t.backend ?? 0] ?? 'auto',
     periodNs: toBigInt(t.samplePeriodNs) || DEFAULT_KERNEL_CONFIG.periodNs,
     softirqs: t.softirqs ?? false,
@@ -96,6 +95,26 @@ export function resolveTraceIrqNames(traces: readonly Trace[], lines: readonly I
   return { traces: resolved, unmatched: [...unmatched] };
 }
 
+/**
+ * One method for the traces that asked these: the kernel side runs one. In precision
+ * exact > hybrid > sampled: exact times both ends of every section; hybrid times the ends it can
+ * hook exactly and bounds the others as sampled does; sampled bounds every start. The records of a
+ * more precise method serve a trace that asked for less, so one explicit method wins, and of
+ * several the most precise; except exact, which needs the preemptirq tracepoints that stock
+ * kernels lack: exact with another is left to the node (auto: exact where the kernel can, else
+ * sampled) rather than fail every trace on a stock kernel. (Exact with hybrid on a stock kernel
+ * then samples: auto does not choose hybrid yet.)
+ */
+function mergeMethods(asked: ReadonlySet<MethodChoice>, backend: BackendChoice): MethodChoice {
+  const explicit = [...asked].filter((m) => m !== 'auto');
+  if (explicit.length === 1) return explicit[0] ?? 'auto';
+  if (explicit.includes('exact')) return 'auto';
+  // Hybrid and sampled: hybrid samples what sampled does, and its records say which ends are
+  // exact. It needs the module: with eBPF asked for by a trace, sampled (what eBPF can do of it).
+  if (explicit.includes('hybrid')) return backend === 'ebpf' ? 'sampled' : 'hybrid';
+  return 'auto';
+}
+
 export interface Merged {
   kernel: KernelConfig;
   backend: BackendChoice;
@@ -107,11 +126,9 @@ export function mergeTraces(traces: Trace[], nowUnixNs = BigInt(Date.now()) * 1_
   if (!live.length) return undefined;
   const min = (xs: bigint[]) => xs.reduce((a, b) => (b < a ? b : a));
   const anyAll = live.some((t) => t.all);
-  const methods = new Set(live.filter((t) => t.all).map((t) => t.method));
-  // One explicit method wins; exact and sampled asked at once leave it to the node (auto).
-  const explicit = [...methods].filter((m) => m !== 'auto');
-  const method: MethodChoice = !anyAll ? 'off' : explicit.length === 1 ? (explicit[0] ?? 'auto') : 'auto';
   const backends = [...new Set(live.map((t) => t.backend).filter((b) => b !== 'auto'))];
+  const backend = backends.length === 1 ? (backends[0] ?? 'auto') : 'auto';
+  const method: MethodChoice = anyAll ? mergeMethods(new Set(live.filter((t) => t.all).map((t) => t.method)), backend) : 'off';
   const irqs: KernelConfig['irqs'] = anyAll ? 'all' : [...new Set(live.flatMap((t) => t.irqs))].sort((a, b) => a - b);
   return {
     kernel: validateKernelConfig({
@@ -124,7 +141,7 @@ export function mergeTraces(traces: Trace[], nowUnixNs = BigInt(Date.now()) * 1_
       cpus: 'all',
       irqs: Array.isArray(irqs) && irqs.length === 0 ? 'none' : irqs,
     }),
-    backend: backends.length === 1 ? (backends[0] ?? 'auto') : 'auto',
+    backend,
   };
 }
 

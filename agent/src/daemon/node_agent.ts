@@ -12,11 +12,12 @@ import { unloadLeftover } from '../backend/kmod.js';
 import { startBackend } from '../backend/select.js';
 import type { BackendOptions } from '../backend/select.js';
 import type { KernelBackend } from '../backend/types.js';
+import { methodNamed } from '../config/kernel_config.js';
 import { mergeTraces, resolveTraceIrqNames, traceFromProto, traceToProto } from '../config/traces.js';
 import { parseInterrupts } from '../config/irq_names.js';
 import type { Merged, Trace } from '../config/traces.js';
 import { AGENT_LOSSES, Batcher } from '../pipeline/batcher.js';
-import { SECTION_KINDS } from '../pipeline/event.js';
+import { METHODS, SECTION_KINDS } from '../pipeline/event.js';
 import { RecordPipeline } from '../pipeline/record_pipeline.js';
 import type { CountersItem, SectionRecord } from '../records/decode.js';
 import { IngestClient } from '../transport/client.js';
@@ -106,7 +107,8 @@ export class NodeAgent {
 
   /** Backend state as the protocol says it. */
   state(): irqtrace.v1.IBackendState {
-    const method = this.method === 'exact' ? pb.Method.METHOD_EXACT : this.method === 'sampled' ? pb.Method.METHOD_SAMPLED : pb.Method.METHOD_UNSPECIFIED;
+    const running = methodNamed(this.method);
+    const method = running === undefined ? pb.Method.METHOD_UNSPECIFIED : METHODS[running];
     return {
       phase: this.phase,
       backend: this.backend?.name === 'kmod' ? pb.Backend.BACKEND_KMOD : this.backend?.name === 'ebpf' ? pb.Backend.BACKEND_EBPF : pb.Backend.BACKEND_UNSPECIFIED,

@@ -16,6 +16,7 @@ const stackBytes = new WeakMap<irqtrace.v1.IFrame[], Uint8Array>();
 const siteBytes = new WeakMap<irqtrace.v1.ISite, Uint8Array>();
 const enrichmentBytes = new WeakMap<irqtrace.v1.IEnrichment, Uint8Array>();
 const contextBytes = new WeakMap<irqtrace.v1.IContext, Uint8Array>();
+const edgeBytes = new WeakMap<irqtrace.v1.IEdge, Uint8Array>();
 const taskBytes = new WeakMap<irqtrace.v1.ITask, Uint8Array>();
 
 /** Made once per object (cold path), with protobufjs. */
@@ -31,6 +32,7 @@ function cached<K extends object>(cache: WeakMap<K, Uint8Array>, key: K, encode:
 const frame = (f: irqtrace.v1.IFrame): Uint8Array => cached(frameBytes, f, (k) => pb.Frame.encode(k).finish());
 const enrichment = (e: irqtrace.v1.IEnrichment): Uint8Array => cached(enrichmentBytes, e, (k) => pb.Enrichment.encode(k).finish());
 const context = (c: irqtrace.v1.IContext): Uint8Array => cached(contextBytes, c, (k) => pb.Context.encode(k).finish());
+const edge = (e: irqtrace.v1.IEdge): Uint8Array => cached(edgeBytes, e, (k) => pb.Edge.encode(k).finish());
 
 /** The site's fields (without its own tag and length). */
 const site = (s: irqtrace.v1.ISite): Uint8Array =>
@@ -97,6 +99,9 @@ export function writeEvent(w: WireWriter, e: irqtrace.v1.IEvent): void {
   if (e.enrichment) w.tag(Event.enrichment).bytes(enrichment(e.enrichment));
   for (const t of e.traces ?? []) w.tag(Event.traces).string(t);
   if (e.context) w.tag(Event.context).bytes(context(e.context));
+  if (e.start) w.tag(Event.start).bytes(edge(e.start));
+  if (e.end) w.tag(Event.end).bytes(edge(e.end));
+  if (e.lock) w.tag(Event.lock).bytes(frame(e.lock));
 }
 
 /** Writes the event as a length-delimited field whose tag is given (EventBatch.events, say). */

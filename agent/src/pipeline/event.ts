@@ -1,12 +1,13 @@
-// A kernel record made into the protocol's Event: symbolized sites and
-// stack, and the task attributed to its cgroup, container and pod.
+// A kernel record made into the protocol's Event: symbolized sites, stack and
+// lock, how each end was timed, and the task attributed to its cgroup,
+// container and pod.
 import { irqtrace, toLong } from '@irqtrace/proto';
 import type { CgroupAttribution } from '../attribution/cgroup.js';
 import type { Enrichment } from '../attribution/enrich.js';
-import { Backend, Kind, Method, RecordFlag } from '../records/layout.js';
+import { Backend, Edge, Kind, Method, RecordFlag } from '../records/layout.js';
 import type { SectionRecord } from '../records/decode.js';
 import type { CodeLocation } from '../records/code.js';
-import type { Kallsyms } from '../symbols/kallsyms.js';
+import type { Kallsyms, Symbol as KernelSymbol } from '../symbols/kallsyms.js';
 
 const pb = irqtrace.v1;
 
@@ -15,20 +16,49 @@ export const SECTION_KINDS: Record<Kind, irqtrace.v1.SectionKind> = {
   [Kind.SoftirqsOff]: pb.SectionKind.SECTION_KIND_SOFTIRQS_OFF,
   [Kind.IrqLine]: pb.SectionKind.SECTION_KIND_IRQ_LINE,
 };
-const METHODS: Record<Method, irqtrace.v1.Method> = {
+export const METHODS: Record<Method, irqtrace.v1.Method> = {
   [Method.Exact]: pb.Method.METHOD_EXACT,
   [Method.Sampled]: pb.Method.METHOD_SAMPLED,
+  [Method.Hybrid]: pb.Method.METHOD_HYBRID,
 };
 const BACKENDS: Record<Backend, irqtrace.v1.Backend> = {
   [Backend.Kmod]: pb.Backend.BACKEND_KMOD,
   [Backend.Ebpf]: pb.Backend.BACKEND_EBPF,
 };
 
-export function frameOf(syms: Kallsyms, address: bigint): irqtrace.v1.IFrame {
-  const s = syms.lookup(address);
+const EDGE_SOURCES: Record<Edge, irqtrace.v1.EdgeSource> = {
+  [Edge.None]: pb.EdgeSource.EDGE_SOURCE_UNSPECIFIED,
+  [Edge.Tracepoint]: pb.EdgeSource.EDGE_SOURCE_TRACEPOINT,
+  [Edge.Lock]: pb.EdgeSource.EDGE_SOURCE_LOCK,
+  [Edge.Handler]: pb.EdgeSource.EDGE_SOURCE_HANDLER,
+  [Edge.Sample]: pb.EdgeSource.EDGE_SOURCE_SAMPLE,
+};
+
+/** Every Edge there is, made once (frozen, shared by the events, their bytes cached by the encoder). */
+const EDGES = new Map<number, irqtrace.v1.IEdge>();
+for (const source of Object.values(Edge)) {
+  if (typeof source !== 'number') continue;
+  for (const exact of [false, true]) EDGES.set(source * 2 + Number(exact), Object.freeze({ source: EDGE_SOURCES[source], exact }));
+}
+
+function edgeOf(by: Edge, exact: boolean): irqtrace.v1.IEdge | null {
+  return EDGES.get(by * 2 + Number(exact)) ?? null;
+}
+
+function frameAt(address: bigint, s: KernelSymbol | undefined): irqtrace.v1.IFrame {
   return s
     ? { address: toLong(address), symbol: s.name, offset: toLong(s.offset), module: s.module }
     : { address: toLong(address) };
+}
+
+/** A code address (stack frame, site, handler) as a Frame. */
+export function frameOf(syms: Kallsyms, address: bigint): irqtrace.v1.IFrame {
+  return frameAt(address, syms.lookup(address));
+}
+
+/** A data address (a lock's) as a Frame: named by the data symbol it is in, never by code. */
+export function dataFrameOf(syms: Kallsyms, address: bigint): irqtrace.v1.IFrame {
+  return frameAt(address, syms.lookupData(address));
 }
 
 // Frames are made once per address and table (stacks share most of theirs),
@@ -45,16 +75,26 @@ interface SymbolizedCode {
 
 class SymbolCaches {
   private readonly frames = new Map<bigint, irqtrace.v1.IFrame>();
+  private readonly locks = new Map<bigint, irqtrace.v1.IFrame>();
   private readonly codes = new WeakMap<CodeLocation, SymbolizedCode>();
 
   constructor(private readonly syms: Kallsyms) {}
 
   frame(address: bigint): irqtrace.v1.IFrame {
-    let frame = this.frames.get(address);
+    return this.cached(this.frames, address, frameOf);
+  }
+
+  /** A lock's address: data, not code. */
+  lock(address: bigint): irqtrace.v1.IFrame {
+    return this.cached(this.locks, address, dataFrameOf);
+  }
+
+  private cached(cache: Map<bigint, irqtrace.v1.IFrame>, address: bigint, make: typeof frameOf): irqtrace.v1.IFrame {
+    let frame = cache.get(address);
     if (!frame) {
-      if (this.frames.size >= FRAME_CACHE_MAX) this.frames.clear();
-      frame = Object.freeze(frameOf(this.syms, address));
-      this.frames.set(address, frame);
+      if (cache.size >= FRAME_CACHE_MAX) cache.clear();
+      frame = Object.freeze(make(this.syms, address));
+      cache.set(address, frame);
     }
     return frame;
   }
@@ -80,13 +120,13 @@ class SymbolCaches {
 
 const caches = new WeakMap<Kallsyms, SymbolCaches>();
 
-function symbolize(syms: Kallsyms, code: CodeLocation): SymbolizedCode {
+function cachesOf(syms: Kallsyms): SymbolCaches {
   let c = caches.get(syms);
   if (!c) {
     c = new SymbolCaches(syms);
     caches.set(syms, c);
   }
-  return c.code(code);
+  return c;
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
@@ -143,7 +183,8 @@ export interface Attribution {
  */
 export function toEvent(rec: SectionRecord, syms: Kallsyms, who: Attribution = {}): irqtrace.v1.IEvent {
   const sites = (rec.flags & RecordFlag.SitesValid) !== 0;
-  const code = symbolize(syms, rec.code);
+  const symbols = cachesOf(syms);
+  const code = symbols.code(rec.code);
   // A handler's section is the handler's: the task it interrupted is named, not its pod.
   const interrupted = Boolean(who.context);
   return {
@@ -165,5 +206,8 @@ export function toEvent(rec: SectionRecord, syms: Kallsyms, who: Attribution = {
     // Shared by the events of one offender within its cache time: not copied.
     enrichment: interrupted ? null : (who.enrichment ?? null),
     ...(who.context ? { context: who.context } : {}),
+    start: edgeOf(rec.startBy, (rec.flags & RecordFlag.StartExact) !== 0),
+    end: edgeOf(rec.endBy, (rec.flags & RecordFlag.EndExact) !== 0),
+    lock: rec.lock ? symbols.lock(rec.lock) : null,
   };
 }

@@ -14,8 +14,9 @@ export interface CodeLocation {
 }
 
 const r = RECORD.fields;
-/** Sites and stack are contiguous at the end of a record. */
-const CODE_START = r.disable_ip.offset;
+/** The sites: disable_ip .. enable_parent_ip, contiguous. */
+const SITES_START = r.disable_ip.offset;
+const SITES_END = r.enable_parent_ip.offset + r.enable_parent_ip.size;
 
 export class CodeInterner {
   private readonly known = new Map<string, CodeLocation>();
@@ -25,7 +26,9 @@ export class CodeInterner {
 
   /** The code location of the record at buf[at, at + size). */
   intern(buf: Buffer, at: number, size: number): CodeLocation {
-    const key = buf.toString('latin1', at + CODE_START, at + size);
+    // Sites and stack only: the fields between them (context, edges, the lock's address) vary
+    // between the records of one code path (a per-object lock) and are not part of it.
+    const key = buf.toString('latin1', at + SITES_START, at + SITES_END) + buf.toString('latin1', at + RECORD.size, at + size);
     let code = this.known.get(key);
     if (!code) {
       if (this.known.size >= this.maxEntries) this.known.clear();

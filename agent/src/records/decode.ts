@@ -3,7 +3,7 @@
 // /dev/irqtrace_stats. Framing is by each item's preamble; a malformed item
 // ends decoding with a DecodeError that says where and why.
 import { ABI_VERSION, COMM_LEN, COUNTERS, HIST, HIST_BUCKETS, MAGIC, MAX_FRAMES, PREAMBLE_SIZE, RECORD } from './layout.js';
-import { Backend, Context, Kind, Method } from './layout.js';
+import { Backend, Context, Edge, Kind, Method } from './layout.js';
 import { CodeInterner } from './code.js';
 import type { CodeLocation } from './code.js';
 
@@ -47,6 +47,11 @@ export interface SectionRecord {
   contextNr: number;
   /** The handler or timer callback, when known, else 0n. */
   contextFn: bigint;
+  /** What timed each end; flags StartExact and EndExact say whether it is exact or a bound (errorNs). */
+  startBy: Edge;
+  endBy: Edge;
+  /** Edge.Lock at the start: the address of the lock whose irq-saving call opened the section, else 0n. */
+  lock: bigint;
   frames: readonly bigint[];
   /** Sites and stack, one object shared by the records with the same ones. */
   code: CodeLocation;
@@ -103,6 +108,7 @@ const kindOf = member(Kind, 'kind');
 const contextOf = member(Context, 'context');
 const methodOf = member(Method, 'method');
 const backendOf = member(Backend, 'backend');
+const edgeOf = member(Edge, 'edge');
 
 const r = RECORD.fields;
 const h = HIST.fields;
@@ -141,6 +147,9 @@ function decodeRecord(buf: Buffer, at: number, size: number, codes: CodeInterner
     context: contextOf(buf.readUInt8(at + r.context.offset), at),
     contextNr: buf.readUInt32LE(at + r.context_nr.offset),
     contextFn: buf.readBigUInt64LE(at + r.context_fn.offset),
+    startBy: edgeOf(buf.readUInt8(at + r.start_by.offset), at),
+    endBy: edgeOf(buf.readUInt8(at + r.end_by.offset), at),
+    lock: buf.readBigUInt64LE(at + r.lock.offset),
     frames: code.frames,
     code,
   };

@@ -2,7 +2,7 @@
 // test/unit/uapi_layout.test.ts compiles the C header and checks every
 // offset and size here against the compiler's, so the two cannot drift.
 
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 export const MAGIC = {
   record: 0x72515249,
@@ -23,6 +23,22 @@ export enum Kind {
 export enum Method {
   Exact = 1,
   Sampled = 2,
+  /** Each end exact where it is hookable, else sampled: Edge and the Start/EndExact flags say, per record. */
+  Hybrid = 3,
+}
+
+/** What timed one end of a section (irqtrace_record.start_by, .end_by). */
+export enum Edge {
+  /** Not said (IRQ lines). */
+  None = 0,
+  /** irq_disable/irq_enable tracepoints: exact. */
+  Tracepoint = 1,
+  /** An irq-saving lock function (or its unlock): exact. */
+  Lock = 2,
+  /** An interrupt handler's entry or exit. */
+  Handler = 3,
+  /** The sampler's timer: at the start its expiry (up to error_ns late); at the end its late interrupt (exact). */
+  Sample = 4,
 }
 
 export enum Backend {
@@ -34,6 +50,10 @@ export enum RecordFlag {
   StackTruncated = 0x01,
   EnablerValid = 0x02,
   SitesValid = 0x04,
+  /** start_ns is exact, not a bound. */
+  StartExact = 0x08,
+  /** start_ns + duration_ns is exact. */
+  EndExact = 0x10,
 }
 
 /** Where a section ran (enum irqtrace_context). */
@@ -71,7 +91,7 @@ export const PREAMBLE_SIZE = 8;
 
 export const RECORD = {
   cName: 'irqtrace_record',
-  size: 160,
+  size: 168,
   fields: {
     kind: f(8, 1),
     method: f(9, 1),
@@ -97,9 +117,12 @@ export const RECORD = {
     enable_ip: f(128, 8),
     enable_parent_ip: f(136, 8),
     context: f(144, 1),
+    start_by: f(145, 1),
+    end_by: f(146, 1),
     context_nr: f(148, 4),
     context_fn: f(152, 8),
-    frames: f(160, 0),
+    lock: f(160, 8),
+    frames: f(168, 0),
   },
 } as const satisfies StructLayout;
 

@@ -1,12 +1,15 @@
-// Kernel symbolization from /proc/kallsyms: text symbols of the core kernel
-// and of modules, sorted once, looked up by binary search.
+// Kernel symbolization from /proc/kallsyms: symbols of the core kernel and of
+// modules, sorted once, looked up by binary search. Text symbols (code: stacks,
+// sites, handlers) and data symbols (a lock's address: tasklist_lock) are two
+// tables, so a code address never resolves to data nor a lock to code.
 //
-// The table lives in typed arrays and one buffer of names: ~150,000 symbols
+// The tables live in typed arrays and one buffer of names: ~150,000 symbols
 // cost ~3 MB of it instead of ~150,000 strings, and parsing the bytes in
 // place leaves almost no garbage behind (the parse runs at start and on every
 // module change, and its garbage would be the agent's idle RSS). Addresses
-// are float64 offsets from the lowest one: kernel and module text span far
-// less than 2^53 bytes, so they are exact and the search compares doubles.
+// are float64 offsets from a table's lowest one: kernel and module text (and
+// data) span far less than 2^53 bytes, so they are exact and the search
+// compares doubles.
 export interface Symbol {
   name: string;
   /** Offset of the address from the symbol's start. */
@@ -58,40 +61,19 @@ class Columns {
   }
 }
 
-export class Kallsyms {
+/** One sorted table of symbols; their names are in the Kallsyms' shared buffer. */
+class SymbolTable {
   private constructor(
     private readonly baseHi: number,
     private readonly baseLo: number,
-    private readonly offsets: Float64Array,
-    /** Names, latin1, back to back; a symbol's is at nameStart for nameLength bytes. */
-    private readonly names: Buffer,
-    private readonly nameStart: Uint32Array,
-    private readonly nameLength: Uint16Array,
-    /** Index into modules; 0 is the core kernel (''). */
-    private readonly moduleOf: Uint16Array,
-    private readonly modules: string[],
+    readonly offsets: Float64Array,
+    readonly nameStart: Uint32Array,
+    readonly nameLength: Uint16Array,
+    /** Index into the modules; 0 is the core kernel (''). */
+    readonly moduleOf: Uint16Array,
   ) {}
 
-  /**
-   * Parses kallsyms ("ffffffff81000000 T _stext", "... t fn\t[module]").
-   * Lines that are not text symbols (t T w W) or that read as address 0
-   * (kptr_restrict without CAP_SYSLOG) are skipped, as are malformed ones.
-   */
-  static parse(input: Buffer | string): Kallsyms {
-    const parser = new KallsymsParser();
-    parser.push(typeof input === 'string' ? Buffer.from(input, 'latin1') : input);
-    return parser.finish();
-  }
-
-  /** Parses a stream of chunks (each may be reused by its producer once push returns). */
-  static async fromChunks(chunks: AsyncIterable<Buffer>): Promise<Kallsyms> {
-    const parser = new KallsymsParser();
-    for await (const chunk of chunks) parser.push(chunk);
-    return parser.finish();
-  }
-
-  /** @internal */
-  static build(cols: Columns, names: Buffer, modules: string[]): Kallsyms {
+  static build(cols: Columns): SymbolTable {
     const n = cols.length;
     let baseHi = 0xffffffff;
     let baseLo = 0xffffffff;
@@ -118,8 +100,7 @@ export class Kallsyms {
       nameLength[k] = cols.nameLength[i] ?? 0;
       moduleOf[k] = cols.module[i] ?? 0;
     }
-    // Own the names' memory: the scratch buffer was sized for the worst case.
-    return new Kallsyms(n ? baseHi : 0, n ? baseLo : 0, offsets, Buffer.from(names), nameStart, nameLength, moduleOf, modules);
+    return new SymbolTable(n ? baseHi : 0, n ? baseLo : 0, offsets, nameStart, nameLength, moduleOf);
   }
 
   get size(): number {
@@ -127,7 +108,7 @@ export class Kallsyms {
   }
 
   /** Offset of address from the table's lowest symbol, or -1 below it. */
-  private offsetOf(address: bigint): number {
+  offsetOf(address: bigint): number {
     const hi = Number(address >> 32n);
     const lo = Number(address & 0xffffffffn);
     if (hi < this.baseHi || (hi === this.baseHi && lo < this.baseLo)) return -1;
@@ -135,7 +116,7 @@ export class Kallsyms {
   }
 
   /** Index of the symbol containing the offset, or -1 below the first symbol. */
-  private find(target: number): number {
+  find(target: number): number {
     if (target < 0) return -1;
     let lo = 0;
     let hi = this.offsets.length - 1;
@@ -154,16 +135,83 @@ export class Kallsyms {
     return found;
   }
 
-  /** The symbol containing address, or undefined below the first symbol. */
+  /** The address of symbol i. */
+  address(i: number): bigint {
+    return ((BigInt(this.baseHi) << 32n) | BigInt(this.baseLo)) + BigInt(this.offsets[i] ?? 0);
+  }
+}
+
+export class Kallsyms {
+  private constructor(
+    private readonly text: SymbolTable,
+    private readonly data: SymbolTable,
+    /** Names, latin1, back to back; a symbol's is at nameStart for nameLength bytes. */
+    private readonly names: Buffer,
+    private readonly modules: string[],
+  ) {}
+
+  /**
+   * Parses kallsyms ("ffffffff81000000 T _stext", "... t fn\t[module]").
+   * Text symbols (t T w W) and data symbols (d D b B) are kept, each in its
+   * table; other lines, those that read as address 0 (kptr_restrict without
+   * CAP_SYSLOG), data symbols below the kernel half of the address space (x86's
+   * per-CPU offsets, not addresses) and malformed lines are skipped.
+   */
+  static parse(input: Buffer | string): Kallsyms {
+    const parser = new KallsymsParser();
+    parser.push(typeof input === 'string' ? Buffer.from(input, 'latin1') : input);
+    return parser.finish();
+  }
+
+  /** Parses a stream of chunks (each may be reused by its producer once push returns). */
+  static async fromChunks(chunks: AsyncIterable<Buffer>): Promise<Kallsyms> {
+    const parser = new KallsymsParser();
+    for await (const chunk of chunks) parser.push(chunk);
+    return parser.finish();
+  }
+
+  /** @internal */
+  static build(text: Columns, data: Columns, names: Buffer, modules: string[]): Kallsyms {
+    // Own the names' memory: the scratch buffer was sized for the worst case.
+    return new Kallsyms(SymbolTable.build(text), SymbolTable.build(data), Buffer.from(names), modules);
+  }
+
+  /** Text symbols. */
+  get size(): number {
+    return this.text.size;
+  }
+
+  /** Data symbols. */
+  get dataSize(): number {
+    return this.data.size;
+  }
+
+  /** The text symbol containing address (code: a stack frame, a site), or undefined below the first symbol. */
   lookup(address: bigint): Symbol | undefined {
-    const target = this.offsetOf(address);
-    const i = this.find(target);
+    const target = this.text.offsetOf(address);
+    return this.symbol(this.text, this.text.find(target), target);
+  }
+
+  /**
+   * The data symbol containing address (a static variable, such as a lock), or undefined: below
+   * the first one (allocated memory: the direct map, vmalloc), or past it into code, which ends it.
+   */
+  lookupData(address: bigint): Symbol | undefined {
+    const target = this.data.offsetOf(address);
+    const i = this.data.find(target);
     if (i < 0) return undefined;
-    const start = this.nameStart[i] ?? 0;
+    const code = this.text.find(this.text.offsetOf(address));
+    if (code >= 0 && this.text.address(code) > this.data.address(i)) return undefined;
+    return this.symbol(this.data, i, target);
+  }
+
+  private symbol(table: SymbolTable, i: number, target: number): Symbol | undefined {
+    if (i < 0) return undefined;
+    const start = table.nameStart[i] ?? 0;
     return {
-      name: this.names.toString('latin1', start, start + (this.nameLength[i] ?? 0)),
-      offset: BigInt(target - (this.offsets[i] ?? 0)),
-      module: this.modules[this.moduleOf[i] ?? 0] ?? '',
+      name: this.names.toString('latin1', start, start + (table.nameLength[i] ?? 0)),
+      offset: BigInt(target - (table.offsets[i] ?? 0)),
+      module: this.modules[table.moduleOf[i] ?? 0] ?? '',
     };
   }
 
@@ -177,7 +225,8 @@ export class Kallsyms {
 
 /** Scans kallsyms lines as they arrive; a line split across chunks is carried over. */
 class KallsymsParser {
-  private readonly cols = new Columns();
+  private readonly text = new Columns();
+  private readonly data = new Columns();
   private names = Buffer.allocUnsafe(1 << 20);
   private namesUsed = 0;
   private readonly modules = [''];
@@ -209,7 +258,7 @@ class KallsymsParser {
   finish(): Kallsyms {
     if (this.carry) this.lines(this.carry, 0, this.carry.length);
     this.carry = undefined;
-    return Kallsyms.build(this.cols, this.names.subarray(0, this.namesUsed), this.modules);
+    return Kallsyms.build(this.text, this.data, this.names.subarray(0, this.namesUsed), this.modules);
   }
 
   /** Parses the lines in text[from, to). */
@@ -237,8 +286,10 @@ class KallsymsParser {
     const digits = p - start;
     if (digits === 0 || digits > 16 || p + 3 >= end || text[p] !== SPACE || text[p + 2] !== SPACE) return;
     const type = text[p + 1];
-    // t T w W: text symbols.
-    if (!(type === 0x74 || type === 0x54 || type === 0x77 || type === 0x57)) return;
+    // t T w W: text symbols; d D b B: data (initialized or not), kept in the kernel half only.
+    const code = type === 0x74 || type === 0x54 || type === 0x77 || type === 0x57;
+    const data = type === 0x64 || type === 0x44 || type === 0x62 || type === 0x42;
+    if (!code && !(data && hi >= 0x80000000)) return;
     if (hi === 0 && lo === 0) return;
     const nameStart = p + 3;
     let nameEnd = nameStart;
@@ -261,7 +312,7 @@ class KallsymsParser {
       this.names = bigger;
     }
     text.copy(this.names, this.namesUsed, nameStart, nameEnd);
-    this.cols.push(hi, lo, this.namesUsed, length, module);
+    (code ? this.text : this.data).push(hi, lo, this.namesUsed, length, module);
     this.namesUsed += length;
   }
 

@@ -30,7 +30,7 @@
 
 #include <linux/types.h>
 
-#define IRQTRACE_ABI_VERSION		2
+#define IRQTRACE_ABI_VERSION		3
 
 /* Item magics: ASCII "IRQr", "IRQh", "IRQc" read as little-endian __u32. */
 #define IRQTRACE_MAGIC_RECORD		0x72515249
@@ -76,6 +76,27 @@ enum irqtrace_kind {
 enum irqtrace_method {
 	IRQTRACE_METHOD_EXACT		= 1,	/* every transition seen */
 	IRQTRACE_METHOD_SAMPLED		= 2,	/* late timer; see error_ns */
+	/*
+	 * stock kernels: each end exact where it is hookable (an irq-saving
+	 * lock function, an interrupt handler's entry or exit, the sampler's
+	 * late interrupt for the end), else sampled; start_by, end_by and
+	 * IRQTRACE_F_START_EXACT/END_EXACT say which, per record
+	 */
+	IRQTRACE_METHOD_HYBRID		= 3,
+};
+
+/* What timed one end of a section (irqtrace_record.start_by, .end_by). */
+enum irqtrace_edge {
+	IRQTRACE_EDGE_NONE		= 0,	/* not said (IRQ lines) */
+	IRQTRACE_EDGE_TRACEPOINT	= 1,	/* irq_disable/irq_enable: exact */
+	IRQTRACE_EDGE_LOCK		= 2,	/* an irq-saving lock function: exact */
+	IRQTRACE_EDGE_HANDLER		= 3,	/* an interrupt handler's entry or exit */
+	/*
+	 * the sampler's timer: at the start, its expiry (the section began
+	 * up to error_ns before); at the end, its late interrupt, which came
+	 * as interrupts came back on: exact
+	 */
+	IRQTRACE_EDGE_SAMPLE		= 4,
 };
 
 /* Which kernel side wrote the item. */
@@ -107,6 +128,8 @@ enum irqtrace_context {
 #define IRQTRACE_F_STACK_TRUNCATED	0x01	/* more than nr_frames frames */
 #define IRQTRACE_F_ENABLER_VALID	0x02	/* enable_* task fields are set */
 #define IRQTRACE_F_SITES_VALID		0x04	/* disable/enable ips are set */
+#define IRQTRACE_F_START_EXACT		0x08	/* start_ns is exact, not a bound */
+#define IRQTRACE_F_END_EXACT		0x10	/* start_ns + duration_ns is exact */
 
 /* irqtrace_counters.running: what runs besides the irqs-off method */
 #define IRQTRACE_RUNNING_SOFTIRQS	0x01	/* softirqs-off, sampled */
@@ -150,10 +173,13 @@ struct irqtrace_record {
 	__u64 enable_ip;		/* 128: where the section ended */
 	__u64 enable_parent_ip;		/* 136: its caller */
 	__u8  context;			/* 144: enum irqtrace_context */
-	__u8  reserved[3];		/* 145: 0 */
+	__u8  start_by;			/* 145: enum irqtrace_edge */
+	__u8  end_by;			/* 146: enum irqtrace_edge */
+	__u8  reserved;			/* 147: 0 */
 	__u32 context_nr;		/* 148: IRQ (HARDIRQ), vector (SOFTIRQ), else 0 */
 	__u64 context_fn;		/* 152: the handler or callback, when known, else 0 */
-	__u64 frames[];			/* 160: kernel stack, innermost first */
+	__u64 lock;			/* 160: EDGE_LOCK start: the lock's address, else 0 */
+	__u64 frames[];			/* 168: kernel stack, innermost first */
 };
 
 /*

@@ -3,14 +3,24 @@
 // deleted or past their duration are left out, so agents drop them and unload
 // the kernel side when nothing else needs it.
 import { LIMITS, irqtrace, toLong } from '@irqtrace/proto';
-import type { IrqTrace } from '../api/schema.js';
+import type { IrqTrace, IrqTraceSpec } from '../api/schema.js';
 import { durationNs } from './duration.js';
 import { selects } from './selector.js';
 
 const pb = irqtrace.v1;
 
-const METHODS = { auto: pb.MethodChoice.METHOD_CHOICE_AUTO, exact: pb.MethodChoice.METHOD_CHOICE_EXACT, sampled: pb.MethodChoice.METHOD_CHOICE_SAMPLED } as const;
-const BACKENDS = { auto: pb.BackendChoice.BACKEND_CHOICE_AUTO, kmod: pb.BackendChoice.BACKEND_CHOICE_KMOD, ebpf: pb.BackendChoice.BACKEND_CHOICE_EBPF } as const;
+// Every value the API's schema allows (api/schema.ts), by type: a value added there fails to compile here until mapped.
+const METHODS: Record<NonNullable<IrqTraceSpec['method']>, irqtrace.v1.MethodChoice> = {
+  auto: pb.MethodChoice.METHOD_CHOICE_AUTO,
+  exact: pb.MethodChoice.METHOD_CHOICE_EXACT,
+  hybrid: pb.MethodChoice.METHOD_CHOICE_HYBRID,
+  sampled: pb.MethodChoice.METHOD_CHOICE_SAMPLED,
+};
+const BACKENDS: Record<NonNullable<IrqTraceSpec['backend']>, irqtrace.v1.BackendChoice> = {
+  auto: pb.BackendChoice.BACKEND_CHOICE_AUTO,
+  kmod: pb.BackendChoice.BACKEND_CHOICE_KMOD,
+  ebpf: pb.BackendChoice.BACKEND_CHOICE_EBPF,
+};
 
 /** When the trace stops, in Unix ns (0: runs until deleted). */
 export function traceEndUnixNs(t: IrqTrace): bigint {

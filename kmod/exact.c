@@ -97,13 +97,9 @@ static void notrace probe_irq_enable(void *data, unsigned long ip, unsigned long
 		c->counters.dropped_guard++;
 		return;
 	}
-	if (unlikely(irqtrace_idle_loop(c->off_task, &c->off_where)) && !READ_ONCE(irqtrace_count_idle)) {
-		c->counters.idle_excluded++;
-		return;
-	}
 	delta = now - start;
-	irqtrace_hist_add(&c->hist[IRQTRACE_HIST_IRQS_OFF], delta);
-	if (delta < READ_ONCE(irqtrace_threshold_ns))
+	if (!irqtrace_irqs_off_count(c, c->off_task, &c->off_where, delta, 0) ||
+	    delta < READ_ONCE(irqtrace_threshold_ns))
 		return;
 
 	c->in_probe++;

@@ -187,15 +187,12 @@ static void notrace lock_section_end(unsigned long parent_ip)
 		c->counters.dropped_guard++;
 		return;
 	}
-	if (unlikely(irqtrace_idle_loop(current, &o->where)) && !READ_ONCE(irqtrace_count_idle)) {
-		c->counters.idle_excluded++;
-		return;
-	}
-	/* Below the floor the sampler could not have seen it either: one distribution for both. */
-	if (delta < READ_ONCE(irqtrace_floor_ns))
-		return;
-	irqtrace_hist_add(&c->hist[IRQTRACE_HIST_IRQS_OFF], delta);
-	if (delta < READ_ONCE(irqtrace_threshold_ns))
+	/*
+	 * The histogram, from the floor on: below it the sampler does not count
+	 * a section either, and one distribution serves both.
+	 */
+	if (!irqtrace_irqs_off_count(c, current, &o->where, delta, READ_ONCE(irqtrace_floor_ns)) ||
+	    delta < READ_ONCE(irqtrace_threshold_ns))
 		return;
 
 	c->in_probe++;
@@ -287,9 +284,8 @@ void irqtrace_hybrid_interrupt_exit(struct irqtrace_cpu *c, u64 now,
 	/* The sampler's own callback is no handler's time. */
 	delta = now - start - c->intr_self;
 	hooked_done(c, start, now, IRQTRACE_EDGE_HANDLER);
-	if (delta < READ_ONCE(irqtrace_floor_ns))
-		return;
-	irqtrace_hist_add(&c->hist[IRQTRACE_HIST_IRQS_OFF], delta);
+	if (delta >= READ_ONCE(irqtrace_floor_ns))
+		irqtrace_hist_add(&c->hist[IRQTRACE_HIST_IRQS_OFF], delta);
 	if (delta < READ_ONCE(irqtrace_threshold_ns))
 		return;
 	if (unlikely(c->in_probe)) {

@@ -310,4 +310,24 @@ static __always_inline bool irqtrace_idle_loop(struct task_struct *t, const stru
 	return is_idle_task(t) && w->context == IRQTRACE_CONTEXT_TASK;
 }
 
+/*
+ * An irqs-off section of delta ns ended, measured by a probe with interrupts
+ * off (not the soft sampler's): false if it is the idle loop's own and idle=0
+ * (counted as excluded), else it goes in the CPU's histogram if at least
+ * floor ns long.
+ */
+static __always_inline bool irqtrace_irqs_off_count(struct irqtrace_cpu *c, struct task_struct *t,
+						    const struct irqtrace_where *w, u64 delta,
+						    u64 floor)
+{
+	if (unlikely(irqtrace_idle_loop(t, w)) && !READ_ONCE(irqtrace_count_idle)) {
+		if (delta >= floor)
+			c->counters.idle_excluded++;
+		return false;
+	}
+	if (delta >= floor)
+		irqtrace_hist_add(&c->hist[IRQTRACE_HIST_IRQS_OFF], delta);
+	return true;
+}
+
 #endif /* _IRQTRACE_INTERNAL_H */

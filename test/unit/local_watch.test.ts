@@ -70,20 +70,21 @@ async function until(what: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
+// Hybrid: the lock function's call timed the start exactly; the end is within the bound.
+const hybrid = {
+  method: pb.Method.METHOD_HYBRID,
+  errorBoundNs: toLong(1_000_000n),
+  start: { source: pb.EdgeSource.EDGE_SOURCE_LOCK, exact: true },
+  end: { source: pb.EdgeSource.EDGE_SOURCE_HANDLER, exact: false },
+  lock: { address: toLong(0xffffffff82a05040n), symbol: 'tasklist_lock' },
+};
+
 describe('the agent local event stream', () => {
   it("shows the agent's events that the command's target and threshold want, naming the pod", async () => {
     const { server, socket } = await serve();
     const c = capture();
     const reading = readAgent({ socket, cfg: cfg({ thresholdNs: 3_000_000n, irqs: [24] }), thresholdGiven: true, ignored: ['method'], json: false, durationMs: 1500 }, c.io);
     await until(() => server.readers === 1);
-    // Hybrid: the lock function's call timed the start exactly; the end is within the bound.
-    const hybrid = {
-      method: pb.Method.METHOD_HYBRID,
-      errorBoundNs: toLong(1_000_000n),
-      start: { source: pb.EdgeSource.EDGE_SOURCE_LOCK, exact: true },
-      end: { source: pb.EdgeSource.EDGE_SOURCE_HANDLER, exact: false },
-      lock: { address: toLong(0xffffffff82a05040n), symbol: 'tasklist_lock' },
-    };
     server.publish(event(80, hybrid), 80_000_000n);
     // Under the command's threshold.
     server.publish(event(2), 2_000_000n);
@@ -131,14 +132,6 @@ describe('the agent local event stream', () => {
     // The loss message comes when the reader drains; a last event makes sure it has.
     await until(() => events + lost === sent, 20_000);
     expect(lost).toBeGreaterThan(0);
-    // Hybrid: the lock function's call timed the start exactly; the end is within the bound.
-    const hybrid = {
-      method: pb.Method.METHOD_HYBRID,
-      errorBoundNs: toLong(1_000_000n),
-      start: { source: pb.EdgeSource.EDGE_SOURCE_LOCK, exact: true },
-      end: { source: pb.EdgeSource.EDGE_SOURCE_HANDLER, exact: false },
-      lock: { address: toLong(0xffffffff82a05040n), symbol: 'tasklist_lock' },
-    };
     server.publish(event(80, hybrid), 80_000_000n);
     await until(() => events + lost === sent + 1);
     call.cancel();
@@ -165,14 +158,6 @@ describe('the agent local event stream', () => {
     const c = capture();
     const reading = readAgent({ socket, cfg: cfg(), thresholdGiven: false, ignored: [], json: true }, c.io);
     await until(() => server.readers === 1);
-    // Hybrid: the lock function's call timed the start exactly; the end is within the bound.
-    const hybrid = {
-      method: pb.Method.METHOD_HYBRID,
-      errorBoundNs: toLong(1_000_000n),
-      start: { source: pb.EdgeSource.EDGE_SOURCE_LOCK, exact: true },
-      end: { source: pb.EdgeSource.EDGE_SOURCE_HANDLER, exact: false },
-      lock: { address: toLong(0xffffffff82a05040n), symbol: 'tasklist_lock' },
-    };
     server.publish(event(80, hybrid), 80_000_000n);
     await until(() => c.out().length > 0);
     await server.stop();

@@ -42,6 +42,8 @@
  *                                cpu itself: a section of the IRQ_WORK
  *                                vector's handler, idle otherwise
  *   bench <pairs>                time <pairs> local_irq_save/restore pairs
+ *   benchlock <pairs>            time <pairs> spin_lock_irqsave/
+ *                                spin_unlock_irqrestore pairs of irqburn_lock
  *
  * Busy waits use local_clock(), the clock irqtrace's exact method uses, so
  * the reported duration_ns is comparable with what irqtrace measures; the
@@ -559,6 +561,19 @@ static noinline int irqburn_mask_line(unsigned int irq, u64 usec, unsigned int n
 	return 0;
 }
 
+static noinline u64 irqburn_bench_lock(u64 pairs)
+{
+	unsigned long flags;
+	u64 start, i;
+
+	start = local_clock();
+	for (i = 0; i < pairs; i++) {
+		spin_lock_irqsave(&irqburn_lock, flags);
+		spin_unlock_irqrestore(&irqburn_lock, flags);
+	}
+	return local_clock() - start;
+}
+
 static noinline u64 irqburn_bench(u64 pairs)
 {
 	unsigned long flags;
@@ -682,18 +697,20 @@ static int run_command(struct selftest_file *f, const char *cmd)
 		}
 		ret = irqburn_in_vector(op[1] == 'p', a, b, f->report, REPORT_LEN);
 		f->report_len = ret ? 0 : strlen(f->report);
-	} else if (!strcmp(op, "bench")) {
+	} else if (!strcmp(op, "bench") || !strcmp(op, "benchlock")) {
+		bool lock = op[5] == 'l';
+
 		if (a == 0 || a > MAX_BENCH_PAIRS) {
 			ret = -ERANGE;
 			goto out;
 		}
 		migrate_disable();
 		cpu = raw_smp_processor_id();
-		held = irqburn_bench(a);
+		held = lock ? irqburn_bench_lock(a) : irqburn_bench(a);
 		migrate_enable();
 		f->report_len = scnprintf(f->report, REPORT_LEN,
-					  "op=bench cpu=%d pid=%d comm=%s pairs=%llu start_ns=0 duration_ns=%llu\n",
-					  cpu, task_pid_nr(current), current->comm, a, held);
+					  "op=%s cpu=%d pid=%d comm=%s pairs=%llu start_ns=0 duration_ns=%llu\n",
+					  op, cpu, task_pid_nr(current), current->comm, a, held);
 	} else {
 		ret = -EINVAL;
 	}

@@ -12,7 +12,7 @@ import type { Vm } from '../../test/vm/vm.js';
 export interface Modules {
   irqtrace: string;
   selftest: string;
-  /** Empty preemptirq probes: the benchmark's floor (tracing kernel only). */
+  /** Empty probes where irqtrace hooks, the benchmark's floor: hooks=tracepoints (tracing kernel only) or hooks=locks. */
   floor: string;
   irqburn: string;
 }

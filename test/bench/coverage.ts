@@ -46,7 +46,11 @@ function overlap(a: SectionRecord, b: SectionRecord): bigint {
   return to > from ? to - from : 0n;
 }
 
-/** The hybrid record on the oracle section's CPU that overlaps it most. */
+/**
+ * The hybrid record on the oracle section's CPU that overlaps it most, if it covers at least half
+ * of the shorter of the two: one that only touches it (the section before an interrupt, whose
+ * own hybrid section fell under the threshold) is another section, and this one was missed.
+ */
 function matchOf(oracle: SectionRecord, hybrid: SectionRecord[]): SectionRecord | undefined {
   let best: SectionRecord | undefined;
   let most = 0n;
@@ -58,7 +62,9 @@ function matchOf(oracle: SectionRecord, hybrid: SectionRecord[]): SectionRecord 
       best = h;
     }
   }
-  return best;
+  if (!best) return undefined;
+  const shorter = best.durationNs < oracle.durationNs ? best.durationNs : oracle.durationNs;
+  return 2n * most >= shorter ? best : undefined;
 }
 
 function judge(label: string, oracles: SectionRecord[], hybrid: SectionRecord[]): Row {

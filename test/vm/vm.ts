@@ -59,6 +59,9 @@ export class Vm {
       'tsc=reliable',
       `irqtrace.modules=${join(k.modulesDir, '..')}`,
       ...(options.cmdline ?? []),
+      // For debugging a guest's kernel, e.g. IRQTRACE_VM_CMDLINE='loglevel=7 softlockup_all_cpu_backtrace=1'
+      // (quiet hides a soft lockup's stack).
+      ...(process.env.IRQTRACE_VM_CMDLINE?.split(' ').filter(Boolean) ?? []),
     ];
     const args = [
       '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio',

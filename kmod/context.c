@@ -134,8 +134,9 @@ static __always_inline void hard_done(struct irqtrace_cpu *c)
 	if (c->hard_opened) {
 		c->hard_opened = false;
 		irqtrace_hybrid_interrupt_exit(c, now, &h->where);
-	} else if (c->intr_start) {
-		irqtrace_hybrid_inner_done(c, h);
+	} else {
+		/* hybrid: the longest handler inside the open interrupt names its section. */
+		irqtrace_section_handler(c->intr_start, h, now, &c->intr_where, &c->intr_where_ns);
 	}
 	h->where.context = IRQTRACE_CONTEXT_TASK;
 }
@@ -189,7 +190,6 @@ NOKPROBE_SYMBOL(probe_hrtimer_exit);
 static void notrace probe_vec_entry(void *data, int vector)
 {
 	struct irqtrace_cpu *c = context_cpu();
-
 	u64 now;
 
 	if (!c)
@@ -208,7 +208,6 @@ NOKPROBE_SYMBOL(probe_vec_entry);
 static void notrace probe_vec_exit(void *data, int vector)
 {
 	struct irqtrace_cpu *c = context_cpu();
-
 	struct irqtrace_where own;
 	u64 now;
 

@@ -256,17 +256,6 @@ void irqtrace_hybrid_interrupt_entry(struct irqtrace_cpu *c, u64 now)
 }
 NOKPROBE_SYMBOL(irqtrace_hybrid_interrupt_entry);
 
-/* A hard handler h ended inside the open interrupt: the longest names the section. */
-void irqtrace_hybrid_inner_done(struct irqtrace_cpu *c, const struct irqtrace_handler *h)
-{
-
-	if (c->intr_start && h->end - h->start >= c->intr_where_ns) {
-		c->intr_where = h->where;
-		c->intr_where_ns = h->end - h->start;
-	}
-}
-NOKPROBE_SYMBOL(irqtrace_hybrid_inner_done);
-
 /*
  * The outermost interrupt's handler ended at now: a section from its entry,
  * of the handler it ran (own: a vector or IRQ with nothing inside).
@@ -274,6 +263,7 @@ NOKPROBE_SYMBOL(irqtrace_hybrid_inner_done);
 void irqtrace_hybrid_interrupt_exit(struct irqtrace_cpu *c, u64 now,
 				    const struct irqtrace_where *own)
 {
+	struct irqtrace_where where = c->intr_where.context ? c->intr_where : *own;
 	struct irqtrace_section s;
 	u64 start = c->intr_start;
 	u64 delta;
@@ -284,9 +274,9 @@ void irqtrace_hybrid_interrupt_exit(struct irqtrace_cpu *c, u64 now,
 	/* The sampler's own callback is no handler's time. */
 	delta = now - start - c->intr_self;
 	hooked_done(c, start, now, IRQTRACE_EDGE_HANDLER);
-	if (delta >= READ_ONCE(irqtrace_floor_ns))
-		irqtrace_hist_add(&c->hist[IRQTRACE_HIST_IRQS_OFF], delta);
-	if (delta < READ_ONCE(irqtrace_threshold_ns))
+	/* A handler's section is never the idle loop's: it is counted from the floor on. */
+	if (!irqtrace_irqs_off_count(c, current, &where, delta, READ_ONCE(irqtrace_floor_ns)) ||
+	    delta < READ_ONCE(irqtrace_threshold_ns))
 		return;
 	if (unlikely(c->in_probe)) {
 		c->counters.dropped_guard++;
@@ -303,7 +293,7 @@ void irqtrace_hybrid_interrupt_exit(struct irqtrace_cpu *c, u64 now,
 		.enable_cpu = raw_smp_processor_id(),
 		.start_ns = to_mono(start),
 		.duration_ns = delta,
-		.where = c->intr_where.context ? c->intr_where : *own,
+		.where = where,
 		.task = current,
 	};
 	irqtrace_emit(c, &s);

@@ -274,7 +274,6 @@ int irqtrace_hybrid_start(void);
 void irqtrace_hybrid_stop(void);
 int irqtrace_hybrid_show(char *buf, int at);
 void irqtrace_hybrid_interrupt_entry(struct irqtrace_cpu *c, u64 now);
-void irqtrace_hybrid_inner_done(struct irqtrace_cpu *c, const struct irqtrace_handler *h);
 void irqtrace_hybrid_interrupt_exit(struct irqtrace_cpu *c, u64 now,
 				    const struct irqtrace_where *own);
 bool irqtrace_hybrid_sample(struct irqtrace_cpu *c, u64 expiry, u64 now, struct pt_regs *regs,

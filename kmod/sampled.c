@@ -242,11 +242,12 @@ static enum hrtimer_restart sample_and_rearm(struct hrtimer *t, enum irqtrace_hi
 {
 	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
 	ktime_t now = hrtimer_cb_get_time(t);
-	u64 self = local_clock();
+	/* hybrid: the interrupt's section is its handlers', not this callback's. */
+	bool timed = hist == IRQTRACE_HIST_IRQS_OFF && READ_ONCE(irqtrace_hybrid_running);
+	u64 self = timed ? local_clock() : 0;
 
 	sample(c, hist, now, hrtimer_get_expires(t));
-	/* hybrid: the interrupt's section is its handlers', not this callback's. */
-	if (hist == IRQTRACE_HIST_IRQS_OFF)
+	if (timed)
 		irqtrace_hybrid_sampler_self(c, local_clock() - self);
 	hrtimer_forward(t, now, ns_to_ktime(period_ns));
 	return HRTIMER_RESTART;

@@ -30,7 +30,8 @@
  *                                both, and must still name the long one
  *   softirq <usec> <cpu>         local_irq_save, busy-wait, local_irq_restore
  *                                in a soft hrtimer callback on cpu (the HRTIMER
- *                                softirq), idle otherwise
+ *                                softirq), idle otherwise; with the witness
+ *                                timer (timer_late_ns, below)
  *   ipi <usec> <cpu>             busy-wait in an smp_call_function_single()
  *                                function on cpu, idle otherwise: a section of
  *                                the CALL_FUNCTION_SINGLE vector's handler,
@@ -320,6 +321,8 @@ struct irqburn_irq_section {
 	u64 start_ns;
 	u64 held;
 	u64 outer_ns;
+	/* softirq: how late the witness timer came (irqburn_section), -1 if it did not */
+	s64 timer_late_ns;
 	int cpu;
 };
 
@@ -356,9 +359,10 @@ static noinline enum hrtimer_restart irqburn_hardirq_fn(struct hrtimer *t)
 static noinline enum hrtimer_restart irqburn_softirq_fn(struct hrtimer *t)
 {
 	struct irqburn_irq_section *x = container_of(t, struct irqburn_irq_section, timer);
-	u64 after;
 
-	x->held = irqburn_irqs_off(x->ns, &x->start_ns, &x->outer_ns, &after);
+	/* With the witness: a sampler is only as good as the timer interrupts it gets. */
+	x->timer_late_ns = irqburn_section(IRQBURN_IRQSAVE, true, x->ns, &x->held, &x->start_ns,
+					   &x->outer_ns);
 	x->cpu = raw_smp_processor_id();
 	complete(&x->done);
 	return HRTIMER_NORESTART;
@@ -399,12 +403,17 @@ static int irqburn_in_interrupt(bool soft, u64 usec, int cpu, bool tail, char *r
 	destroy_hrtimer_on_stack(&x.tail);
 	destroy_hrtimer_on_stack(&x.timer);
 	unpin(saved);
-	if (!ret)
+	if (!ret && soft)
 		scnprintf(report, len,
-			  "op=%s cpu=%d pid=%d tgid=%d comm=%s fn=%ps start_ns=%llu duration_ns=%llu outer_ns=%llu tail=%d\n",
-			  soft ? "softirq" : "hardirq", x.cpu, task_pid_nr(current),
-			  task_tgid_nr(current), current->comm, x.timer.function, x.start_ns,
-			  x.held, x.outer_ns, x.tail_ran);
+			  "op=softirq cpu=%d pid=%d tgid=%d comm=%s fn=%ps start_ns=%llu duration_ns=%llu outer_ns=%llu tail=%d timer_late_ns=%lld\n",
+			  x.cpu, task_pid_nr(current), task_tgid_nr(current), current->comm,
+			  x.timer.function, x.start_ns, x.held, x.outer_ns, x.tail_ran,
+			  x.timer_late_ns);
+	else if (!ret)
+		scnprintf(report, len,
+			  "op=hardirq cpu=%d pid=%d tgid=%d comm=%s fn=%ps start_ns=%llu duration_ns=%llu outer_ns=%llu tail=%d\n",
+			  x.cpu, task_pid_nr(current), task_tgid_nr(current), current->comm,
+			  x.timer.function, x.start_ns, x.held, x.outer_ns, x.tail_ran);
 	return ret;
 }
 

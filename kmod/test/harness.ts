@@ -221,6 +221,17 @@ export function timerLateNs(report: Report): number {
   return Number(late) < 0 ? Infinity : Number(late);
 }
 
+/**
+ * Sections a sampler cannot be held to: the selftest's witness timer came late (200 µs and more,
+ * where 0 for irqs off and 30-75 µs for softirqs off is usual under TCG). The sampler's interrupts
+ * come the same way (one clock event device serves every hrtimer on a CPU), so its samples of the
+ * section can come after it ended, in whatever ran then: a 3 ms section on a busy host has had no
+ * record with its witness 1.9 ms late, and none with it 0.26 ms late (its sampler's timer later
+ * still). On hardware that is µs; under TCG QEMU's main loop delivers them, ms late when the host
+ * is busy.
+ */
+export const excusedByLateTimer = (report: Report) => timerLateNs(report) >= 200_000;
+
 /** The value, or a failed test saying what was missing. */
 export function must<T>(value: T | undefined, what = 'value'): T {
   if (value === undefined) throw new Error(`no ${what}`);
@@ -302,6 +313,7 @@ export function expectInterruptContexts(recs: SectionRecord[], reports: Report[]
       .sort((a, b) => Number(b.durationNs - a.durationNs));
     expect(during.filter((r) => r.context === Context.Task && r.pid === 0), `no idle-loop record for ${report.op}`).toEqual([]);
     if (theirs[0]) found.set(report, theirs[0]);
+    else if (excusedByLateTimer(report)) console.log(`${report.op}: no record, the guest's timer interrupts came ${timerLateNs(report) / 1e6} ms late (the witness): ${JSON.stringify(report.fields)}`);
     else misses.push(`${JSON.stringify(report.fields)}: on its CPU then ${JSON.stringify(during.map((r) => ({ context: r.context, nr: r.contextNr, fn: syms.lookup(r.contextFn)?.name, pid: r.pid, startNs: String(r.startNs), durationNs: String(r.durationNs) })))}`);
   }
   expect(misses, 'every interrupt-context section recorded as its handler\'s').toEqual([]);

@@ -5,19 +5,8 @@ import { expect } from 'vitest';
 import { Kind, RecordFlag } from '@irqtrace/agent';
 import { LIMITS } from '@irqtrace/proto';
 import type { CountersItem, HistItem, Kallsyms, SectionRecord } from '@irqtrace/agent';
-import { distribution, matching, timerLateNs } from './harness.js';
+import { distribution, excusedByLateTimer, matching, timerLateNs } from './harness.js';
 import type { Report } from './harness.js';
-
-/**
- * Sections a sampler cannot be held to: the selftest's witness timer came late (200 µs and more,
- * where 0 for irqs off and 30-75 µs for softirqs off is usual under TCG). The sampler's interrupts
- * come the same way (one clock event device serves every hrtimer on a CPU), so its samples of the
- * section can come after it ended, in whatever ran then: a 3 ms section on a busy host has had no
- * record with its witness 1.9 ms late, and none with it 0.26 ms late (its sampler's timer later
- * still). On hardware that is µs; under TCG QEMU's main loop delivers them, ms late when the host
- * is busy.
- */
-const excusedByLateTimer = (report: Report) => timerLateNs(report) >= 200_000;
 
 /** The records of a kind on the report's CPU around its section, for a failure's message. */
 function nearby(recs: SectionRecord[], report: Report, kind: Kind, periodNs: number): string {

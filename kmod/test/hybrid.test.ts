@@ -28,11 +28,9 @@ let interruptReports: Report[] = [];
 let recs: SectionRecord[] = [];
 
 beforeAll(async () => {
-  // Single-threaded TCG: loading hybrid patches the lock functions both vCPUs run all the time, and
-  // multi-threaded TCG hangs on such cross-modifying code (3 of 6 runs after sampled.test: both
-  // vCPUs stuck at a patch site's int3 in handle_softirqs, RCU stall then soft lockup; the notes'
-  // 'thread=single whenever kernel text is patched').
-  vm = await Vm.boot({ flavour: 'debian', singleThread: true });
+  // Guests boot single-threaded TCG (vm.ts): loading hybrid patches the lock functions both vCPUs
+  // run all the time, and multi-threaded TCG hung on it in 3 of 6 runs.
+  vm = await Vm.boot({ flavour: 'debian' });
   rig = await Rig.create(vm);
   await rig.load({ method: 'hybrid', period_ns: PERIOD_NS, threshold_ns: THRESHOLD_NS, softirqs: false });
   // TCG translates code on its first run, slowly, inside whatever section runs it: warm the paths up.

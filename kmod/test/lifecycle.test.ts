@@ -13,7 +13,7 @@ describe('on the tracing kernel', () => {
   let rig: Rig;
 
   beforeAll(async () => {
-    vm = await Vm.boot({ flavour: 'tracing', singleThread: true });
+    vm = await Vm.boot({ flavour: 'tracing' });
     rig = await Rig.create(vm);
   });
 

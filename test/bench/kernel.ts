@@ -105,7 +105,7 @@ function median(values: number[]): number {
 async function main(): Promise<void> {
   console.log(`bench:kernel: booting the tracing kernel (single-threaded TCG, 2 vCPUs); ${ROUNDS} rounds x ${configs.length} configurations x ${PAIRS} pairs`);
   // criticalstat's bcc needs the room to unpack the kernel headers and compile.
-  const vm = await Vm.boot({ flavour: 'tracing', singleThread: true, memoryMb: 2048 });
+  const vm = await Vm.boot({ flavour: 'tracing', memoryMb: 2048 });
   try {
     const rig = await Rig.create(vm);
     const perPair = new Map<string, number[]>(configs.map((c) => [c.name, []]));

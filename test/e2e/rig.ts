@@ -209,7 +209,7 @@ export class GuestNode {
     // Single-threaded TCG: the agents patch kernel text (ftrace ops, kprobes) while the guests run,
     // which the test/vm notes say multi-threaded TCG does not always survive; two guests on 2 cores
     // also run faster this way (e2e 81-86 s, not 115-120 s).
-    const vm = await Vm.boot({ flavour: o.flavour, memoryMb: 2048, singleThread: true });
+    const vm = await Vm.boot({ flavour: o.flavour, memoryMb: 2048 });
     try {
       const rig = await Rig.create(vm);
       const line = Number(/^\s*(\d+):.*\bttyS0\b/m.exec(await vm.run('cat /proc/interrupts'))?.[1]);

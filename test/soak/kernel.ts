@@ -41,7 +41,7 @@ async function main(): Promise<void> {
     throw new Error('stress-ng is not installed on the host: apt-get install stress-ng (test/setup does)');
   }
   console.log(`soak:kernel on the ${flavour} kernel: ${minutes} min per single load, ${mixedMinutes} min mixed`);
-  const vm = await Vm.boot({ flavour, singleThread: flavour === 'tracing', memoryMb: 2048 });
+  const vm = await Vm.boot({ flavour, memoryMb: 2048 });
   try {
     const rig = await Rig.create(vm);
     const kmemleak = (await vm.exec('test -f /sys/kernel/debug/kmemleak')).code === 0;

@@ -233,6 +233,9 @@ static void notrace probe_softirq_entry(void *data, unsigned int vec)
 		.where = { .context = IRQTRACE_CONTEXT_SOFTIRQ, .nr = vec },
 		.start = local_clock(),
 	};
+	/* hybrid: irq_exit turned interrupts on just before running it. */
+	if (READ_ONCE(irqtrace_hybrid_running))
+		irqtrace_hybrid_softirq_entry(c, c->soft_now.start);
 }
 NOKPROBE_SYMBOL(probe_softirq_entry);
 

@@ -15,9 +15,12 @@
  *    to the call. The lock's address is kept for the record.
  *  - Interrupts. The outermost handler of an interrupt (an x86 system
  *    vector's, or a device IRQ's first action) runs with interrupts off
- *    from its entry tracepoint to its exit: context.c calls in here for
- *    both, and the section is exact within the entry and exit code's own
- *    cost. The sampler's own callback is not part of it.
+ *    from its entry tracepoint (context.c calls in here), exact within the
+ *    entry code's cost, to where irq_exit turns them back on to run
+ *    softirqs (softirq_entry follows at once) or the return does (a timer
+ *    interrupt held back until then comes there: the sampler's says so);
+ *    else to the handler's exit tracepoint, short by the exit code's cost.
+ *    The sampler's own callback is not part of it.
  *  - The sampler's late interrupt (sampled.c). A timer interrupt held back
  *    by a section is delivered as interrupts come back on, so the local
  *    timer vector's entry is the section's end, whatever ended it (an
@@ -46,6 +49,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/ftrace.h>
+#include <linux/interrupt.h>
 #include <linux/irqflags.h>
 #include <linux/kallsyms.h>
 #include <linux/kprobes.h>
@@ -53,6 +57,11 @@
 #include <linux/sched/clock.h>
 #include <linux/string.h>
 #include <linux/timekeeping.h>
+#include <linux/tracepoint.h>
+
+#ifdef CONFIG_X86
+#include <asm/irq_vectors.h>
+#endif
 
 #include "internal.h"
 
@@ -134,13 +143,15 @@ static __always_inline bool lock_open_valid(const struct irqtrace_cpu *c, u64 ge
 }
 
 /* Remembers a section a hook measured, for the sampler's next sample. */
-static __always_inline void hooked_done(struct irqtrace_cpu *c, u64 start, u64 end, u8 end_by)
+static __always_inline void hooked_done(struct irqtrace_cpu *c, u64 start, u64 end, u8 start_by,
+					u8 end_by)
 {
 	struct irqtrace_hooked *h = &c->hooked[c->hooked_next++ % IRQTRACE_HOOKED_RECENT];
 
 	h->start = start;
 	h->end = end;
-	h->by = end_by;
+	h->start_by = start_by;
+	h->end_by = end_by;
 }
 
 /* The hooked section that ended last at or before end, if it ended at or after from. */
@@ -182,7 +193,7 @@ static void notrace lock_section_end(unsigned long parent_ip)
 	now = local_clock();
 	delta = now - o->ts;
 	o->ts = 0;
-	hooked_done(c, now - delta, now, IRQTRACE_EDGE_LOCK);
+	hooked_done(c, now - delta, now, IRQTRACE_EDGE_LOCK, IRQTRACE_EDGE_LOCK);
 	if (unlikely(c->in_probe)) {
 		c->counters.dropped_guard++;
 		return;
@@ -257,25 +268,26 @@ void irqtrace_hybrid_interrupt_entry(struct irqtrace_cpu *c, u64 now)
 NOKPROBE_SYMBOL(irqtrace_hybrid_interrupt_entry);
 
 /*
- * The outermost interrupt's handler ended at now: a section from its entry,
- * of the handler it ran (own: a vector or IRQ with nothing inside).
+ * The last outermost interrupt's section ends at end (local_clock()), timed
+ * by what end_by says: written and remembered for the sampler. Interrupts are
+ * off, and d->task is current (a switch ends the section first).
  */
-void irqtrace_hybrid_interrupt_exit(struct irqtrace_cpu *c, u64 now,
-				    const struct irqtrace_where *own)
+static void intr_section_end(struct irqtrace_cpu *c, u64 end, u8 end_by)
 {
-	struct irqtrace_where where = c->intr_where.context ? c->intr_where : *own;
+	struct irqtrace_intr_done *d = &c->intr_done;
 	struct irqtrace_section s;
-	u64 start = c->intr_start;
+	u64 start = d->start;
+	/* The sampler's own callback is no handler's time, nor this module's past the exit. */
+	u64 own = d->self + (end > d->exit ? d->own_after_exit : 0);
 	u64 delta;
 
-	c->intr_start = 0;
-	if (!start || now < start + c->intr_self)
+	d->start = 0;
+	if (end < start + own)
 		return;
-	/* The sampler's own callback is no handler's time. */
-	delta = now - start - c->intr_self;
-	hooked_done(c, start, now, IRQTRACE_EDGE_HANDLER);
+	delta = end - start - own;
+	hooked_done(c, start, end, IRQTRACE_EDGE_HANDLER, end_by);
 	/* A handler's section is never the idle loop's: it is counted from the floor on. */
-	if (!irqtrace_irqs_off_count(c, current, &where, delta, READ_ONCE(irqtrace_floor_ns)) ||
+	if (!irqtrace_irqs_off_count(c, d->task, &d->where, delta, READ_ONCE(irqtrace_floor_ns)) ||
 	    delta < READ_ONCE(irqtrace_threshold_ns))
 		return;
 	if (unlikely(c->in_probe)) {
@@ -288,18 +300,156 @@ void irqtrace_hybrid_interrupt_exit(struct irqtrace_cpu *c, u64 now,
 		.method = IRQTRACE_METHOD_HYBRID,
 		.flags = IRQTRACE_F_START_EXACT | IRQTRACE_F_END_EXACT,
 		.start_by = IRQTRACE_EDGE_HANDLER,
-		.end_by = IRQTRACE_EDGE_HANDLER,
+		.end_by = end_by,
 		.cpu = raw_smp_processor_id(),
 		.enable_cpu = raw_smp_processor_id(),
 		.start_ns = to_mono(start),
 		.duration_ns = delta,
-		.where = where,
-		.task = current,
+		.where = d->where,
+		.task = d->task,
+		/* Taken at the exit, or none: here is elsewhere. */
+		.frames = d->frames,
+		.nr_frames = d->nr_frames,
 	};
 	irqtrace_emit(c, &s);
 	c->in_probe--;
 }
+
+/* Nothing says where the last interrupt's section ended: at its handler's exit. */
+static __always_inline void intr_section_end_at_exit(struct irqtrace_cpu *c)
+{
+	if (unlikely(c->intr_done.start))
+		intr_section_end(c, c->intr_done.exit, IRQTRACE_EDGE_HANDLER);
+}
+
+/*
+ * Whether the last interrupt's section can have ended at end, after its
+ * exit: within the floor of it (what an interrupt's own path may take; more
+ * is a section of its own), and with no hooked section ended since (a lock
+ * section starts with interrupts on).
+ */
+static __always_inline bool intr_ends_at(const struct irqtrace_cpu *c, u64 end)
+{
+	const struct irqtrace_intr_done *d = &c->intr_done;
+
+	return end >= d->exit && end - d->exit < READ_ONCE(irqtrace_floor_ns) &&
+	       !last_hooked(c, d->exit, end);
+}
+
+/* Whether __irq_exit_rcu() will run softirqs after this outermost handler, with count. */
+static __always_inline bool softirqs_next(const struct irqtrace_where *own, unsigned int count)
+{
+#ifdef RESCHEDULE_VECTOR
+	/* Its entry code ends with __irq_exit_raw(), which runs none. */
+	if (own->context == IRQTRACE_CONTEXT_VECTOR && own->nr == RESCHEDULE_VECTOR)
+		return false;
+#endif
+	return local_softirq_pending() && !(count & (HARDIRQ_MASK | SOFTIRQ_MASK | NMI_MASK));
+}
+
+/*
+ * The outermost interrupt's handler ended at now: a section from its entry,
+ * of the handler it ran (own: a vector or IRQ with nothing inside). It ends
+ * where interrupts come back on, later: irq_exit turns them on to run pending
+ * softirqs (softirq_entry comes right after), else they come on at the return
+ * (a timer interrupt held back until then is delivered there: the sampler's
+ * tells). Until one of these, or another interrupt or a switch, the section
+ * stays open; those end it at the exit (a switch on the interrupt's way out,
+ * preempt_schedule_irq(), may come with interrupts still off: short, not
+ * wrong). A lock call with interrupts on would end it too, but is not worth
+ * a load on the hottest path: the lock's section is not the interrupt's.
+ */
+void irqtrace_hybrid_interrupt_exit(struct irqtrace_cpu *c, u64 now,
+				    const struct irqtrace_where *own)
+{
+	struct irqtrace_intr_done *d = &c->intr_done;
+	u64 start = c->intr_start;
+	unsigned int count;
+	u64 self;
+
+	c->intr_start = 0;
+	intr_section_end_at_exit(c);
+	if (!start)
+		return;
+	/* What __irq_exit_rcu() will see: the preempt count without this hardirq. */
+	count = preempt_count() - HARDIRQ_OFFSET;
+	d->start = start;
+	d->exit = now;
+	d->self = c->intr_self;
+	d->gen = c->irq_gen;
+	d->task = current;
+	d->where = c->intr_where.context ? c->intr_where : *own;
+	d->softirqs_next = softirqs_next(own, count);
+	d->softirq_count = count + SOFTIRQ_OFFSET;
+	d->nr_frames = 0;
+	if (READ_ONCE(irqtrace_stacks) &&
+	    now - start >= c->intr_self + READ_ONCE(irqtrace_threshold_ns))
+		d->nr_frames = irqtrace_stack_save(d->frames, 0);
+	/* Writing the last section and taking the stack: in this one, if it ends later. */
+	self = local_clock();
+	d->own_after_exit = self > now ? self - now : 0;
+}
 NOKPROBE_SYMBOL(irqtrace_hybrid_interrupt_exit);
+
+/*
+ * A softirq starts (context.c): if irq_exit runs it right after the last
+ * interrupt, interrupts came on just before, in handle_softirqs(). It is
+ * that run if softirqs were due at the exit, no interrupt or switch came
+ * since, and the preempt count is the one irq_exit runs them with; within the
+ * floor, with no hooked section between. (local_bh_enable() runs them with
+ * one more, unless it came a preempt level deeper; ksoftirqd's loop matches
+ * it, a few instructions after interrupts went off again: the floor bounds
+ * what such a coincidence can add.)
+ */
+void irqtrace_hybrid_softirq_entry(struct irqtrace_cpu *c, u64 now)
+{
+	struct irqtrace_intr_done *d = &c->intr_done;
+	unsigned long flags;
+
+	if (likely(!d->start))
+		return;
+	/* Softirqs run with interrupts on: one coming now would end the section too. */
+	raw_local_irq_save(flags);
+	if (d->start) {
+		if (d->softirqs_next && d->gen == c->irq_gen && d->task == current &&
+		    preempt_count() == d->softirq_count && intr_ends_at(c, now))
+			intr_section_end(c, now, IRQTRACE_EDGE_HANDLER);
+		else
+			intr_section_end(c, d->exit, IRQTRACE_EDGE_HANDLER);
+	}
+	raw_local_irq_restore(flags);
+}
+NOKPROBE_SYMBOL(irqtrace_hybrid_softirq_entry);
+
+/*
+ * The hard sampler's timer runs (sampled.c), in the interrupt its entry
+ * opened; expiry in local_clock(). If it was due before the last
+ * interrupt's handler exited, its interrupt was held back by that section
+ * and came as interrupts came on: its entry is that section's end, if no
+ * other interrupt came between, and within the floor (a timer interrupt
+ * raised late, as emulated LAPICs do, would come past the true end).
+ */
+void irqtrace_hybrid_timer_due(struct irqtrace_cpu *c, u64 expiry)
+{
+	struct irqtrace_intr_done *d = &c->intr_done;
+
+	if (likely(!d->start))
+		return;
+	if (d->gen + 1 == c->irq_gen && c->intr_start && expiry <= d->exit &&
+	    intr_ends_at(c, c->intr_start))
+		intr_section_end(c, c->intr_start, IRQTRACE_EDGE_SAMPLE);
+	else
+		intr_section_end(c, d->exit, IRQTRACE_EDGE_HANDLER);
+}
+NOKPROBE_SYMBOL(irqtrace_hybrid_timer_due);
+
+/* A task switches out: the last interrupt's section ended by now. (6.1's prototype.) */
+static void notrace on_sched_switch(void *data, bool preempt, struct task_struct *prev,
+				    struct task_struct *next, unsigned int prev_state)
+{
+	intr_section_end_at_exit(this_cpu_ptr(irqtrace_pcpu));
+}
+NOKPROBE_SYMBOL(on_sched_switch);
 
 /*
  * Whether b is in the function a is in. kallsyms is lockless, but modules
@@ -372,7 +522,8 @@ bool irqtrace_hybrid_sample(struct irqtrace_cpu *c, u64 expiry, u64 now, struct 
 		if (h->start <= hs->start)
 			return false;
 		hs->end = h->start;
-		hs->end_by = h->by;
+		/* Cut where it began: the edge that timed that. */
+		hs->end_by = h->start_by;
 		open = false;
 	}
 	/*
@@ -421,12 +572,35 @@ static int set_filter(struct ftrace_ops *ops, const char * const *names, unsigne
 	return found;
 }
 
-static void free_filters(void)
+/*
+ * The filters are set once and kept until the module goes
+ * (irqtrace_hybrid_exit): ftrace_free_filter() frees an ops' hashes without
+ * resetting them, so a later ftrace_set_filter() on the same ops would use
+ * freed memory.
+ */
+static bool filters_set;
+static unsigned int nr_lockers, nr_restorers, nr_enablers;
+
+static void set_filters(void)
 {
+	if (filters_set)
+		return;
+	nr_lockers = set_filter(&lock_ops, lockers, ARRAY_SIZE(lockers), 0);
+	nr_restorers = set_filter(&restore_ops, restorers, ARRAY_SIZE(restorers),
+				  ARRAY_SIZE(lockers));
+	nr_enablers = set_filter(&enable_ops, enablers, ARRAY_SIZE(enablers),
+				 ARRAY_SIZE(lockers) + ARRAY_SIZE(restorers));
+	filters_set = true;
+}
+
+void irqtrace_hybrid_exit(void)
+{
+	if (!filters_set)
+		return;
 	ftrace_free_filter(&lock_ops);
 	ftrace_free_filter(&restore_ops);
 	ftrace_free_filter(&enable_ops);
-	bitmap_zero(hooked, ARRAY_SIZE(lockers) + ARRAY_SIZE(restorers) + ARRAY_SIZE(enablers));
+	filters_set = false;
 }
 
 /* Lists the lock functions, hooked or not (inline on this kernel), for the stats summary. */
@@ -447,6 +621,15 @@ int irqtrace_hybrid_show(char *buf, int at)
 	return n;
 }
 
+static struct tracepoint *tp_sched_switch;
+static bool switch_registered;
+
+static void find_sched_switch(struct tracepoint *tp, void *priv)
+{
+	if (!strcmp(tp->name, "sched_switch"))
+		tp_sched_switch = tp;
+}
+
 int irqtrace_hybrid_start(void)
 {
 	unsigned int nl, nr, ne;
@@ -457,19 +640,30 @@ int irqtrace_hybrid_start(void)
 
 		c->lock_open.ts = 0;
 		c->intr_start = 0;
+		c->intr_done.start = 0;
 		c->hard_opened = false;
 		memset(c->hooked, 0, sizeof(c->hooked));
 	}
-	nl = set_filter(&lock_ops, lockers, ARRAY_SIZE(lockers), 0);
-	nr = set_filter(&restore_ops, restorers, ARRAY_SIZE(restorers), ARRAY_SIZE(lockers));
-	ne = set_filter(&enable_ops, enablers, ARRAY_SIZE(enablers),
-			ARRAY_SIZE(lockers) + ARRAY_SIZE(restorers));
+	set_filters();
+	nl = nr_lockers;
+	nr = nr_restorers;
+	ne = nr_enablers;
 	if (!nl || (!nr && !ne)) {
-		pr_warn("method=hybrid: no irq-saving lock function is out of line here (%u lock, %u unlock); use sampled\n",
+		/* Info: method=auto goes on with sampled; an explicit hybrid fails, which warns. */
+		pr_info("method=hybrid: no irq-saving lock function is out of line here (%u lock, %u unlock): hybrid cannot run\n",
 			nl, nr + ne);
-		free_filters();
 		return -EOPNOTSUPP;
 	}
+	/* An interrupt's section stays open past its exit until a switch at the latest. */
+	if (!tp_sched_switch)
+		for_each_kernel_tracepoint(find_sched_switch, NULL);
+	ret = tp_sched_switch ? tracepoint_probe_register(tp_sched_switch, on_sched_switch, NULL)
+			      : -ENOENT;
+	if (ret) {
+		pr_warn("method=hybrid: cannot hook sched_switch: %d\n", ret);
+		return ret;
+	}
+	switch_registered = true;
 	/* Before the hooks: the handlers' sections and the sampler's cuts come with them. */
 	WRITE_ONCE(irqtrace_hybrid_running, true);
 	/* Ends before starts: a start whose end is not hooked yet would just stay open. */
@@ -500,6 +694,14 @@ void irqtrace_hybrid_stop(void)
 	lock_registered = false;
 	restore_registered = false;
 	enable_registered = false;
-	free_filters();
 	WRITE_ONCE(irqtrace_hybrid_running, false);
+	/*
+	 * After: while it ran, a switch ended the interrupt section it names
+	 * the task of. One left open now is never ended (start resets it).
+	 */
+	if (switch_registered) {
+		tracepoint_probe_unregister(tp_sched_switch, on_sched_switch, NULL);
+		tracepoint_synchronize_unregister();
+	}
+	switch_registered = false;
 }

@@ -82,7 +82,32 @@ struct irqtrace_ring {
 struct irqtrace_hooked {
 	u64 start;		/* local_clock() */
 	u64 end;
-	u8 by;			/* enum irqtrace_edge that ended it */
+	u8 start_by;		/* enum irqtrace_edge that timed each end */
+	u8 end_by;
+};
+
+/*
+ * hybrid.c: the last outermost interrupt, its handler done but the end of its
+ * section not seen yet (interrupts come back on in irq_exit's softirqs or on
+ * the return, after the exit tracepoint); start == 0 when none.
+ */
+struct irqtrace_intr_done {
+	u64 start;		/* local_clock() at the entry */
+	u64 exit;		/* at the exit tracepoint: the end if nothing says later */
+	u64 self;		/* the sampler's own callback time in it */
+	u64 own_after_exit;	/* this module's own time at the exit, after it */
+	u64 gen;		/* irq_gen at the exit */
+	struct task_struct *task;	/* the interrupted task: ended before it switches out */
+	struct irqtrace_where where;
+	/* irq_exit will run softirqs, with this preempt_count() */
+	bool softirqs_next;
+	unsigned int softirq_count;
+	/*
+	 * The stack at the exit, if the section had reached the threshold by
+	 * then: the record is written later, from elsewhere.
+	 */
+	unsigned int nr_frames;
+	unsigned long frames[IRQTRACE_MAX_FRAMES];
 };
 
 /* hybrid.c: a section an irq-saving lock function opened; ts == 0 when none. */
@@ -126,6 +151,7 @@ struct irqtrace_cpu {
 	u64 intr_start;
 	/* a hard handler (not a vector) entered it: its exit ends it */
 	bool hard_opened;
+	struct irqtrace_intr_done intr_done;
 	/* in it: the sampler's own callback time, and the longest inner handler */
 	u64 intr_self;
 	struct irqtrace_where intr_where;
@@ -201,6 +227,7 @@ struct irqtrace_section {
 int irqtrace_ring_init(void);
 void irqtrace_ring_exit(void);
 void irqtrace_emit(struct irqtrace_cpu *c, const struct irqtrace_section *s);
+unsigned int irqtrace_stack_save(unsigned long *frames, unsigned long trim_to_ip);
 void irqtrace_reader_kick(void);
 u64 irqtrace_task_cgroup_id(struct task_struct *task);
 
@@ -272,6 +299,7 @@ struct irqtrace_hybrid_sample {
 
 int irqtrace_hybrid_start(void);
 void irqtrace_hybrid_stop(void);
+void irqtrace_hybrid_exit(void);
 int irqtrace_hybrid_show(char *buf, int at);
 void irqtrace_hybrid_interrupt_entry(struct irqtrace_cpu *c, u64 now);
 void irqtrace_hybrid_interrupt_exit(struct irqtrace_cpu *c, u64 now,
@@ -279,6 +307,8 @@ void irqtrace_hybrid_interrupt_exit(struct irqtrace_cpu *c, u64 now,
 bool irqtrace_hybrid_sample(struct irqtrace_cpu *c, u64 expiry, u64 now, struct pt_regs *regs,
 			    struct irqtrace_hybrid_sample *hs);
 void irqtrace_hybrid_sampler_self(struct irqtrace_cpu *c, u64 ns);
+void irqtrace_hybrid_timer_due(struct irqtrace_cpu *c, u64 expiry);
+void irqtrace_hybrid_softirq_entry(struct irqtrace_cpu *c, u64 now);
 
 /* context.c */
 int irqtrace_context_start(bool all_cpus);

@@ -197,8 +197,12 @@ static int set_filters(void)
 	filters_set = true;
 	return 0;
 fail:
-	ftrace_free_filter(&disable_ops);
-	ftrace_free_filter(&enable_ops);
+	/*
+	 * Emptied, not freed: ftrace_free_filter() leaves the freed hashes in
+	 * the ops, which the next try would use (irqtrace_irqline_exit frees).
+	 */
+	ftrace_set_filter(&disable_ops, NULL, 0, 1);
+	ftrace_set_filter(&enable_ops, NULL, 0, 1);
 	return ret;
 }
 
@@ -221,11 +225,10 @@ int irqtrace_irqline_init(void)
 
 void irqtrace_irqline_exit(void)
 {
-	if (filters_set) {
-		ftrace_free_filter(&disable_ops);
-		ftrace_free_filter(&enable_ops);
-		filters_set = false;
-	}
+	/* Freed even if only emptied by a failed set_filters(). */
+	ftrace_free_filter(&disable_ops);
+	ftrace_free_filter(&enable_ops);
+	filters_set = false;
 	kvfree(lines);
 	bitmap_free(targets);
 	lines = NULL;

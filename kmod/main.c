@@ -143,8 +143,13 @@ static int irqtrace_apply(void)
 	lockdep_assert_held(&irqtrace_config_lock);
 	irqtrace_stop_all();
 
+	/*
+	 * auto: the most exact method this kernel can run. Without the
+	 * preemptirq tracepoints (stock kernels), hybrid; sampled where no
+	 * irq-saving lock function is out of line, which hybrid finds out.
+	 */
 	if (method == METHOD_AUTO)
-		method = irqtrace_exact_available() ? METHOD_EXACT : METHOD_SAMPLED;
+		method = irqtrace_exact_available() ? METHOD_EXACT : METHOD_HYBRID;
 
 	/*
 	 * First: every method reads the context it keeps. With nothing to
@@ -178,6 +183,12 @@ static int irqtrace_apply(void)
 	/* After the sampler: its interrupts are the ends of what the hooks start. */
 	if (method == METHOD_HYBRID) {
 		ret = irqtrace_hybrid_start();
+		/* auto: what hybrid could not start on, sampled does without it. */
+		if (ret && param_method == METHOD_AUTO) {
+			pr_info("method=auto: sampled (hybrid: %d)\n", ret);
+			WRITE_ONCE(running_method, METHOD_SAMPLED);
+			ret = 0;
+		}
 		if (ret) {
 			irqtrace_stop_all();
 			goto err;
@@ -241,7 +252,7 @@ static const struct kernel_param_ops method_ops = {
 	.get = method_get,
 };
 module_param_cb(method, &method_ops, NULL, 0644);
-MODULE_PARM_DESC(method, "irqs-off method: auto (exact if the kernel has the preemptirq tracepoints, else sampled), exact, hybrid (stock kernels: exact where the irq-saving lock functions and interrupt handlers are hooked, else sampled), sampled or off (default: auto)");
+MODULE_PARM_DESC(method, "irqs-off method: auto (exact if the kernel has the preemptirq tracepoints, else hybrid if it can run, else sampled), exact, hybrid (stock kernels: exact where the irq-saving lock functions and interrupt handlers are hooked, else sampled), sampled or off (default: auto)");
 
 /* A u64 parameter with a range, in ns. */
 struct ranged_u64 {
@@ -492,6 +503,7 @@ static int __init irqtrace_init(void)
 	return 0;
 
 err_stats:
+	irqtrace_hybrid_exit();
 	irqtrace_stats_exit();
 err_irqline:
 	irqtrace_irqline_exit();
@@ -508,6 +520,7 @@ static void __exit irqtrace_exit(void)
 	irqtrace_stop_all();
 	irqtrace_ready = false;
 	mutex_unlock(&irqtrace_config_lock);
+	irqtrace_hybrid_exit();
 	irqtrace_stats_exit();
 	irqtrace_irqline_exit();
 	irqtrace_ring_exit();

@@ -78,6 +78,27 @@ static unsigned int frames_trim_point(const unsigned long *frames, unsigned int 
 	return 0;
 }
 
+/*
+ * This context's stack into frames (IRQTRACE_MAX_FRAMES), innermost first,
+ * without the frames up to trim_to_ip (else irqtrace's own): their number.
+ */
+unsigned int notrace irqtrace_stack_save(unsigned long *frames, unsigned long trim_to_ip)
+{
+	unsigned int nr, skip;
+
+	nr = stack_trace_save(frames, IRQTRACE_MAX_FRAMES, 0);
+	skip = frames_trim_point(frames, nr, trim_to_ip);
+	/* Without a known start, at least drop irqtrace's own frames. */
+	if (!skip)
+		while (skip < nr && within_module_core(frames[skip], THIS_MODULE))
+			skip++;
+	if (skip) {
+		nr -= skip;
+		memmove(frames, frames + skip, nr * sizeof(*frames));
+	}
+	return nr;
+}
+
 /* Called from probes and timers: no sleeping, no allocation, no printk. */
 void notrace irqtrace_emit(struct irqtrace_cpu *c, const struct irqtrace_section *s)
 {
@@ -86,7 +107,7 @@ void notrace irqtrace_emit(struct irqtrace_cpu *c, const struct irqtrace_section
 	struct task_struct *t = s->task;
 	unsigned long flags, head, tail;
 	unsigned long *frames;
-	unsigned int nr = 0, skip;
+	unsigned int nr = 0;
 
 	BUILD_BUG_ON(sizeof(unsigned long) != sizeof(__u64));
 
@@ -157,16 +178,7 @@ void notrace irqtrace_emit(struct irqtrace_cpu *c, const struct irqtrace_section
 			nr = min_t(unsigned int, s->nr_frames, IRQTRACE_MAX_FRAMES);
 			memcpy(frames, s->frames, nr * sizeof(*frames));
 		} else {
-			nr = stack_trace_save(frames, IRQTRACE_MAX_FRAMES, 0);
-			skip = frames_trim_point(frames, nr, s->trim_to_ip);
-			/* Without a known start, at least drop irqtrace's own frames. */
-			if (!skip)
-				while (skip < nr && within_module_core(frames[skip], THIS_MODULE))
-					skip++;
-			if (skip) {
-				nr -= skip;
-				memmove(frames, frames + skip, nr * sizeof(*frames));
-			}
+			nr = irqtrace_stack_save(frames, s->trim_to_ip);
 		}
 		if (nr == IRQTRACE_MAX_FRAMES)
 			rec->flags |= IRQTRACE_F_STACK_TRUNCATED;

@@ -246,6 +246,10 @@ static enum hrtimer_restart sample_and_rearm(struct hrtimer *t, enum irqtrace_hi
 	bool timed = hist == IRQTRACE_HIST_IRQS_OFF && READ_ONCE(irqtrace_hybrid_running);
 	u64 self = timed ? local_clock() : 0;
 
+	/* hybrid: a timer due before the last interrupt's exit says where that interrupt ended. */
+	if (timed)
+		irqtrace_hybrid_timer_due(c, self - (ktime_get_mono_fast_ns() -
+						    ktime_to_ns(hrtimer_get_expires(t))));
 	sample(c, hist, now, hrtimer_get_expires(t));
 	if (timed)
 		irqtrace_hybrid_sampler_self(c, local_clock() - self);

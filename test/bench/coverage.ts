@@ -182,6 +182,18 @@ async function main(): Promise<void> {
       edges.set(key, (edges.get(key) ?? 0) + 1);
     }
     console.log(`\nmixed load, by what timed each end: ${[...edges].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ')}`);
+    // Where the sections not timed exactly at both ends were opened and closed (the oracle's sites):
+    // what the method would have to hook next.
+    const syms = await rig.kallsyms();
+    const site = (ip: bigint): string => syms.lookup(ip)?.name ?? `0x${ip.toString(16)}`;
+    const gaps = new Map<string, number>();
+    for (const o of mixed) {
+      const h = matchOf(o, hybrid);
+      if (h && (h.flags & (RecordFlag.StartExact | RecordFlag.EndExact)) === (RecordFlag.StartExact | RecordFlag.EndExact)) continue;
+      const key = `${h ? 'not both exact' : 'missed'} ${site(o.disableIp)} -> ${site(o.enableIp)}`;
+      gaps.set(key, (gaps.get(key) ?? 0) + 1);
+    }
+    console.log(`mixed load, not both exact, by the oracle's sites (top 12): ${[...gaps].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([k, n]) => `${k}: ${n}`).join('; ')}`);
     const [lock, handler, , mix] = rows as [Row, Row, Row, Row];
     const allErrors = rows.flatMap((r) => r.errors);
     console.log(

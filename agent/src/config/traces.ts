@@ -102,8 +102,7 @@ export function resolveTraceIrqNames(traces: readonly Trace[], lines: readonly I
  * more precise method serve a trace that asked for less, so one explicit method wins, and of
  * several the most precise; except exact, which needs the preemptirq tracepoints that stock
  * kernels lack: exact with another is left to the node (auto: exact where the kernel can, else
- * sampled) rather than fail every trace on a stock kernel. (Exact with hybrid on a stock kernel
- * then samples: auto does not choose hybrid yet.)
+ * hybrid, else sampled) rather than fail every trace on a stock kernel.
  */
 function mergeMethods(asked: ReadonlySet<MethodChoice>, backend: BackendChoice): MethodChoice {
   const explicit = [...asked].filter((m) => m !== 'auto');

@@ -90,7 +90,12 @@ enum irqtrace_edge {
 	IRQTRACE_EDGE_NONE		= 0,	/* not said (IRQ lines) */
 	IRQTRACE_EDGE_TRACEPOINT	= 1,	/* irq_disable/irq_enable: exact */
 	IRQTRACE_EDGE_LOCK		= 2,	/* an irq-saving lock function: exact */
-	IRQTRACE_EDGE_HANDLER		= 3,	/* an interrupt handler's entry or exit */
+	/*
+	 * an interrupt's own path: its handler's entry, or where its exit
+	 * turned interrupts back on (the softirqs irq_exit ran; else the
+	 * handler's exit tracepoint, short by the exit code's cost)
+	 */
+	IRQTRACE_EDGE_HANDLER		= 3,
 	/*
 	 * the sampler's timer: at the start, its expiry (the section began
 	 * up to error_ns before); at the end, its late interrupt, which came

@@ -92,8 +92,11 @@ static void sample_context(struct irqtrace_cpu *c, bool hard, const struct sampl
 		/* The interrupted context: a softirq if one was being served, long enough. */
 		irqtrace_context_interrupted(c, w);
 		irqtrace_interrupted_held(&c->soft_now, now, late, w);
-		if (w->context == IRQTRACE_CONTEXT_TASK)
-			irqtrace_held_by(&held->hard, now, late, w);
+		/*
+		 * But first a hard handler that took half of it: one that came
+		 * inside the softirq counts in the softirq's time too.
+		 */
+		irqtrace_held_by(&held->hard, now, late, w);
 		return;
 	}
 	irqtrace_held_by(&held->hard, now, late, w);

@@ -572,7 +572,11 @@ int sample(struct bpf_perf_event_data *ctx)
 		}
 		if (late < cfg.floor_ns)
 			return 0;
-	} else if (!where.context) {
+	} else {
+		/*
+		 * But first a hard handler that took half of it: one that came
+		 * inside the softirq counts in the softirq's time too.
+		 */
 		irqtrace_held_by(&held, now, late, &where);
 	}
 	hist_add(IRQTRACE_BPF_HIST_IRQS_OFF, late);

@@ -7,6 +7,8 @@ export { agentLocalServiceDefinition, AgentLocalClient } from './local_service.j
 export type { AgentLocalHandlers, WatchCall, WatchStream } from './local_service.js';
 export { toBigInt, toLong } from './uint64.js';
 export { PROTOCOL_VERSION } from './version.js';
+export { endExact, endsText } from './ends.js';
+export type { EventEnds } from './ends.js';
 // The wire writer, for code that splices pre-encoded messages (the agent's hot path).
 import $protobuf from 'protobufjs/minimal.js';
 export const Writer = $protobuf.Writer;

@@ -9,6 +9,11 @@ const pb = irqtrace.v1;
 const NOW = Date.parse('2026-11-30T12:00:00Z');
 const ns = (ms: number) => toLong(BigInt(ms) * 1_000_000n);
 
+function must<T>(v: T | undefined): T {
+  if (v === undefined) throw new Error('missing');
+  return v;
+}
+
 function batch(node: string, seq: number, durationsUs: number[], o: { boot?: string; lost?: number; at?: number } = {}): irqtrace.v1.INodeBatch {
   return {
     node,
@@ -44,6 +49,32 @@ describe('per-trace aggregation of the event stream', () => {
     expect(s.worstOffenders[0]).toMatchObject({ node: 'n1', durationNs: 1_500_000, pod: 'shop/checkout', topFrames: ['irqburn_irqs_off+0x10 [irqtrace_selftest]'] });
     expect(s.nodes[0]).toMatchObject({ name: 'n1', violations: 4, lost: 2, phase: 'Running', lastViolation: { durationNs: 700_000 } });
     expect(s.conditions.find((c) => c.type === 'Violating')).toMatchObject({ status: 'True', reason: 'ThresholdExceeded' });
+  });
+
+  it('says of each violation how it was measured and how exact its ends are', () => {
+    const a = new TraceAggregate('t');
+    const b = batch('n1', 1, [2000, 3000]);
+    const [hybrid, sampled] = b.events ?? [];
+    Object.assign(must(hybrid), {
+      method: pb.Method.METHOD_HYBRID,
+      start: { source: pb.EdgeSource.EDGE_SOURCE_LOCK, exact: true },
+      end: { source: pb.EdgeSource.EDGE_SOURCE_SAMPLE, exact: true },
+    });
+    Object.assign(must(sampled), {
+      method: pb.Method.METHOD_SAMPLED,
+      errorBoundNs: ns(1),
+      start: { source: pb.EdgeSource.EDGE_SOURCE_SAMPLE, exact: false },
+      end: { source: pb.EdgeSource.EDGE_SOURCE_SAMPLE, exact: true },
+    });
+    a.applyBatch(1, b);
+    expect(a.status(NOW, 1).worstOffenders).toMatchObject([
+      { durationNs: 3_000_000, method: 'sampled', ends: '±1.00ms/exact' },
+      { durationNs: 2_000_000, method: 'hybrid', ends: 'exact/exact' },
+    ]);
+    // An event of an agent that says no method (none before it did): neither field.
+    const old = new TraceAggregate('t');
+    old.applyBatch(1, batch('n1', 1, [2000]));
+    expect(old.status(NOW, 1).worstOffenders[0]).not.toHaveProperty('ends');
   });
 
   it('lists the longest sections anywhere as worst offenders, several from one node if so', () => {

@@ -1,5 +1,7 @@
 // Text for people: durations, the live table of violations, and log2
 // histograms drawn as bars (the look of bcc's tools).
+import { endsText } from '@irqtrace/proto';
+import type { EventEnds } from '@irqtrace/proto';
 import type { HistItem } from '../records/decode.js';
 import { METHOD_NAMES } from '../config/kernel_config.js';
 import { Kind, Method } from '../records/layout.js';
@@ -59,27 +61,9 @@ export function formatWhere(task: { podUid?: string | null; podNamespace?: strin
   return '-';
 }
 
-/** How an event's ends were timed: its start and end edges, method (the wire enum's name) and error bound. */
-export interface EventEnds {
-  method: string;
-  start?: { exact?: boolean | null } | null;
-  end?: { exact?: boolean | null } | null;
-  errorNs: bigint;
-}
-
-/** Whether one end is exact: its edge says; an event without edges (an older agent's), its method. */
-function endExact(edge: { exact?: boolean | null } | null | undefined, method: string, start: boolean): boolean | undefined {
-  if (edge) return edge.exact ?? false;
-  if (method === 'METHOD_EXACT') return true;
-  // Sampled: the start within one period before the timer's expiry, the end at its late interrupt.
-  if (method === 'METHOD_SAMPLED') return !start;
-  return undefined;
-}
-
 /** "exact/exact", "±1.00 ms/exact": the start's and the end's timing, exact or within the error bound. */
 export function formatEnds(e: EventEnds): string {
-  const one = (exact: boolean | undefined): string => (exact === undefined ? '?' : exact ? 'exact' : `±${formatNs(e.errorNs)}`);
-  return `${one(endExact(e.start, e.method, true))}/${one(endExact(e.end, e.method, false))}`;
+  return endsText(e, formatNs);
 }
 
 /** The lock that opened a section: its symbol (and offset in it, module), else its address; '-' for none. */

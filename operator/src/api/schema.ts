@@ -142,7 +142,7 @@ export const IrqTraceSpec = Type.Object(
           'exact: every section, both ends exact, via the preemptirq tracepoints (kernels with CONFIG_TRACE_IRQFLAGS). ' +
           'hybrid: stock x86 kernels, kernel module only: sampled, with each end exact where it is hookable (a section opened by an irq-saving lock function is exact at the start; one ended by an unlock or by the sampler\'s late interrupt, at the end; an interrupt handler\'s, at both); each event says which of its ends are exact. ' +
           'sampled: per-CPU hrtimers (any kernel): a lower bound, the start within one samplePeriod, the end exact. ' +
-          'auto: exact where the node can, else sampled.',
+          'auto: exact where the node can, else hybrid where it can, else sampled.',
         default: 'auto',
       }),
     ),
@@ -197,6 +197,10 @@ export const Violation = Type.Object({
   time: Type.String({ format: 'date-time' }),
   kind: Type.String({ description: 'irqs_off, softirqs_off or irq_line' }),
   durationNs: Int64(),
+  method: Type.Optional(Type.String({ description: 'How the section was measured: exact, hybrid or sampled' })),
+  ends: Type.Optional(
+    Type.String({ description: 'How exact its start and end are: exact, or within ±the error bound (a sampled start is up to one samplePeriod early): exact/exact, ±1.00ms/exact' }),
+  ),
   cpu: Type.Optional(Type.Integer()),
   irq: Type.Optional(Type.Integer()),
   context: Type.Optional(Type.String({ description: 'The interrupt code the section belongs to (irq 24 handler (nvme0q1), hrtimer tick_sched_timer, softirq NET_RX); absent: the task\'s. comm and pid then name the task it interrupted, and no pod is given.' })),

@@ -4,7 +4,7 @@
 // applied to it and, per boot of the node, the last agent batch counted, so
 // a message replayed after a restart, or a batch re-sent after JetStream's
 // duplicate window, is not counted twice.
-import { irqtrace, toBigInt } from '@irqtrace/proto';
+import { endsText, irqtrace, toBigInt } from '@irqtrace/proto';
 import { MAX_STATUS_NODES, MAX_WORST } from '../api/schema.js';
 import type { NodeStatus, Violation } from '../api/schema.js';
 import { formatNs } from '../model/duration.js';
@@ -51,10 +51,12 @@ function violationOf(node: string, e: irqtrace.v1.IEvent, receivedUnixNs: bigint
   const t = e.task;
   const context = contextOf(e);
   const frames = (e.stack ?? []).slice(0, 4).map((f) => (f.symbol ? `${f.symbol}+0x${toBigInt(f.offset).toString(16)}${f.module ? ` [${f.module}]` : ''}` : `0x${toBigInt(f.address).toString(16)}`));
+  const method = pb.Method[e.method ?? 0] ?? '';
   return {
     time: new Date(Number(receivedUnixNs / 1_000_000n)).toISOString(),
     kind: KINDS[e.kind ?? 0] ?? 'unknown',
     durationNs: Number(toBigInt(e.durationNs)),
+    ...(e.method ? { method: method.replace('METHOD_', '').toLowerCase(), ends: endsText({ method, start: e.start, end: e.end, errorNs: toBigInt(e.errorBoundNs) }, formatNs) } : {}),
     cpu: e.cpu ?? 0,
     ...(e.kind === pb.SectionKind.SECTION_KIND_IRQ_LINE ? { irq: e.irq ?? 0 } : {}),
     ...(context ? { context } : {}),

@@ -75,9 +75,14 @@ function whoHeld(v: Violation): string {
   return v.context ?? (v.pod ? `${v.pod} (${task})` : task);
 }
 
+/** Whether a section this long is among the MAX_WORST longest with worst. */
+function entersWorst(worst: Violation[], durationNs: number): boolean {
+  return worst.length < MAX_WORST || durationNs > (worst.at(-1)?.durationNs ?? 0);
+}
+
 /** worst with v among it, if it is among the MAX_WORST longest; a new array only when it changes. */
 function keepLongest(worst: Violation[], v: Violation): Violation[] {
-  if (worst.length >= MAX_WORST && v.durationNs <= (worst.at(-1)?.durationNs ?? 0)) return worst;
+  if (!entersWorst(worst, v.durationNs)) return worst;
   const at = worst.findIndex((w) => v.durationNs > w.durationNs);
   const next = at < 0 ? [...worst, v] : [...worst.slice(0, at), v, ...worst.slice(at)];
   return next.slice(0, MAX_WORST);
@@ -136,13 +141,17 @@ export class TraceAggregate {
     r.lastSeen = Math.max(r.lastSeen ?? 0, Number(received / 1_000_000n));
     if (counted !== undefined && seq <= BigInt(counted)) return false;
     r.boots = [...r.boots.filter(([id]) => id !== boot), [boot, seq.toString()] as [string, string]].slice(-MAX_BOOTS);
-    for (const e of b.events ?? []) {
-      const v = violationOf(node, e, received);
+    // A violation's words are made only for the events the status shows (among the longest, or
+    // the last): the aggregator reads every event of the cluster, and catches up after a fault.
+    const events = b.events ?? [];
+    for (const e of events) {
+      const durationNs = Number(toBigInt(e.durationNs));
       r.violations++;
-      if (v.durationNs > r.maxDurationNs) r.maxDurationNs = v.durationNs;
-      r.worst = keepLongest(r.worst ?? [], v);
-      r.last = v;
+      if (durationNs > r.maxDurationNs) r.maxDurationNs = durationNs;
+      if (entersWorst(r.worst ?? [], durationNs)) r.worst = keepLongest(r.worst ?? [], violationOf(node, e, received));
     }
+    const last = events.at(-1);
+    if (last) r.last = violationOf(node, last, received);
     for (const l of b.losses ?? []) r.lost += Number(toBigInt(l.count));
     return true;
   }

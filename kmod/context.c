@@ -42,6 +42,8 @@ static struct tracepoint *tp_irq_entry, *tp_irq_exit;
 static struct tracepoint *tp_softirq_entry, *tp_softirq_exit;
 static struct tracepoint *tp_hrtimer_entry, *tp_hrtimer_exit;
 static bool looked_up;
+/* Not hooked here: found by the same lookup for hybrid.c, which ends sections at a switch. */
+struct tracepoint *irqtrace_tp_sched_switch;
 static bool irq_hooked, softirq_hooked, hrtimer_hooked;
 
 /* x86's system vectors (arch/x86/include/asm/trace/irq_vectors.h): <name>_entry/_exit(int vector). */
@@ -64,6 +66,7 @@ static void find_tracepoint(struct tracepoint *tp, void *priv)
 		{ "softirq_exit", &tp_softirq_exit },
 		{ "hrtimer_expire_entry", &tp_hrtimer_entry },
 		{ "hrtimer_expire_exit", &tp_hrtimer_exit },
+		{ "sched_switch", &irqtrace_tp_sched_switch },
 	};
 	unsigned int i;
 

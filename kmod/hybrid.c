@@ -175,6 +175,12 @@ static __always_inline u64 to_mono(u64 t)
 	return ktime_get_mono_fast_ns() - (local_clock() - t);
 }
 
+/* This CPU's local_clock() of a CLOCK_MONOTONIC time. */
+static __always_inline u64 to_local(u64 mono)
+{
+	return local_clock() - (ktime_get_mono_fast_ns() - mono);
+}
+
 /* An unlock turns interrupts back on at parent_ip's call: the section a lock function opened ends. */
 static void notrace lock_section_end(unsigned long parent_ip)
 {
@@ -410,32 +416,30 @@ void irqtrace_hybrid_softirq_entry(struct irqtrace_cpu *c, u64 now)
 		return;
 	/* Softirqs run with interrupts on: one coming now would end the section too. */
 	raw_local_irq_save(flags);
-	if (d->start) {
-		if (d->softirqs_next && d->gen == c->irq_gen && d->task == current &&
-		    preempt_count() == d->softirq_count && intr_ends_at(c, now))
-			intr_section_end(c, now, IRQTRACE_EDGE_HANDLER);
-		else
-			intr_section_end(c, d->exit, IRQTRACE_EDGE_HANDLER);
-	}
+	if (d->start && d->softirqs_next && d->gen == c->irq_gen && d->task == current &&
+	    preempt_count() == d->softirq_count && intr_ends_at(c, now))
+		intr_section_end(c, now, IRQTRACE_EDGE_HANDLER);
+	else
+		intr_section_end_at_exit(c);
 	raw_local_irq_restore(flags);
 }
 NOKPROBE_SYMBOL(irqtrace_hybrid_softirq_entry);
 
 /*
  * The hard sampler's timer runs (sampled.c), in the interrupt its entry
- * opened; expiry in local_clock(). If it was due before the last
+ * opened; expires is its expiry. If it was due before the last
  * interrupt's handler exited, its interrupt was held back by that section
  * and came as interrupts came on: its entry is that section's end, if no
  * other interrupt came between, and within the floor (a timer interrupt
  * raised late, as emulated LAPICs do, would come past the true end).
  */
-void irqtrace_hybrid_timer_due(struct irqtrace_cpu *c, u64 expiry)
+void irqtrace_hybrid_timer_due(struct irqtrace_cpu *c, ktime_t expires)
 {
 	struct irqtrace_intr_done *d = &c->intr_done;
 
 	if (likely(!d->start))
 		return;
-	if (d->gen + 1 == c->irq_gen && c->intr_start && expiry <= d->exit &&
+	if (d->gen + 1 == c->irq_gen && c->intr_start && to_local(ktime_to_ns(expires)) <= d->exit &&
 	    intr_ends_at(c, c->intr_start))
 		intr_section_end(c, c->intr_start, IRQTRACE_EDGE_SAMPLE);
 	else
@@ -621,14 +625,7 @@ int irqtrace_hybrid_show(char *buf, int at)
 	return n;
 }
 
-static struct tracepoint *tp_sched_switch;
 static bool switch_registered;
-
-static void find_sched_switch(struct tracepoint *tp, void *priv)
-{
-	if (!strcmp(tp->name, "sched_switch"))
-		tp_sched_switch = tp;
-}
 
 int irqtrace_hybrid_start(void)
 {
@@ -654,11 +651,12 @@ int irqtrace_hybrid_start(void)
 			nl, nr + ne);
 		return -EOPNOTSUPP;
 	}
-	/* An interrupt's section stays open past its exit until a switch at the latest. */
-	if (!tp_sched_switch)
-		for_each_kernel_tracepoint(find_sched_switch, NULL);
-	ret = tp_sched_switch ? tracepoint_probe_register(tp_sched_switch, on_sched_switch, NULL)
-			      : -ENOENT;
+	/*
+	 * An interrupt's section stays open past its exit until a switch at
+	 * the latest. The context probes, started first, looked it up.
+	 */
+	ret = irqtrace_tp_sched_switch ?
+	      tracepoint_probe_register(irqtrace_tp_sched_switch, on_sched_switch, NULL) : -ENOENT;
 	if (ret) {
 		pr_warn("method=hybrid: cannot hook sched_switch: %d\n", ret);
 		return ret;
@@ -700,7 +698,7 @@ void irqtrace_hybrid_stop(void)
 	 * the task of. One left open now is never ended (start resets it).
 	 */
 	if (switch_registered) {
-		tracepoint_probe_unregister(tp_sched_switch, on_sched_switch, NULL);
+		tracepoint_probe_unregister(irqtrace_tp_sched_switch, on_sched_switch, NULL);
 		tracepoint_synchronize_unregister();
 	}
 	switch_registered = false;

@@ -307,10 +307,12 @@ void irqtrace_hybrid_interrupt_exit(struct irqtrace_cpu *c, u64 now,
 bool irqtrace_hybrid_sample(struct irqtrace_cpu *c, u64 expiry, u64 now, struct pt_regs *regs,
 			    struct irqtrace_hybrid_sample *hs);
 void irqtrace_hybrid_sampler_self(struct irqtrace_cpu *c, u64 ns);
-void irqtrace_hybrid_timer_due(struct irqtrace_cpu *c, u64 expiry);
+void irqtrace_hybrid_timer_due(struct irqtrace_cpu *c, ktime_t expires);
 void irqtrace_hybrid_softirq_entry(struct irqtrace_cpu *c, u64 now);
 
 /* context.c */
+/* sched_switch, once irqtrace_context_start() looked the tracepoints up; NULL if absent. */
+extern struct tracepoint *irqtrace_tp_sched_switch;
 int irqtrace_context_start(bool all_cpus);
 void irqtrace_context_stop(void);
 

@@ -251,8 +251,7 @@ static enum hrtimer_restart sample_and_rearm(struct hrtimer *t, enum irqtrace_hi
 
 	/* hybrid: a timer due before the last interrupt's exit says where that interrupt ended. */
 	if (timed)
-		irqtrace_hybrid_timer_due(c, self - (ktime_get_mono_fast_ns() -
-						    ktime_to_ns(hrtimer_get_expires(t))));
+		irqtrace_hybrid_timer_due(c, hrtimer_get_expires(t));
 	sample(c, hist, now, hrtimer_get_expires(t));
 	if (timed)
 		irqtrace_hybrid_sampler_self(c, local_clock() - self);

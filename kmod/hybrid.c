@@ -13,6 +13,13 @@
  *    function turns them off before it spins. An unlock whose flags turn
  *    them back on (_irqrestore with IF set in flags, or _irq) ends it, exact
  *    to the call. The lock's address is kept for the record.
+ *  - The scheduler. __schedule() turns interrupts off inline and calls
+ *    rcu_note_context_switch() first: the section starts there, exact to
+ *    the call. It ends in the task switched to, where finish_task_switch()
+ *    unlocks the runqueue and turns them on, a few instructions after its
+ *    entry (hooked, with a glob: gcc renames it finish_task_switch.isra.0).
+ *    When __schedule() picks the same task, it turns them on inline: the
+ *    sampler's late interrupt times that end, as for a lock section.
  *  - Interrupts. The outermost handler of an interrupt (an x86 system
  *    vector's, or a device IRQ's first action) runs with interrupts off
  *    from its entry tracepoint (context.c calls in here), exact within the
@@ -85,6 +92,13 @@ static const char * const enablers[] = {
 	"_raw_spin_unlock_irq", "_raw_read_unlock_irq", "_raw_write_unlock_irq",
 };
 
+/*
+ * The scheduler's section: its first call with interrupts off, and the
+ * function that turns them on in the task switched to.
+ */
+static const char sched_starter[] = "rcu_note_context_switch";
+static const char sched_ender[] = "finish_task_switch*";
+
 /* Which of the functions above this kernel has out of line: hooked. */
 static DECLARE_BITMAP(hooked, ARRAY_SIZE(lockers) + ARRAY_SIZE(restorers) + ARRAY_SIZE(enablers));
 
@@ -134,12 +148,15 @@ static void notrace on_lock(unsigned long ip, unsigned long parent_ip, struct ft
 }
 NOKPROBE_SYMBOL(on_lock);
 
-/* The open section, if it still starts where its lock function was called. */
+/* Whether o is open and still starts where its function was called. */
+static __always_inline bool open_valid(const struct irqtrace_lock_open *o, u64 gen)
+{
+	return o->ts && o->gen == gen && o->task == current;
+}
+
 static __always_inline bool lock_open_valid(const struct irqtrace_cpu *c, u64 gen)
 {
-	const struct irqtrace_lock_open *o = &c->lock_open;
-
-	return o->ts && o->gen == gen && o->task == current;
+	return open_valid(&c->lock_open, gen);
 }
 
 /* Remembers a section a hook measured, for the sampler's next sample. */
@@ -252,11 +269,92 @@ static void notrace on_enable(unsigned long ip, unsigned long parent_ip, struct 
 }
 NOKPROBE_SYMBOL(on_enable);
 
+/*
+ * __schedule() turned interrupts off just before this call: the scheduler's
+ * section starts (unless an NMI: never here). Interrupts stay off until the
+ * next task's finish_task_switch(), or __schedule()'s own return to prev.
+ */
+static void notrace on_schedule(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+				struct ftrace_regs *fregs)
+{
+	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
+	struct irqtrace_lock_open *o = &c->sched_open;
+
+	if (unlikely(!irqs_disabled()) || !READ_ONCE(c->wanted))
+		return;
+	o->ts = 0;
+	o->gen = c->irq_gen;
+	o->task = current;
+	o->ip = parent_ip;
+	o->lock = 0;
+	irqtrace_context_now(c, &o->where);
+	o->ts = local_clock();
+}
+NOKPROBE_SYMBOL(on_schedule);
+
+/*
+ * finish_task_switch(), in the task switched to, turns interrupts on a few
+ * instructions on: the scheduler's section ends. It is charged to the task
+ * that called schedule(), as the exact method charges the task that turned
+ * interrupts off; the task switched to is the enabler.
+ */
+static void notrace on_switch_done(unsigned long ip, unsigned long parent_ip,
+				   struct ftrace_ops *op, struct ftrace_regs *fregs)
+{
+	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
+	struct irqtrace_lock_open *o = &c->sched_open;
+	struct irqtrace_section s;
+	u64 now, start = o->ts;
+	u64 delta;
+
+	if (!start || unlikely(!irqs_disabled()))
+		return;
+	o->ts = 0;
+	/* An interrupt between would say interrupts were on: not one section. */
+	if (o->gen != c->irq_gen)
+		return;
+	now = local_clock();
+	delta = now - start;
+	hooked_done(c, start, now, IRQTRACE_EDGE_SCHEDULE, IRQTRACE_EDGE_SCHEDULE);
+	if (unlikely(c->in_probe)) {
+		c->counters.dropped_guard++;
+		return;
+	}
+	if (!irqtrace_irqs_off_count(c, o->task, &o->where, delta, READ_ONCE(irqtrace_floor_ns)) ||
+	    delta < READ_ONCE(irqtrace_threshold_ns))
+		return;
+
+	c->in_probe++;
+	s = (struct irqtrace_section) {
+		.kind = IRQTRACE_KIND_IRQS_OFF,
+		.method = IRQTRACE_METHOD_HYBRID,
+		.flags = IRQTRACE_F_SITES_VALID | IRQTRACE_F_START_EXACT | IRQTRACE_F_END_EXACT,
+		.start_by = IRQTRACE_EDGE_SCHEDULE,
+		.end_by = IRQTRACE_EDGE_SCHEDULE,
+		.cpu = raw_smp_processor_id(),
+		.enable_cpu = raw_smp_processor_id(),
+		.start_ns = to_mono(start),
+		.duration_ns = delta,
+		.where = o->where,
+		/* prev is alive: finish_task_switch() drops it after turning interrupts on. */
+		.task = o->task,
+		.enable_task = current == o->task ? NULL : current,
+		.disable_ip = o->ip,
+		.enable_ip = ip,
+		.trim_to_ip = parent_ip,
+	};
+	irqtrace_emit(c, &s);
+	c->in_probe--;
+}
+NOKPROBE_SYMBOL(on_switch_done);
+
 static struct ftrace_ops lock_ops = { .func = on_lock, .flags = HYBRID_OPS_FLAGS };
 static struct ftrace_ops restore_ops = { .func = on_restore, .flags = HYBRID_OPS_FLAGS };
 static struct ftrace_ops enable_ops = { .func = on_enable, .flags = HYBRID_OPS_FLAGS };
+static struct ftrace_ops sched_start_ops = { .func = on_schedule, .flags = HYBRID_OPS_FLAGS };
+static struct ftrace_ops sched_end_ops = { .func = on_switch_done, .flags = HYBRID_OPS_FLAGS };
 /* Registered ops: unregistering one that is not warns. */
-static bool lock_registered, restore_registered, enable_registered;
+static bool lock_registered, restore_registered, enable_registered, sched_registered;
 
 /*
  * An outermost interrupt entered (context.c, with interrupts off): it says
@@ -482,15 +580,25 @@ static bool same_function(unsigned long a, unsigned long b)
 bool irqtrace_hybrid_sample(struct irqtrace_cpu *c, u64 expiry, u64 now, struct pt_regs *regs,
 			    struct irqtrace_hybrid_sample *hs)
 {
-	struct irqtrace_lock_open *o = &c->lock_open;
-	/* The interrupt this sample runs in bumped it once. */
-	bool open = lock_open_valid(c, c->irq_gen - 1);
+	/* The interrupt this sample runs in bumped irq_gen once. */
+	u64 gen = c->irq_gen - 1;
+	/*
+	 * What opened the section, if a hook did: a lock function, or
+	 * __schedule() that switched to no other task. The later one: the
+	 * other had ended by then (a lock call with interrupts on).
+	 */
+	struct irqtrace_lock_open *o = open_valid(&c->sched_open, gen) &&
+		(!open_valid(&c->lock_open, gen) || c->sched_open.ts > c->lock_open.ts) ?
+		&c->sched_open : &c->lock_open;
+	bool open = open_valid(o, gen);
 	u64 floor = READ_ONCE(irqtrace_floor_ns);
 	const struct irqtrace_hooked *h;
 	u64 opened = o->ts;
 	unsigned int i;
 
-	o->ts = 0;
+	/* Interrupts are on again: neither is open. */
+	c->lock_open.ts = 0;
+	c->sched_open.ts = 0;
 	*hs = (struct irqtrace_hybrid_sample) {
 		.start = expiry,
 		.end = now,
@@ -531,10 +639,11 @@ bool irqtrace_hybrid_sample(struct irqtrace_cpu *c, u64 expiry, u64 now, struct 
 		open = false;
 	}
 	/*
-	 * A lock function opened it and something inline ended it. Trusted
-	 * only if interrupts came back on in the function that called it: a
-	 * later section of the same task, begun inline after the lock section
-	 * ended inline, would otherwise look like one long section. It may
+	 * A lock function (or __schedule()) opened it and something inline
+	 * ended it. Trusted only if interrupts came back on in the function
+	 * that called it: a later section of the same task, begun inline
+	 * after the first ended inline, would otherwise look like one long
+	 * section. It may
 	 * have opened after the expiry if the timer's interrupt was raised
 	 * late (emulation), never before a hooked section's end.
 	 */
@@ -542,7 +651,7 @@ bool irqtrace_hybrid_sample(struct irqtrace_cpu *c, u64 expiry, u64 now, struct 
 	    !user_mode(regs) &&
 	    same_function(o->ip, instruction_pointer(regs))) {
 		hs->start = opened;
-		hs->start_by = IRQTRACE_EDGE_LOCK;
+		hs->start_by = o == &c->sched_open ? IRQTRACE_EDGE_SCHEDULE : IRQTRACE_EDGE_LOCK;
 		hs->flags |= IRQTRACE_F_START_EXACT;
 		hs->lock = o->lock;
 		hs->disable_ip = o->ip;
@@ -561,14 +670,28 @@ void irqtrace_hybrid_sampler_self(struct irqtrace_cpu *c, u64 ns)
 }
 NOKPROBE_SYMBOL(irqtrace_hybrid_sampler_self);
 
+/*
+ * Adds the functions name matches (a glob) to ops' filter: 0, or -EINVAL if
+ * none is traceable here (inline, or notrace). ftrace writes into the glob it
+ * parses: it gets a copy, not the read-only name.
+ */
+static int add_filter(struct ftrace_ops *ops, const char *name)
+{
+	char glob[KSYM_NAME_LEN];
+	ssize_t len = strscpy(glob, name, sizeof(glob));
+
+	if (len < 0)
+		return len;
+	return ftrace_set_filter(ops, (unsigned char *)glob, len, 0);
+}
+
 static int set_filter(struct ftrace_ops *ops, const char * const *names, unsigned int n,
 		      unsigned int first_bit)
 {
 	unsigned int i, found = 0;
 
 	for (i = 0; i < n; i++) {
-		/* -EINVAL: no such traceable function here (inline, or notrace). */
-		if (ftrace_set_filter(ops, (unsigned char *)names[i], strlen(names[i]), 0))
+		if (add_filter(ops, names[i]))
 			continue;
 		set_bit(first_bit + i, hooked);
 		found++;
@@ -584,6 +707,8 @@ static int set_filter(struct ftrace_ops *ops, const char * const *names, unsigne
  */
 static bool filters_set;
 static unsigned int nr_lockers, nr_restorers, nr_enablers;
+/* Both of the scheduler's functions are traceable here. */
+static bool sched_hookable;
 
 static void set_filters(void)
 {
@@ -594,6 +719,8 @@ static void set_filters(void)
 				  ARRAY_SIZE(lockers));
 	nr_enablers = set_filter(&enable_ops, enablers, ARRAY_SIZE(enablers),
 				 ARRAY_SIZE(lockers) + ARRAY_SIZE(restorers));
+	sched_hookable = !add_filter(&sched_start_ops, sched_starter) &&
+			 !add_filter(&sched_end_ops, sched_ender);
 	filters_set = true;
 }
 
@@ -604,6 +731,8 @@ void irqtrace_hybrid_exit(void)
 	ftrace_free_filter(&lock_ops);
 	ftrace_free_filter(&restore_ops);
 	ftrace_free_filter(&enable_ops);
+	ftrace_free_filter(&sched_start_ops);
+	ftrace_free_filter(&sched_end_ops);
 	filters_set = false;
 }
 
@@ -622,6 +751,8 @@ int irqtrace_hybrid_show(char *buf, int at)
 		for (i = 0; i < sizes[l]; i++, bit++)
 			n += sysfs_emit_at(buf, at + n, "lock_hook %s %s\n", lists[l][i],
 					   test_bit(bit, hooked) ? "hooked" : "inline");
+	n += sysfs_emit_at(buf, at + n, "sched_hook %s,%s %s\n", sched_starter, sched_ender,
+			   sched_registered ? "hooked" : "not traceable");
 	return n;
 }
 
@@ -636,6 +767,7 @@ int irqtrace_hybrid_start(void)
 		struct irqtrace_cpu *c = per_cpu_ptr(irqtrace_pcpu, cpu);
 
 		c->lock_open.ts = 0;
+		c->sched_open.ts = 0;
 		c->intr_start = 0;
 		c->intr_done.start = 0;
 		c->hard_opened = false;
@@ -675,6 +807,16 @@ int irqtrace_hybrid_start(void)
 		ret = register_ftrace_function(&lock_ops);
 		lock_registered = !ret;
 	}
+	/* Without them, the scheduler's sections are sampled: no error. */
+	if (!ret && sched_hookable) {
+		ret = register_ftrace_function(&sched_end_ops);
+		if (!ret) {
+			ret = register_ftrace_function(&sched_start_ops);
+			if (ret)
+				unregister_ftrace_function(&sched_end_ops);
+		}
+		sched_registered = !ret;
+	}
 	if (ret)
 		irqtrace_hybrid_stop();
 	return ret;
@@ -689,6 +831,11 @@ void irqtrace_hybrid_stop(void)
 		unregister_ftrace_function(&restore_ops);
 	if (enable_registered)
 		unregister_ftrace_function(&enable_ops);
+	if (sched_registered) {
+		unregister_ftrace_function(&sched_start_ops);
+		unregister_ftrace_function(&sched_end_ops);
+	}
+	sched_registered = false;
 	lock_registered = false;
 	restore_registered = false;
 	enable_registered = false;

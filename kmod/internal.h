@@ -110,13 +110,16 @@ struct irqtrace_intr_done {
 	unsigned long frames[IRQTRACE_MAX_FRAMES];
 };
 
-/* hybrid.c: a section an irq-saving lock function opened; ts == 0 when none. */
+/*
+ * hybrid.c: a section an irq-saving lock function opened, or the scheduler's
+ * (__schedule() to the next task's finish_task_switch()); ts == 0 when none.
+ */
 struct irqtrace_lock_open {
 	u64 ts;			/* local_clock() at the call */
 	u64 gen;		/* irq_gen then: an interrupt since says it ended */
 	struct task_struct *task;
-	unsigned long ip;	/* the lock function's caller */
-	unsigned long lock;
+	unsigned long ip;	/* the hooked function's caller */
+	unsigned long lock;	/* the lock, 0 for the scheduler's */
 	struct irqtrace_where where;
 };
 
@@ -145,6 +148,7 @@ struct irqtrace_cpu {
 	struct irqtrace_handler soft_held[IRQTRACE_SAMPLERS];
 	/* hybrid.c */
 	struct irqtrace_lock_open lock_open;
+	struct irqtrace_lock_open sched_open;
 	/* outermost interrupts entered: each says interrupts were on */
 	u64 irq_gen;
 	/* the outermost interrupt's entry (local_clock()), 0 when none runs */
@@ -290,7 +294,7 @@ struct irqtrace_hybrid_sample {
 	u8 start_by;
 	u8 end_by;
 	u8 flags;
-	/* a lock function opened it: its lock, caller and context */
+	/* a lock function (or __schedule()) opened it: its lock, caller and context */
 	bool lock_opened;
 	unsigned long lock;
 	unsigned long disable_ip;

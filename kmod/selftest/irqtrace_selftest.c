@@ -17,6 +17,13 @@
  *                                  spin_lock_irqsave, busy-wait, spin_unlock,
  *                                  local_irq_restore: opened by a lock function,
  *                                  ended inline
+ *   sched <usec> [cpu]             busy-wait in a preempt notifier's sched_out,
+ *                                  which __schedule() runs with interrupts off
+ *                                  as the writer goes to sleep: a section of the
+ *                                  scheduler's, from __schedule() to the next
+ *                                  task's finish_task_switch(); kernels with
+ *                                  CONFIG_PREEMPT_NOTIFIERS (KVM's: Debian's),
+ *                                  else -EOPNOTSUPP
  *   irqline <irq> <usec> [nest]  disable_irq, then disable_irq_nosync nest-1
  *                                more times, wait, then enable_irq nest times
  *                                from a work item on another CPU
@@ -77,6 +84,7 @@
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/proc_fs.h>
+#include <linux/preempt.h>
 #include <linux/sched.h>
 #include <linux/sched/clock.h>
 #include <linux/slab.h>
@@ -597,6 +605,76 @@ static noinline u64 irqburn_bench(u64 pairs)
 	return local_clock() - start;
 }
 
+#ifdef CONFIG_PREEMPT_NOTIFIERS
+/* The scheduler's section, held in a preempt notifier. */
+struct irqburn_sched {
+	struct preempt_notifier notifier;
+	bool armed;		/* hold at the next switch out, once */
+	u64 ns;
+	u64 start_ns;
+	u64 held;
+	pid_t next_pid;
+	char next_comm[TASK_COMM_LEN];
+};
+
+static void irqburn_sched_in(struct preempt_notifier *pn, int cpu)
+{
+}
+
+/* prepare_task_switch() runs it with interrupts off and the runqueue locked. */
+static noinline void irqburn_sched_out(struct preempt_notifier *pn, struct task_struct *next)
+{
+	struct irqburn_sched *x = container_of(pn, struct irqburn_sched, notifier);
+
+	if (!x->armed)
+		return;
+	x->armed = false;
+	x->held = irqburn_hold(x->ns, &x->start_ns);
+	x->next_pid = task_pid_nr(next);
+	memcpy(x->next_comm, next->comm, TASK_COMM_LEN);
+	x->next_comm[TASK_COMM_LEN - 1] = '\0';
+}
+
+static struct preempt_ops irqburn_preempt_ops = {
+	.sched_in = irqburn_sched_in,
+	.sched_out = irqburn_sched_out,
+};
+
+static int irqburn_schedule(u64 usec, char *report, size_t len)
+{
+	struct irqburn_sched x = { .ns = usec * NSEC_PER_USEC };
+	int cpu;
+
+	preempt_notifier_inc();
+	preempt_notifier_init(&x.notifier, &irqburn_preempt_ops);
+	/* Just after a tick, as the other sections (run_command). */
+	schedule_timeout_uninterruptible(1);
+	preempt_disable();
+	cpu = raw_smp_processor_id();
+	preempt_notifier_register(&x.notifier);
+	x.armed = true;
+	preempt_enable();
+	/* Goes to sleep: the first switch out is this one (a preemption before it would do too). */
+	schedule_timeout_uninterruptible(1);
+	preempt_disable();
+	preempt_notifier_unregister(&x.notifier);
+	preempt_enable();
+	preempt_notifier_dec();
+	if (x.armed)
+		return -EAGAIN;
+	scnprintf(report, len,
+		  "op=sched cpu=%d pid=%d tgid=%d comm=%s start_ns=%llu duration_ns=%llu next_pid=%d next_comm=%s\n",
+		  cpu, task_pid_nr(current), task_tgid_nr(current), current->comm, x.start_ns,
+		  x.held, x.next_pid, x.next_comm);
+	return 0;
+}
+#else
+static int irqburn_schedule(u64 usec, char *report, size_t len)
+{
+	return -EOPNOTSUPP;
+}
+#endif
+
 /* Runs current on cpu for the duration of a command; returns the previous mask. */
 static int pin_to_cpu(int cpu, cpumask_var_t saved)
 {
@@ -676,6 +754,20 @@ static int run_command(struct selftest_file *f, const char *cmd)
 					 late);
 		len += scnprintf(f->report + len, REPORT_LEN - len, "\n");
 		f->report_len = len;
+		if (n >= 3)
+			set_cpus_allowed_ptr(current, saved);
+	} else if (!strcmp(op, "sched")) {
+		if (a == 0 || a > MAX_HOLD_USEC) {
+			ret = -ERANGE;
+			goto out;
+		}
+		if (n >= 3)
+			cpu = b;
+		ret = pin_to_cpu(cpu, saved);
+		if (ret)
+			goto out;
+		ret = irqburn_schedule(a, f->report, REPORT_LEN);
+		f->report_len = ret ? 0 : strlen(f->report);
 		if (n >= 3)
 			set_cpus_allowed_ptr(current, saved);
 	} else if (!strcmp(op, "irqline")) {

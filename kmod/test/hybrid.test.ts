@@ -1,6 +1,7 @@
 // The hybrid method on Debian's stock kernel (no preemptirq tracepoints): sections that the
 // irq-saving lock functions open and close, exact at both ends; one a lock function opened and an
-// inline restore ended, ended by the sampler's late interrupt; interrupts from their handler's
+// inline restore ended, ended by the sampler's late interrupt; the scheduler's, from __schedule() to
+// the next task's finish_task_switch(); interrupts from their handler's
 // entry to where interrupts came back on; everything else sampled, each record saying which of its
 // ends is exact; method=auto choosing hybrid. Judged against the selftest's own clocks.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,6 +25,7 @@ let syms: Kallsyms;
 let stats = '';
 let locked: Report[] = [];
 let lockedInline: Report[] = [];
+let scheduled: Report[] = [];
 let inline: Report[] = [];
 let interruptReports: Report[] = [];
 let heldTimer: Report[] = [];
@@ -40,9 +42,11 @@ beforeAll(async () => {
   // TCG translates code on its first run, slowly, inside whatever section runs it: warm the paths up.
   await rig.irqburn('lock 3000 0', 'lock 3000 1', 'lockirq 3000 0', 'lockirq 3000 1', 'lockinline 3000 0', 'lockinline 3000 1', 'irqoff 3000 0', 'irqoff 3000 1');
   await rig.irqburn(...interruptWorkload(1000).slice(0, 4));
+  await rig.irqburn('sched 2000 0', 'sched 2000 1');
   await rig.startReader();
   locked = await rig.irqburn('lock 3000 0 1', 'lock 5000 1 1', 'lockirq 3000 1 1', 'lockirq 5000 0 1', 'lock 1500 0 1', 'lockirq 1500 1 1');
   lockedInline = await rig.irqburn('lockinline 3000 0 1', 'lockinline 5000 1 1', 'lockinline 4000 0 1', 'lockinline 3000 1 1');
+  scheduled = await rig.irqburn('sched 3000 0', 'sched 5000 1', 'sched 3000 1', 'sched 4000 0');
   inline = await rig.irqburn('irqoff 3000 0 1', 'irqoff 5000 1 1', 'irqoff 8000 0 1', 'irqoff 4000 1 1');
   interruptReports = await rig.irqburn(...interruptWorkload(5000));
   // More IPIs and irq_works that hold the sampler's timer back: how their sections end.
@@ -130,6 +134,35 @@ describe('the hybrid method, on a stock kernel', () => {
     console.log(`hybrid, lock-opened, ended inline: start error (ns) ${distribution(starts)}; witness late (ns): ${lockedInline.map(timerLateNs).join(' ')}`);
     expect(starts.length, 'every section\'s timer interrupts came late: the host was too busy to test').toBeGreaterThan(0);
     expect(Math.abs(median(starts))).toBeLessThanOrEqual(5_000);
+  });
+
+  it("times the scheduler's section from __schedule() to the next task's finish_task_switch(), exact at both ends", () => {
+    expect(stats).toMatch(/^sched_hook rcu_note_context_switch,finish_task_switch\* hooked$/m);
+    const before: number[] = [];
+    const after: number[] = [];
+    for (const report of scheduled) {
+      const found = matching(recs, report, Kind.IrqsOff);
+      expect(found, `one record for ${JSON.stringify(report.fields)}`).toHaveLength(1);
+      const rec = must(found[0]);
+      // Charged to the task that went to sleep, as the exact method charges the one that turned interrupts off.
+      expect(rec).toMatchObject({ method: Method.Hybrid, startBy: Edge.Schedule, endBy: Edge.Schedule, errorNs: 0n, comm: 'irqburn', pid: report.pid, cpu: report.cpu, context: Context.Task });
+      expect(rec.flags & BOTH_EXACT).toBe(BOTH_EXACT);
+      // The task switched to turned interrupts back on.
+      expect(rec.flags & RecordFlag.EnablerValid).toBe(RecordFlag.EnablerValid);
+      expect({ pid: rec.enablePid, comm: rec.enableComm }).toEqual({ pid: Number(report.fields.next_pid), comm: report.fields.next_comm });
+      expect(syms.lookup(rec.disableIp)?.name).toBe('__schedule');
+      expect(syms.lookup(rec.enableIp)?.name).toMatch(/^finish_task_switch\b/);
+      // The notifier's hold lies inside: __schedule() turned interrupts off before it, the next task on after.
+      const e = endsError(rec, report);
+      expect(e.start).toBeLessThanOrEqual(0);
+      expect(e.end).toBeGreaterThanOrEqual(0);
+      before.push(-e.start);
+      after.push(e.end);
+    }
+    // What __schedule() does around the notifier (dequeue, pick, switch) is tens of us under TCG.
+    console.log(`hybrid, scheduler: record start before the hold (ns) ${distribution(before)}; record end after it (ns) ${distribution(after)}`);
+    expect(median(before)).toBeLessThanOrEqual(100_000);
+    expect(median(after)).toBeLessThanOrEqual(100_000);
   });
 
   it('bounds a section opened inline by one period, and says its end is exact', () => {

@@ -81,8 +81,8 @@ describe('decoding the uapi stream', () => {
     other.writeUInt8(Edge.Handler, f.start_by.offset);
     const [x, y] = decodeAll(Buffer.concat([b, other]));
     expect(x?.type === 'record' && y?.type === 'record' && x.code === y.code).toBe(true);
-    b.writeUInt8(5, f.end_by.offset);
-    expect(() => decodeAll(b)).toThrow(/invalid edge 5 at byte 0/);
+    b.writeUInt8(Edge.Schedule + 1, f.end_by.offset);
+    expect(() => decodeAll(b)).toThrow(/invalid edge 6 at byte 0/);
   });
 
   it('leaves a partial item for the next chunk when streaming', () => {

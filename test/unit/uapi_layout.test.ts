@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ABI_VERSION, COUNTERS, HIST, MAGIC, PREAMBLE, PREAMBLE_SIZE, RECORD, MAX_FRAMES, HIST_BUCKETS, COMM_LEN } from '@irqtrace/agent';
+import { ABI_VERSION, COUNTERS, Edge, HIST, MAGIC, PREAMBLE, PREAMBLE_SIZE, RECORD, MAX_FRAMES, HIST_BUCKETS, COMM_LEN } from '@irqtrace/agent';
 import type { StructLayout } from '@irqtrace/agent';
 import { LIMITS } from '@irqtrace/proto';
 
@@ -14,6 +14,9 @@ const work = mkdtempSync(join(tmpdir(), 'irqtrace-uapi-'));
 afterAll(() => {
   rmSync(work, { recursive: true, force: true });
 });
+
+/** The agent's Edge members by the C enumerator's name: Edge.Schedule is IRQTRACE_EDGE_SCHEDULE. */
+const EDGES = Object.fromEntries(Object.entries(Edge).filter((e): e is [string, number] => typeof e[1] === 'number').map(([name, value]) => [name.toUpperCase(), value]));
 
 interface Measured {
   size: number;
@@ -48,6 +51,10 @@ function measure(structs: readonly StructLayout[]): Record<string, Measured> {
     '  printf("\\"limits\\": {");',
     ...['THRESHOLD_NS_MIN', 'THRESHOLD_NS_MAX', 'THRESHOLD_NS_DEFAULT', 'PERIOD_NS_MIN', 'PERIOD_NS_MAX', 'PERIOD_NS_DEFAULT'].map((n) => `  LIMIT(${n});`),
     '  printf("\\"_\\": \\"\\"},");',
+    '#define EDGE(name) printf("\\"%s\\": %d,", #name, (int)(IRQTRACE_EDGE_##name))',
+    '  printf("\\"edges\\": {");',
+    ...Object.keys(EDGES).map((n) => `  EDGE(${n});`),
+    '  printf("\\"_\\": -1},");',
     '  printf("\\"constants\\": {\\"abi\\": %d, \\"record\\": %u, \\"hist\\": %u, \\"counters\\": %u, \\"frames\\": %d, \\"buckets\\": %d, \\"comm\\": %d, \\"max\\": %zu}}\\n",',
     '    IRQTRACE_ABI_VERSION, IRQTRACE_MAGIC_RECORD, IRQTRACE_MAGIC_HIST, IRQTRACE_MAGIC_COUNTERS,',
     '    IRQTRACE_MAX_FRAMES, IRQTRACE_HIST_BUCKETS, IRQTRACE_COMM_LEN, IRQTRACE_RECORD_MAX_SIZE);',
@@ -85,6 +92,11 @@ describe('the uapi header and the agent agree on the binary format', () => {
       expect(limits.default).toBeGreaterThanOrEqual(limits.min);
       expect(limits.default).toBeLessThanOrEqual(limits.max);
     }
+  });
+
+  it('numbers the edges (what timed each end) as the agent does', () => {
+    const edges = (measured as unknown as { edges: Record<string, number> }).edges;
+    expect(edges).toEqual({ ...EDGES, _: -1 });
   });
 
   it('has the same constants, and magics that spell IRQr/IRQh/IRQc in memory', () => {

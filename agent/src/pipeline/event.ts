@@ -32,6 +32,7 @@ const EDGE_SOURCES: Record<Edge, irqtrace.v1.EdgeSource> = {
   [Edge.Lock]: pb.EdgeSource.EDGE_SOURCE_LOCK,
   [Edge.Handler]: pb.EdgeSource.EDGE_SOURCE_HANDLER,
   [Edge.Sample]: pb.EdgeSource.EDGE_SOURCE_SAMPLE,
+  [Edge.Schedule]: pb.EdgeSource.EDGE_SOURCE_SCHEDULE,
 };
 
 /** Every Edge there is, made once (frozen, shared by the events, their bytes cached by the encoder). */

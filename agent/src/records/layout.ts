@@ -39,6 +39,8 @@ export enum Edge {
   Handler = 3,
   /** The sampler's timer: at the start its expiry (up to error_ns late); at the end its late interrupt (exact). */
   Sample = 4,
+  /** The scheduler's own path: __schedule()'s first call with interrupts off, the next task's finish_task_switch() (exact). */
+  Schedule = 5,
 }
 
 export enum Backend {

@@ -102,6 +102,13 @@ enum irqtrace_edge {
 	 * as interrupts came back on: exact
 	 */
 	IRQTRACE_EDGE_SAMPLE		= 4,
+	/*
+	 * the scheduler's own section: at the start, the first call
+	 * __schedule() makes after turning interrupts off; at the end, the
+	 * entry of finish_task_switch(), in the task switched to, just before
+	 * it turns them on: exact within those few instructions
+	 */
+	IRQTRACE_EDGE_SCHEDULE		= 5,
 };
 
 /* Which kernel side wrote the item. */

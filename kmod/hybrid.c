@@ -46,9 +46,10 @@
  * Probes run on the CPU whose state they write and take no lock (bcc #2300:
  * a probe that takes a lock, on a lock function, deadlocks). A lock call
  * with interrupts on can be interrupted, or preempted, between this probe
- * and the function's own local_irq_save: every outermost interrupt bumps the
- * CPU's irq_gen, and a section whose irq_gen moved, or whose task changed,
- * is no longer trusted to have started at the call: the sampler measures it.
+ * and the function's own local_irq_save: every outermost interrupt, and
+ * every __schedule() where it is hooked, bumps the CPU's irq_gen, and a
+ * section whose irq_gen moved, or whose task changed, is no longer trusted
+ * to have started at the call: the sampler measures it.
  *
  * All times are local_clock() (monotonic on one CPU; a section does not
  * migrate), turned into CLOCK_MONOTONIC only for records.
@@ -73,6 +74,8 @@
 #include "internal.h"
 
 bool irqtrace_hybrid_running __read_mostly;
+/* The scheduler's functions are hooked (and __schedule() bumps irq_gen). */
+static bool sched_registered;
 
 /* Functions that turn interrupts off: their first argument is the lock. */
 static const char * const lockers[] = {
@@ -130,10 +133,13 @@ static void notrace on_lock(unsigned long ip, unsigned long parent_ip, struct ft
 	preempt_disable_notrace();
 	c = this_cpu_ptr(irqtrace_pcpu);
 	/*
-	 * A reschedule due would switch tasks at the preempt_enable below,
-	 * without an interrupt to say so: no start then.
+	 * A reschedule due switches tasks at the preempt_enable below (or
+	 * ftrace's, after this callback). With __schedule() hooked, that bumps
+	 * irq_gen; without, no start then (on PREEMPT_DYNAMIC kernels in
+	 * voluntary mode, as Debian's boot, one stays due for long).
 	 */
-	if (likely(READ_ONCE(c->wanted)) && !tif_need_resched()) {
+	if (likely(READ_ONCE(c->wanted)) &&
+	    (READ_ONCE(sched_registered) || !tif_need_resched())) {
 		o = &c->lock_open;
 		o->ts = 0;
 		o->gen = READ_ONCE(c->irq_gen);
@@ -280,7 +286,11 @@ static void notrace on_schedule(unsigned long ip, unsigned long parent_ip, struc
 	struct irqtrace_cpu *c = this_cpu_ptr(irqtrace_pcpu);
 	struct irqtrace_lock_open *o = &c->sched_open;
 
-	if (unlikely(!irqs_disabled()) || !READ_ONCE(c->wanted))
+	if (unlikely(!irqs_disabled()))
+		return;
+	/* A lock section begun before (a preemption in its probe) did not start there. */
+	c->irq_gen++;
+	if (!READ_ONCE(c->wanted))
 		return;
 	o->ts = 0;
 	o->gen = c->irq_gen;
@@ -354,7 +364,7 @@ static struct ftrace_ops enable_ops = { .func = on_enable, .flags = HYBRID_OPS_F
 static struct ftrace_ops sched_start_ops = { .func = on_schedule, .flags = HYBRID_OPS_FLAGS };
 static struct ftrace_ops sched_end_ops = { .func = on_switch_done, .flags = HYBRID_OPS_FLAGS };
 /* Registered ops: unregistering one that is not warns. */
-static bool lock_registered, restore_registered, enable_registered, sched_registered;
+static bool lock_registered, restore_registered, enable_registered;
 
 /*
  * An outermost interrupt entered (context.c, with interrupts off): it says
@@ -815,7 +825,7 @@ int irqtrace_hybrid_start(void)
 			if (ret)
 				unregister_ftrace_function(&sched_end_ops);
 		}
-		sched_registered = !ret;
+		WRITE_ONCE(sched_registered, !ret);
 	}
 	if (ret)
 		irqtrace_hybrid_stop();
@@ -835,7 +845,7 @@ void irqtrace_hybrid_stop(void)
 		unregister_ftrace_function(&sched_start_ops);
 		unregister_ftrace_function(&sched_end_ops);
 	}
-	sched_registered = false;
+	WRITE_ONCE(sched_registered, false);
 	lock_registered = false;
 	restore_registered = false;
 	enable_registered = false;

@@ -116,7 +116,7 @@ struct irqtrace_intr_done {
  */
 struct irqtrace_lock_open {
 	u64 ts;			/* local_clock() at the call */
-	u64 gen;		/* irq_gen then: an interrupt since says it ended */
+	u64 gen;		/* irq_gen then: an interrupt or schedule since says it ended */
 	struct task_struct *task;
 	unsigned long ip;	/* the hooked function's caller */
 	unsigned long lock;	/* the lock, 0 for the scheduler's */
@@ -149,7 +149,10 @@ struct irqtrace_cpu {
 	/* hybrid.c */
 	struct irqtrace_lock_open lock_open;
 	struct irqtrace_lock_open sched_open;
-	/* outermost interrupts entered: each says interrupts were on */
+	/*
+	 * outermost interrupts entered, and __schedule() calls (hooked): each
+	 * says interrupts were on, or tasks may have switched
+	 */
 	u64 irq_gen;
 	/* the outermost interrupt's entry (local_clock()), 0 when none runs */
 	u64 intr_start;

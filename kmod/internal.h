@@ -166,6 +166,9 @@ struct irqtrace_cpu {
 	/* the last sections hooks measured, hooked_next the slot for the next */
 	struct irqtrace_hooked hooked[IRQTRACE_HOOKED_RECENT];
 	unsigned int hooked_next;
+	/* steal.c: the steal clock at the hard sampler's last sample, once one was taken */
+	u64 steal_at_sample;
+	bool steal_known;
 	/* > 0 while a probe runs on this CPU: stops recursion */
 	int in_probe;
 	/* This CPU is in the cpus parameter: read on every transition. */
@@ -286,6 +289,9 @@ bool irqtrace_irqline_wanted(void);
 void irqtrace_irqline_clear_hist(void);
 unsigned int irqtrace_irqline_nr_hist(void);
 bool irqtrace_irqline_hist(unsigned int index, struct irqtrace_hist *out);
+
+/* steal.c */
+u64 irqtrace_steal_clock(void);
 
 /* hybrid.c */
 extern bool irqtrace_hybrid_running __read_mostly;

@@ -133,6 +133,17 @@ static bool hybrid_section(struct irqtrace_cpu *c, struct pt_regs *regs, ktime_t
 	return true;
 }
 
+/* The steal clock's advance since this CPU's last hard sample (0 at the first). */
+static u64 steal_since_sample(struct irqtrace_cpu *c)
+{
+	u64 steal = irqtrace_steal_clock();
+	u64 since = c->steal_known && steal > c->steal_at_sample ? steal - c->steal_at_sample : 0;
+
+	c->steal_at_sample = steal;
+	c->steal_known = true;
+	return since;
+}
+
 static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t now,
 		   ktime_t expires)
 {
@@ -145,7 +156,8 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 	struct sample_held held;
 	unsigned long flags;
 	s64 late = ktime_to_ns(ktime_sub(now, expires));
-	u64 clock, seen, first_ns;
+	u64 clock, seen, first_ns, stolen = 0;
+	bool hypervisor;
 
 	/*
 	 * c is this CPU's, but the soft timer's sample runs with interrupts on:
@@ -153,6 +165,9 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 	 */
 	this_cpu_inc(irqtrace_pcpu->counters.samples);
 	take_held(c, hard, &held);
+	/* Every hard sample moves the steal mark: the next window starts here. */
+	if (hard)
+		stolen = steal_since_sample(c);
 	if (late < 0)
 		late = 0;
 	if (late < READ_ONCE(irqtrace_floor_ns))
@@ -190,7 +205,10 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 		if (late < READ_ONCE(irqtrace_floor_ns))
 			return;
 	}
-	irqtrace_hist_add(&c->hist[hist], late);
+	/* The host's, not this CPU's: in no histogram, a record marked so. */
+	hypervisor = irqtrace_mostly_steal(stolen, late);
+	if (!hypervisor)
+		irqtrace_hist_add(&c->hist[hist], late);
 	if (late < READ_ONCE(irqtrace_threshold_ns))
 		return;
 	if (unlikely(c->in_probe)) {
@@ -231,6 +249,8 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 		if (hs.flags & IRQTRACE_F_START_EXACT)
 			s.error_ns = 0;
 	}
+	if (hypervisor)
+		s.flags |= IRQTRACE_F_HYPERVISOR;
 	if (regs && !user_mode(regs)) {
 		s.enable_ip = instruction_pointer(regs);
 		s.trim_to_ip = s.enable_ip;
@@ -281,6 +301,8 @@ static int sampled_cpu_online(unsigned int cpu)
 		return 0;
 	cpumask_set_cpu(cpu, &sampled_cpus);
 	if (sample_irqs_off) {
+		/* The first sample only marks the steal clock. */
+		c->steal_known = false;
 		hrtimer_init(&c->hard_timer, CLOCK_MONOTONIC, HRTIMER_MODE_ABS_PINNED_HARD);
 		c->hard_timer.function = hard_timer_fn;
 		hrtimer_start(&c->hard_timer, first, HRTIMER_MODE_ABS_PINNED_HARD);

@@ -22,7 +22,7 @@ export { TtlCache } from './attribution/ttl_cache.js';
 export type { Enrichment } from './attribution/enrich.js';
 export { DEFAULT_KERNEL_CONFIG, ConfigError, parseDurationNs, validateKernelConfig, kernelSettings } from './config/kernel_config.js';
 export type { KernelConfig, MethodChoice, BackendChoice } from './config/kernel_config.js';
-export { KmodBackend } from './backend/kmod.js';
+export { KmodBackend, stealClockSetting } from './backend/kmod.js';
 export type { KmodOptions } from './backend/kmod.js';
 export { EbpfBackend } from './backend/ebpf.js';
 export type { EbpfOptions } from './backend/ebpf.js';

@@ -95,6 +95,9 @@ describe('irqtrace agent with an ingest', () => {
     expect(ingest.hellos[0]).toMatchObject({ node: 'guest-1', protocolVersion: 1 });
     expect(ingest.hellos[0]?.capabilities).toMatchObject({ kprobes: true, bpf: true, irqTracepoints: false });
     expect(await moduleLoaded()).toBe(true);
+    // The steal clock it found in kallsyms (Debian's kernel is a KVM guest's too), for marking host stalls.
+    const steal = /^[0-9a-f]+ \w steal_time$/m.exec(await vm.run("grep ' steal_time$' /proc/kallsyms"))?.[0].split(' ')[0] ?? '0';
+    expect((await vm.run('cat /sys/module/irqtrace/parameters/steal_time_offset')).trim()).toBe(BigInt(`0x${steal}`).toString());
 
     const [masked] = await rig.irqburn(`irqline ${line} 2000 2`);
     const report = must(masked);

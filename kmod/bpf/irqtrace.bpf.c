@@ -515,6 +515,45 @@ int irq_enable(struct bpf_raw_tracepoint_args *ctx)
 }
 
 /*
+ * This CPU's steal clock, ns (0 without one), read as kvm_steal_clock() does:
+ * the host makes version odd while it writes. Two tries, then none.
+ */
+static __always_inline __u64 steal_clock(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	__u64 base, steal, src;
+	__u32 v0, v1;
+	int i;
+
+	if (!cfg.steal_time || !cfg.per_cpu_offset || cpu >= IRQTRACE_BPF_MAX_CPUS)
+		return 0;
+	if (bpf_probe_read_kernel(&base, sizeof(base), (void *)(cfg.per_cpu_offset + cpu * sizeof(__u64))))
+		return 0;
+	src = base + cfg.steal_time;
+#pragma unroll
+	for (i = 0; i < 2; i++) {
+		if (bpf_probe_read_kernel(&v0, sizeof(v0), (void *)(src + 8)) ||
+		    bpf_probe_read_kernel(&steal, sizeof(steal), (void *)src) ||
+		    bpf_probe_read_kernel(&v1, sizeof(v1), (void *)(src + 8)))
+			return 0;
+		if (!(v0 & 1) && v0 == v1)
+			return steal;
+	}
+	return 0;
+}
+
+/* The steal clock's advance since this CPU's last sample (0 at the first). */
+static __always_inline __u64 steal_since_sample(struct irqtrace_bpf_cpu *c)
+{
+	__u64 steal = steal_clock();
+	__u64 since = c->steal_known && steal > c->steal_at_sample ? steal - c->steal_at_sample : 0;
+
+	c->steal_at_sample = steal;
+	c->steal_known = 1;
+	return since;
+}
+
+/*
  * sampled. The perf cpu-clock event's hrtimer is forwarded on a fixed grid
  * of period_ns; the program never sees the expiry, so it tracks the grid:
  * each sample moves the estimate to the first grid point after now, and a
@@ -532,11 +571,14 @@ int sample(struct bpf_perf_event_data *ctx)
 	struct irqtrace_handler held, held_soft;
 	struct irqtrace_where where;
 	struct irqtrace_record *rec;
-	__u64 expected, late;
+	__u64 expected, late, stolen;
+	bool hypervisor;
 
 	if (!c || !n || !period)
 		return 0;
 	n->samples++;
+	/* Every sample moves the steal mark: the next window starts here. */
+	stolen = steal_since_sample(c);
 	/* Each sample judges the handlers done since the one before. */
 	held = c->hard_held;
 	c->hard_held.where.context = 0;
@@ -579,7 +621,10 @@ int sample(struct bpf_perf_event_data *ctx)
 		 */
 		irqtrace_held_by(&held, now, late, &where);
 	}
-	hist_add(IRQTRACE_BPF_HIST_IRQS_OFF, late);
+	/* The host's, not this CPU's: in no histogram, a record marked so. */
+	hypervisor = irqtrace_mostly_steal(stolen, late);
+	if (!hypervisor)
+		hist_add(IRQTRACE_BPF_HIST_IRQS_OFF, late);
 	if (late < cfg.threshold_ns)
 		return 0;
 
@@ -593,7 +638,7 @@ int sample(struct bpf_perf_event_data *ctx)
 	/* Begun up to a period before the missed sample; ended as it came. */
 	rec->start_by = IRQTRACE_EDGE_SAMPLE;
 	rec->end_by = IRQTRACE_EDGE_SAMPLE;
-	rec->flags = IRQTRACE_F_END_EXACT;
+	rec->flags = IRQTRACE_F_END_EXACT | (hypervisor ? IRQTRACE_F_HYPERVISOR : 0);
 	set_where(rec, &where);
 	fill_current(rec);
 	/* Interrupted in the kernel: where interrupts came back on. */

@@ -29,6 +29,13 @@ struct irqtrace_bpf_config {
 	__u64 period_ns;
 	__u64 floor_ns;		/* sampled: lateness below this is not a section */
 	__u64 own_timer_fn;	/* perf_swevent_hrtimer: the sampler's own hrtimer */
+	/*
+	 * The steal clock (KVM guests): the per-CPU offset of struct
+	 * kvm_steal_time (the steal_time symbol) and the address of
+	 * __per_cpu_offset[], from /proc/kallsyms; 0 when either is absent
+	 */
+	__u64 steal_time;
+	__u64 per_cpu_offset;
 	__u32 hrtimer_function_off;	/* offsetof(struct hrtimer, function) */
 	__u32 hrtimer_is_hard_off;	/* offsetof(struct hrtimer, is_hard) */
 	__u32 stacks;		/* capture kernel stacks in records */
@@ -90,6 +97,9 @@ struct irqtrace_bpf_cpu {
 	struct irqtrace_handler soft_now;
 	/* sampled: the longest softirq done since the last sample */
 	struct irqtrace_handler soft_held;
+	/* sampled: the steal clock at the last sample, once one was taken */
+	__u64 steal_at_sample;
+	__u64 steal_known;
 };
 
 /* One IRQ line's state: depth and the task and stack that took it 0 -> 1. */

@@ -2,7 +2,8 @@
 /*
  * irqtrace-bpf: what the context probes need to know of the running kernel,
  * found before the programs load: struct hrtimer's layout from its BTF, and
- * the sampled method's own timer function from /proc/kallsyms.
+ * from /proc/kallsyms the sampled method's own timer function and where the
+ * steal clock is.
  */
 #include <stdio.h>
 #include <string.h>
@@ -60,5 +61,8 @@ void configure_context(void)
 	skel->data->cfg.hrtimer_is_hard_off = hrtimer_offset(btf, "is_hard", IRQTRACE_BPF_HRTIMER_IS_HARD_OFF);
 	/* The sampled method's perf timer is not a handler of anything. */
 	skel->data->cfg.own_timer_fn = kernel_symbol("perf_swevent_hrtimer");
+	/* A KVM guest's steal clock: a sampled section that is mostly steal is the host's. */
+	skel->data->cfg.steal_time = kernel_symbol("steal_time");
+	skel->data->cfg.per_cpu_offset = kernel_symbol("__per_cpu_offset");
 	btf__free(btf);
 }

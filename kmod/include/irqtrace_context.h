@@ -173,4 +173,16 @@ static __always_inline void irqtrace_vector_done(struct irqtrace_handler *h, __u
 	h->where.context = IRQTRACE_CONTEXT_TASK;
 }
 
+/*
+ * Whether a sampled section of late ns is the hypervisor's: the vCPU's steal
+ * clock ran for at least half of it. stolen is the steal since the
+ * sampler's previous sample, a window that holds the section (it began
+ * after that sample, or that one would have been late too): steal just
+ * before the section counts in it, up to one period.
+ */
+static __always_inline bool irqtrace_mostly_steal(__u64 stolen, __u64 late)
+{
+	return late && 2 * stolen >= late;
+}
+
 #endif /* _IRQTRACE_CONTEXT_H */

@@ -24,6 +24,12 @@
  *                                  task's finish_task_switch(); kernels with
  *                                  CONFIG_PREEMPT_NOTIFIERS (KVM's: Debian's),
  *                                  else -EOPNOTSUPP
+ *   steal <usec> <offset> [cpu]    local_irq_save, busy-wait, and add the wait to
+ *                                  this CPU's steal clock (struct kvm_steal_time
+ *                                  at the per-CPU offset, the steal_time symbol
+ *                                  in /proc/kallsyms), as KVM does for a vCPU it
+ *                                  descheduled that long: to the sampler, a host
+ *                                  stall; x86 only, else -EOPNOTSUPP
  *   irqline <irq> <usec> [nest]  disable_irq, then disable_irq_nosync nest-1
  *                                more times, wait, then enable_irq nest times
  *                                from a work item on another CPU
@@ -93,6 +99,10 @@
 #include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 #include <linux/workqueue.h>
+
+#ifdef CONFIG_X86
+#include <asm/kvm_para.h>
+#endif
 
 /* Longest section a command may ask for: beyond it the guest's watchdogs bark. */
 #define MAX_HOLD_USEC		(100 * USEC_PER_MSEC)
@@ -675,6 +685,62 @@ static int irqburn_schedule(u64 usec, char *report, size_t len)
 }
 #endif
 
+#ifdef CONFIG_X86
+/*
+ * A section the steal clock says the host took: held with interrupts off,
+ * then written to this CPU's struct kvm_steal_time the way KVM writes it
+ * (version odd while it changes).
+ */
+static noinline u64 irqburn_stolen(u64 ns, struct kvm_steal_time *st, u64 *start_ns)
+{
+	unsigned long flags;
+	u64 held;
+
+	local_irq_save(flags);
+	held = irqburn_hold(ns, start_ns);
+	WRITE_ONCE(st->version, st->version + 1);
+	/* The odd version before the value, as the host's. */
+	smp_wmb();
+	WRITE_ONCE(st->steal, st->steal + held);
+	/* The value before the even version. */
+	smp_wmb();
+	WRITE_ONCE(st->version, st->version + 1);
+	local_irq_restore(flags);
+	return held;
+}
+
+static int irqburn_steal(u64 usec, unsigned long offset, char *report, size_t len)
+{
+	struct kvm_steal_time *st;
+	u64 start_ns = 0, held;
+	u32 version;
+	int cpu;
+
+	/* Just after a tick, as the other sections (run_command). */
+	schedule_timeout_uninterruptible(1);
+	migrate_disable();
+	cpu = raw_smp_processor_id();
+	st = raw_cpu_ptr((struct kvm_steal_time __percpu *)offset);
+	if (!IS_ALIGNED(offset, sizeof(u64)) ||
+	    copy_from_kernel_nofault(&version, &st->version, sizeof(version))) {
+		migrate_enable();
+		return -EINVAL;
+	}
+	held = irqburn_stolen(usec * NSEC_PER_USEC, st, &start_ns);
+	migrate_enable();
+	scnprintf(report, len,
+		  "op=steal cpu=%d pid=%d tgid=%d comm=%s start_ns=%llu duration_ns=%llu steal_ns=%llu\n",
+		  cpu, task_pid_nr(current), task_tgid_nr(current), current->comm, start_ns, held,
+		  READ_ONCE(st->steal));
+	return 0;
+}
+#else
+static int irqburn_steal(u64 usec, unsigned long offset, char *report, size_t len)
+{
+	return -EOPNOTSUPP;
+}
+#endif
+
 /* Runs current on cpu for the duration of a command; returns the previous mask. */
 static int pin_to_cpu(int cpu, cpumask_var_t saved)
 {
@@ -755,6 +821,20 @@ static int run_command(struct selftest_file *f, const char *cmd)
 		len += scnprintf(f->report + len, REPORT_LEN - len, "\n");
 		f->report_len = len;
 		if (n >= 3)
+			set_cpus_allowed_ptr(current, saved);
+	} else if (!strcmp(op, "steal")) {
+		if (n < 3 || a == 0 || a > MAX_HOLD_USEC) {
+			ret = -ERANGE;
+			goto out;
+		}
+		if (n >= 4)
+			cpu = c;
+		ret = pin_to_cpu(cpu, saved);
+		if (ret)
+			goto out;
+		ret = irqburn_steal(a, b, f->report, REPORT_LEN);
+		f->report_len = ret ? 0 : strlen(f->report);
+		if (n >= 4)
 			set_cpus_allowed_ptr(current, saved);
 	} else if (!strcmp(op, "sched")) {
 		if (a == 0 || a > MAX_HOLD_USEC) {

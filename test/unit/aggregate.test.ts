@@ -51,6 +51,26 @@ describe('per-trace aggregation of the event stream', () => {
     expect(s.conditions.find((c) => c.type === 'Violating')).toMatchObject({ status: 'True', reason: 'ThresholdExceeded' });
   });
 
+  it("counts a host's stall apart: never a violation, the node listed with it", () => {
+    const a = new TraceAggregate('t');
+    const b = batch('n1', 1, [900, 8000, 700]);
+    // The longest and the last: the steal clock says the host took them.
+    Object.assign(must(b.events?.[1]), { method: pb.Method.METHOD_SAMPLED, hypervisor: true });
+    expect(a.applyBatch(1, b)).toBe(true);
+    expect(a.applyBatch(2, batch('n2', 1, [500]))).toBe(true);
+    const stalled = batch('n3', 1, [4000]);
+    Object.assign(must(stalled.events?.[0]), { hypervisor: true });
+    expect(a.applyBatch(3, stalled)).toBe(true);
+    const s = a.status(NOW, 3);
+    expect(s).toMatchObject({ violations: 3, maxDurationNs: 900_000, hypervisorStalls: 2 });
+    expect(s.worstOffenders.map((w) => w.durationNs)).toEqual([900_000, 700_000, 500_000]);
+    expect(s.nodes.find((n) => n.name === 'n1')).toMatchObject({ violations: 2, hypervisorStalls: 1, lastViolation: { durationNs: 700_000 } });
+    // A node whose only sections over the threshold were the host's: listed, with no violation.
+    const n3 = must(s.nodes.find((n) => n.name === 'n3'));
+    expect(n3).toMatchObject({ violations: 0, hypervisorStalls: 1 });
+    expect(n3.lastViolation).toBeUndefined();
+  });
+
   it('says of each violation how it was measured and how exact its ends are', () => {
     const a = new TraceAggregate('t');
     const b = batch('n1', 1, [2000, 3000]);

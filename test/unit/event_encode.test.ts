@@ -50,6 +50,7 @@ const anyEvent = fc.record(
     start: fc.option(edge),
     end: fc.option(edge),
     lock: fc.option(frame),
+    hypervisor: fc.boolean(),
   },
   { requiredKeys: [] },
 );
@@ -139,6 +140,20 @@ describe('the hot-path event encoder', () => {
     const decoded = irqtrace.v1.Event.decode(encodeEvent(event));
     expect(plain(decoded)).toEqual(plain(irqtrace.v1.Event.decode(irqtrace.v1.Event.encode(event).finish())));
     expect(decoded.lock?.symbol).toBe('tasklist_lock');
+  });
+
+  it("says a section the steal clock gave the host is the hypervisor's, and charges no pod with it", () => {
+    const who = { task: { path: '/kubepods/pod1', podUid: 'u1', podName: 'checkout', podNamespace: 'shop' }, enrichment: { openFiles: ['/data'], sockets: [], heldLocks: [] } };
+    const sampled = { ...rec([0xffffffff81464694n]), method: Method.Sampled, startBy: Edge.Sample, endBy: Edge.Sample, cgroupId: 77n };
+    const stall = toEvent({ ...sampled, flags: RecordFlag.EndExact | RecordFlag.Hypervisor }, syms, who);
+    expect(stall.hypervisor).toBe(true);
+    expect(stall.task).toMatchObject({ pid: sampled.pid, comm: sampled.comm });
+    expect(stall.task?.podUid ?? '').toBe('');
+    expect(stall.enrichment).toBeNull();
+    const own = toEvent({ ...sampled, flags: RecordFlag.EndExact }, syms, who);
+    expect(own.hypervisor).toBeUndefined();
+    expect(own.task?.podUid).toBe('u1');
+    expect(irqtrace.v1.Event.decode(encodeEvent(stall)).hypervisor).toBe(true);
   });
 
   it('keeps uint64 fields exact past 2^53', () => {

@@ -112,6 +112,23 @@ export async function unloadLeftover(options: KmodOptions = {}): Promise<boolean
   return true;
 }
 
+/**
+ * The module's steal clock: the per-CPU offset of a KVM guest's struct kvm_steal_time, the
+ * steal_time symbol in kallsyms (a module cannot look symbols up). With it a sampled section that
+ * is mostly steal is marked as the hypervisor's. None (not a KVM guest, or kallsyms hides its
+ * addresses): no setting.
+ */
+export async function stealClockSetting(procRoot = '/proc'): Promise<Record<string, string>> {
+  let text: string;
+  try {
+    text = await readFile(join(procRoot, 'kallsyms'), 'utf8');
+  } catch {
+    return {};
+  }
+  const offset = BigInt(`0x${/^([0-9a-f]+) \w steal_time$/m.exec(text)?.[1] ?? '0'}`);
+  return offset ? { steal_time_offset: offset.toString() } : {};
+}
+
 export class KmodBackend implements KernelBackend {
   readonly name = 'kmod';
   private readonly sys: string;
@@ -122,6 +139,7 @@ export class KmodBackend implements KernelBackend {
   private reading: Promise<void> | undefined;
   private stopping = false;
   private applied: Record<string, string> = {};
+  private steal: Record<string, string> | undefined;
 
   constructor(private readonly options: KmodOptions = {}) {
     this.sys = options.sysRoot ?? '/sys';
@@ -133,8 +151,14 @@ export class KmodBackend implements KernelBackend {
     return join(this.sys, 'module', 'irqtrace', 'parameters', name);
   }
 
+  /** The module's parameters for cfg, with this machine's steal clock. */
+  private async settings(cfg: KernelConfig): Promise<Record<string, string>> {
+    this.steal ??= await stealClockSetting(this.options.procRoot);
+    return { ...kernelSettings(cfg), ...this.steal };
+  }
+
   async start(cfg: KernelConfig, sink: BackendSink): Promise<void> {
-    const settings = kernelSettings(cfg);
+    const settings = await this.settings(cfg);
     const driver = this.options.driverState !== undefined ? await driverModule(this.options.driverState) : undefined;
     if (await exists(join(this.sys, 'module', 'irqtrace'))) {
       // Loaded already (by an earlier agent, or by hand): adopt it, leave it loaded at stop;
@@ -201,7 +225,7 @@ export class KmodBackend implements KernelBackend {
   }
 
   async apply(cfg: KernelConfig): Promise<void> {
-    const settings = kernelSettings(cfg);
+    const settings = await this.settings(cfg);
     for (const [name, value] of Object.entries(settings)) {
       if (this.applied[name] === value) continue;
       try {

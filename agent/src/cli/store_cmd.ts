@@ -19,6 +19,7 @@ interface StoredEvent {
   lock?: { address?: string; symbol?: string; offset?: string; module?: string };
   task?: { pid?: number; comm?: string; podUid?: string; containerId?: string };
   context?: { summary?: string };
+  hypervisor?: boolean;
   stack?: { symbol?: string }[];
   traces?: string[];
 }
@@ -39,8 +40,8 @@ export function listStore(path: string, json: boolean): number {
         cpu: String(e.cpu ?? 0),
         duration: formatNs(BigInt(e.durationNs ?? '0')),
         ends: formatEnds({ method: e.method ?? '', start: e.start, end: e.end, errorNs: BigInt(e.errorBoundNs ?? '0') }),
-        task: e.context?.summary ?? `${e.task?.comm ?? '?'}/${e.task?.pid ?? 0}`,
-        where: e.context ? '-' : formatWhere(e.task),
+        task: e.hypervisor ? 'hypervisor (steal)' : (e.context?.summary ?? `${e.task?.comm ?? '?'}/${e.task?.pid ?? 0}`),
+        where: e.context || e.hypervisor ? '-' : formatWhere(e.task),
         lock: e.lock ? formatLock({ ...e.lock, address: BigInt(e.lock.address ?? '0'), offset: BigInt(e.lock.offset ?? '0') }) : '-',
         frames: (e.stack ?? []).slice(0, 3).map((f) => f.symbol ?? '?').join(' < '),
       })}\n`,

@@ -42,13 +42,13 @@ export class ViolationView {
     const time = wallClock(toBigInt(event.startNs)).toISOString().slice(11, 23);
     const kindName = KINDS.get(event.kind ?? pb.SectionKind.SECTION_KIND_UNSPECIFIED) ?? '?';
     const kind = event.kind === pb.SectionKind.SECTION_KIND_IRQ_LINE ? `${kindName} ${event.irq ?? 0}` : kindName;
-    // A handler's or softirq's section is its own, not the interrupted task's or pod's.
-    const who = event.context?.summary || `${event.task?.comm || '?'}/${event.task?.pid ?? 0}`;
+    // A handler's or softirq's section is its own, not the interrupted task's or pod's; a host stall the host's.
+    const who = event.hypervisor ? 'hypervisor (steal)' : event.context?.summary || `${event.task?.comm || '?'}/${event.task?.pid ?? 0}`;
     const ends = formatEnds({ method: pb.Method[event.method ?? 0] ?? '', start: event.start, end: event.end, errorNs: toBigInt(event.errorBoundNs) });
     const lock = event.lock ? formatLock({ ...event.lock, address: toBigInt(event.lock.address), offset: toBigInt(event.lock.offset) }) : '-';
     if (this.io.err.isTTY) this.io.err.write('\r\x1b[K');
     this.io.out.write(
-      `${formatRow({ time, kind, cpu: String(event.cpu ?? 0), duration: formatNs(toBigInt(event.durationNs)), ends, task: who, where: event.context ? '-' : formatWhere(event.task ?? undefined), lock, frames: frames.join(' < ') })}\n`,
+      `${formatRow({ time, kind, cpu: String(event.cpu ?? 0), duration: formatNs(toBigInt(event.durationNs)), ends, task: who, where: event.context || event.hypervisor ? '-' : formatWhere(event.task ?? undefined), lock, frames: frames.join(' < ') })}\n`,
     );
   }
 

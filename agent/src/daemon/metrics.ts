@@ -30,6 +30,11 @@ export class AgentMetrics {
     labelNames: ['cpu'],
     registers: [this.registry],
   });
+  readonly hypervisor = new Counter({
+    name: 'irqtrace_hypervisor_sections_total',
+    help: "Sections over the threshold that were the host's: the vCPU's steal clock ran for at least half of each (in irqtrace_sections_total, not in irqtrace_section_duration_seconds)",
+    registers: [this.registry],
+  });
   readonly dropped = new Counter({ name: 'irqtrace_dropped_total', help: 'Sections or events lost, by stage', labelNames: ['stage'], registers: [this.registry] });
   readonly duration = new CountedHistogram(
     'irqtrace_section_duration_seconds',
@@ -68,9 +73,11 @@ export class AgentMetrics {
     return {
       received: (kind) => { received[kind] = (received[kind] ?? 0) + 1; },
       filtered: (kind) => { filtered[kind] = (filtered[kind] ?? 0) + 1; },
-      emitted: (kind, durationNs) => {
+      emitted: (kind, durationNs, hypervisor) => {
         batched[kind] = (batched[kind] ?? 0) + 1;
-        durations[kind]?.(Number(durationNs) / 1e9);
+        // The host's stall is no section's length on this machine.
+        if (hypervisor) this.hypervisor.inc();
+        else durations[kind]?.(Number(durationNs) / 1e9);
       },
     };
   }

@@ -102,6 +102,7 @@ export function writeEvent(w: WireWriter, e: irqtrace.v1.IEvent): void {
   if (e.start) w.tag(Event.start).bytes(edge(e.start));
   if (e.end) w.tag(Event.end).bytes(edge(e.end));
   if (e.lock) w.tag(Event.lock).bytes(frame(e.lock));
+  if (e.hypervisor) w.tag(Event.hypervisor).bool(true);
 }
 
 /** Writes the event as a length-delimited field whose tag is given (EventBatch.events, say). */

@@ -186,8 +186,9 @@ export function toEvent(rec: SectionRecord, syms: Kallsyms, who: Attribution = {
   const sites = (rec.flags & RecordFlag.SitesValid) !== 0;
   const symbols = cachesOf(syms);
   const code = symbols.code(rec.code);
-  // A handler's section is the handler's: the task it interrupted is named, not its pod.
-  const interrupted = Boolean(who.context);
+  // The host's (the vCPU was descheduled), or a handler's: the task it interrupted is named, not its pod.
+  const hypervisor = (rec.flags & RecordFlag.Hypervisor) !== 0;
+  const interrupted = Boolean(who.context) || hypervisor;
   return {
     kind: SECTION_KINDS[rec.kind],
     method: METHODS[rec.method],
@@ -210,5 +211,6 @@ export function toEvent(rec: SectionRecord, syms: Kallsyms, who: Attribution = {
     start: edgeOf(rec.startBy, (rec.flags & RecordFlag.StartExact) !== 0),
     end: edgeOf(rec.endBy, (rec.flags & RecordFlag.EndExact) !== 0),
     lock: rec.lock ? symbols.lock(rec.lock) : null,
+    ...(hypervisor ? { hypervisor } : {}),
   };
 }

@@ -28,8 +28,8 @@ export interface PipelineCounters {
   received(kind: Kind): void;
   /** No trace wanted it. */
   filtered(kind: Kind): void;
-  /** It became an event. */
-  emitted(kind: Kind, durationNs: bigint): void;
+  /** It became an event; hypervisor: the host's (the steal clock says), not a section of this machine's code. */
+  emitted(kind: Kind, durationNs: bigint, hypervisor: boolean): void;
 }
 
 export interface RecordPipelineOptions {
@@ -148,7 +148,7 @@ export class RecordPipeline {
     const event = toEvent(rec, this.symbols.symbols, { task, enablingTask, enrichment, context });
     // Shared by the events the same traces want: not changed downstream.
     if (traces.length) event.traces = traces;
-    this.o.counters?.emitted(rec.kind, rec.durationNs);
+    this.o.counters?.emitted(rec.kind, rec.durationNs, event.hypervisor === true);
     this.o.onEvent(event, rec, task ? { task } : {});
   }
 }

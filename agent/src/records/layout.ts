@@ -56,6 +56,8 @@ export enum RecordFlag {
   StartExact = 0x08,
   /** start_ns + duration_ns is exact. */
   EndExact = 0x10,
+  /** Sampled: the vCPU's steal clock ran for at least half of it (the host had descheduled it). */
+  Hypervisor = 0x20,
 }
 
 /** Where a section ran (enum irqtrace_context). */

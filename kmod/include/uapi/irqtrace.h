@@ -142,6 +142,11 @@ enum irqtrace_context {
 #define IRQTRACE_F_SITES_VALID		0x04	/* disable/enable ips are set */
 #define IRQTRACE_F_START_EXACT		0x08	/* start_ns is exact, not a bound */
 #define IRQTRACE_F_END_EXACT		0x10	/* start_ns + duration_ns is exact */
+/*
+ * Sampled: the vCPU's steal clock ran for at least half of the section: the
+ * host had descheduled it, the task and handler named did not hold it
+ */
+#define IRQTRACE_F_HYPERVISOR		0x20
 
 /* irqtrace_counters.running: what runs besides the irqs-off method */
 #define IRQTRACE_RUNNING_SOFTIRQS	0x01	/* softirqs-off, sampled */

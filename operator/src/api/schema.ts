@@ -220,6 +220,7 @@ export const NodeStatus = Type.Object({
   violations: Int64(),
   maxDurationNs: Int64(),
   lost: Type.Optional(Int64({ description: 'Sections or events lost on the way, any stage' })),
+  hypervisorStalls: Type.Optional(Int64({ description: "Sampled sections over the threshold that were the host's (the vCPU's steal clock ran for at least half of each): not violations" })),
   lastSeen: Type.Optional(Type.String({ format: 'date-time' })),
   lastViolation: Type.Optional(Violation),
 });
@@ -240,6 +241,7 @@ export const IrqTraceStatus = Type.Object({
   maxDurationNs: Type.Optional(Int64()),
   worst: Type.Optional(Type.String({ description: 'The longest section, in words (for kubectl get)' })),
   lost: Type.Optional(Int64()),
+  hypervisorStalls: Type.Optional(Int64({ description: "Sections over the threshold that were the host's, on every node: not violations" })),
   worstOffenders: Type.Optional(Type.Array(Violation, { maxItems: MAX_WORST })),
   nodes: Type.Optional(Type.Array(NodeStatus, { maxItems: MAX_STATUS_NODES, description: `Nodes with violations or problems, worst first; at most ${MAX_STATUS_NODES}.` })),
   nodesOmitted: Type.Optional(Type.Integer({ description: 'Nodes with violations or problems not listed in nodes' })),

@@ -24,6 +24,8 @@ export interface NodeRecord {
   violations: number;
   maxDurationNs: number;
   lost: number;
+  /** Sections the host took (the steal clock says): not violations. Absent in records stored before it. */
+  hypervisor?: number;
   /** Unix ms of the last message from the node. */
   lastSeen?: number;
   connection?: 'connected' | 'disconnected';
@@ -144,13 +146,18 @@ export class TraceAggregate {
     // A violation's words are made only for the events the status shows (among the longest, or
     // the last): the aggregator reads every event of the cluster, and catches up after a fault.
     const events = b.events ?? [];
+    let last: irqtrace.v1.IEvent | undefined;
     for (const e of events) {
+      if (e.hypervisor) {
+        r.hypervisor = (r.hypervisor ?? 0) + 1;
+        continue;
+      }
+      last = e;
       const durationNs = Number(toBigInt(e.durationNs));
       r.violations++;
       if (durationNs > r.maxDurationNs) r.maxDurationNs = durationNs;
       if (entersWorst(r.worst ?? [], durationNs)) r.worst = keepLongest(r.worst ?? [], violationOf(node, e, received));
     }
-    const last = events.at(-1);
     if (last) r.last = violationOf(node, last, received);
     for (const l of b.losses ?? []) r.lost += Number(toBigInt(l.count));
     return true;
@@ -197,7 +204,7 @@ export class TraceAggregate {
       .sort((a, b) => b.durationNs - a.durationNs)
       .slice(0, MAX_WORST);
     // Nodes worth a line: with violations, losses or problems (a backend that fell back says why); the worst first, capped.
-    const notable = all.filter(([name, r]) => r.violations > 0 || r.lost > 0 || r.backend?.phase === 'failed' || !!r.backend?.reason || silentNames.has(name));
+    const notable = all.filter(([name, r]) => r.violations > 0 || r.lost > 0 || (r.hypervisor ?? 0) > 0 || r.backend?.phase === 'failed' || !!r.backend?.reason || silentNames.has(name));
     notable.sort(([, a], [, b]) => b.maxDurationNs - a.maxDurationNs || b.violations - a.violations);
     const nodes: NodeStatus[] = notable.slice(0, MAX_STATUS_NODES).map(([name, r]) => ({
       name,
@@ -207,6 +214,7 @@ export class TraceAggregate {
       violations: r.violations,
       maxDurationNs: r.maxDurationNs,
       ...(r.lost ? { lost: r.lost } : {}),
+      ...(r.hypervisor ? { hypervisorStalls: r.hypervisor } : {}),
       ...(r.lastSeen ? { lastSeen: new Date(r.lastSeen).toISOString() } : {}),
       ...(r.last ? { lastViolation: r.last } : {}),
     }));
@@ -227,6 +235,7 @@ export class TraceAggregate {
       violations,
       maxDurationNs,
       lost: all.reduce((n, [, r]) => n + r.lost, 0),
+      hypervisorStalls: all.reduce((n, [, r]) => n + (r.hypervisor ?? 0), 0),
       worst: worst ? `${formatNs(worst.durationNs)} ${whoHeld(worst)} on ${worst.node ?? '?'}` : '',
       worstOffenders,
       nodes,
@@ -249,6 +258,7 @@ export interface AggregateStatus {
   violations: number;
   maxDurationNs: number;
   lost: number;
+  hypervisorStalls: number;
   worst: string;
   worstOffenders: Violation[];
   nodes: NodeStatus[];

@@ -2,7 +2,7 @@
 // test/unit/uapi_layout.test.ts compiles the C header and checks every
 // offset and size here against the compiler's, so the two cannot drift.
 
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 export const MAGIC = {
   record: 0x72515249,

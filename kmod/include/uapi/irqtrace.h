@@ -22,15 +22,17 @@
  * not comparable across CPUs or with user space).
  *
  * Compatibility: fields are only ever appended before the frames, and the
- * version is bumped when that happens; readers use hdr.size to find the end
- * of an item and the version to know which fields exist.
+ * version is bumped when that happens, or when a field may hold a value that
+ * readers of the version before refuse (4: IRQTRACE_EDGE_SCHEDULE); readers
+ * use hdr.size to find the end of an item and the version to know which
+ * fields exist.
  */
 #ifndef _UAPI_IRQTRACE_H
 #define _UAPI_IRQTRACE_H
 
 #include <linux/types.h>
 
-#define IRQTRACE_ABI_VERSION		3
+#define IRQTRACE_ABI_VERSION		4
 
 /* Item magics: ASCII "IRQr", "IRQh", "IRQc" read as little-endian __u32. */
 #define IRQTRACE_MAGIC_RECORD		0x72515249

@@ -16,8 +16,9 @@
  *  - The scheduler. __schedule() turns interrupts off inline and calls
  *    rcu_note_context_switch() first: the section starts there, exact to
  *    the call. It ends in the task switched to, where finish_task_switch()
- *    unlocks the runqueue and turns them on, a few instructions after its
- *    entry (hooked, with a glob: gcc renames it finish_task_switch.isra.0).
+ *    unlocks the runqueue and turns them on after a little bookkeeping
+ *    (accounting, the runqueue's balance callbacks): its entry is the end,
+ *    exact within that (gcc may rename it finish_task_switch.isra.0).
  *    When __schedule() picks the same task, it turns them on inline: the
  *    sampler's late interrupt times that end, as for a lock section.
  *  - Interrupts. The outermost handler of an interrupt (an x86 system
@@ -47,7 +48,7 @@
  * a probe that takes a lock, on a lock function, deadlocks). A lock call
  * with interrupts on can be interrupted, or preempted, between this probe
  * and the function's own local_irq_save: every outermost interrupt, and
- * every __schedule() where it is hooked, bumps the CPU's irq_gen, and a
+ * every hooked __schedule(), bumps the CPU's irq_gen, and a
  * section whose irq_gen moved, or whose task changed, is no longer trusted
  * to have started at the call: the sampler measures it.
  *
@@ -74,6 +75,8 @@
 #include "internal.h"
 
 bool irqtrace_hybrid_running __read_mostly;
+/* A record with no stack (irqtrace_section.frames set, nr_frames 0). */
+static const unsigned long no_frames[1];
 /* The scheduler's functions are hooked (and __schedule() bumps irq_gen). */
 static bool sched_registered;
 
@@ -100,7 +103,9 @@ static const char * const enablers[] = {
  * function that turns them on in the task switched to.
  */
 static const char sched_starter[] = "rcu_note_context_switch";
-static const char sched_ender[] = "finish_task_switch*";
+/* gcc may rename it (finish_task_switch.isra.0): either name, nothing else. */
+static const char sched_ender[] = "finish_task_switch";
+static const char sched_ender_renamed[] = "finish_task_switch.*";
 
 /* Which of the functions above this kernel has out of line: hooked. */
 static DECLARE_BITMAP(hooked, ARRAY_SIZE(lockers) + ARRAY_SIZE(restorers) + ARRAY_SIZE(enablers));
@@ -204,6 +209,24 @@ static __always_inline u64 to_local(u64 mono)
 	return local_clock() - (ktime_get_mono_fast_ns() - mono);
 }
 
+/*
+ * A section a hook measured, of delta ns, of task t in w: false if it is the
+ * idle loop's own (counted so). Else it goes in the histogram from the floor
+ * on (below it the sampler does not count a section either, and one
+ * distribution serves both), unless the steal clock says the host took most
+ * of it: then *host, and no histogram.
+ */
+static bool hooked_count(struct irqtrace_cpu *c, struct task_struct *t,
+			 const struct irqtrace_where *w, u64 delta, bool *host)
+{
+	u64 floor = READ_ONCE(irqtrace_floor_ns);
+
+	*host = delta >= floor && irqtrace_mostly_steal(irqtrace_steal_since_mark(c), delta);
+	if (!*host)
+		return irqtrace_irqs_off_count(c, t, w, delta, floor);
+	return !irqtrace_idle_loop(t, w) || READ_ONCE(irqtrace_count_idle);
+}
+
 /* An unlock turns interrupts back on at parent_ip's call: the section a lock function opened ends. */
 static void notrace lock_section_end(unsigned long parent_ip)
 {
@@ -211,6 +234,7 @@ static void notrace lock_section_end(unsigned long parent_ip)
 	struct irqtrace_lock_open *o = &c->lock_open;
 	struct irqtrace_section s;
 	u64 now, delta;
+	bool host;
 
 	if (unlikely(in_nmi()) || !irqs_disabled())
 		return;
@@ -227,11 +251,7 @@ static void notrace lock_section_end(unsigned long parent_ip)
 		c->counters.dropped_guard++;
 		return;
 	}
-	/*
-	 * The histogram, from the floor on: below it the sampler does not count
-	 * a section either, and one distribution serves both.
-	 */
-	if (!irqtrace_irqs_off_count(c, current, &o->where, delta, READ_ONCE(irqtrace_floor_ns)) ||
+	if (!hooked_count(c, current, &o->where, delta, &host) ||
 	    delta < READ_ONCE(irqtrace_threshold_ns))
 		return;
 
@@ -254,6 +274,8 @@ static void notrace lock_section_end(unsigned long parent_ip)
 		/* The unlocking function's caller: the frames before it are this probe's. */
 		.trim_to_ip = parent_ip,
 	};
+	if (host)
+		s.flags |= IRQTRACE_F_HYPERVISOR;
 	irqtrace_emit(c, &s);
 	c->in_probe--;
 }
@@ -279,6 +301,8 @@ NOKPROBE_SYMBOL(on_enable);
  * __schedule() turned interrupts off just before this call: the scheduler's
  * section starts (unless an NMI: never here). Interrupts stay off until the
  * next task's finish_task_switch(), or __schedule()'s own return to prev.
+ * (On a KVM host it is also called at each VM entry: the next __schedule()
+ * starts afresh, and the sampler trusts an opener only in its caller.)
  */
 static void notrace on_schedule(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
 				struct ftrace_regs *fregs)
@@ -316,6 +340,7 @@ static void notrace on_switch_done(unsigned long ip, unsigned long parent_ip,
 	struct irqtrace_section s;
 	u64 now, start = o->ts;
 	u64 delta;
+	bool host;
 
 	if (!start || unlikely(!irqs_disabled()))
 		return;
@@ -330,7 +355,7 @@ static void notrace on_switch_done(unsigned long ip, unsigned long parent_ip,
 		c->counters.dropped_guard++;
 		return;
 	}
-	if (!irqtrace_irqs_off_count(c, o->task, &o->where, delta, READ_ONCE(irqtrace_floor_ns)) ||
+	if (!hooked_count(c, o->task, &o->where, delta, &host) ||
 	    delta < READ_ONCE(irqtrace_threshold_ns))
 		return;
 
@@ -351,8 +376,16 @@ static void notrace on_switch_done(unsigned long ip, unsigned long parent_ip,
 		.enable_task = current == o->task ? NULL : current,
 		.disable_ip = o->ip,
 		.enable_ip = ip,
-		.trim_to_ip = parent_ip,
+		/*
+		 * No stack: this one is the next task's, and prev's cannot be
+		 * taken here (stack_trace_save_tsk() is not exported). The sites
+		 * say what the section was.
+		 */
+		.frames = no_frames,
+		.nr_frames = 0,
 	};
+	if (host)
+		s.flags |= IRQTRACE_F_HYPERVISOR;
 	irqtrace_emit(c, &s);
 	c->in_probe--;
 }
@@ -394,6 +427,7 @@ static void intr_section_end(struct irqtrace_cpu *c, u64 end, u8 end_by)
 	/* The sampler's own callback is no handler's time, nor this module's past the exit. */
 	u64 own = d->self + (end > d->exit ? d->own_after_exit : 0);
 	u64 delta;
+	bool host;
 
 	d->start = 0;
 	if (end < start + own)
@@ -401,7 +435,7 @@ static void intr_section_end(struct irqtrace_cpu *c, u64 end, u8 end_by)
 	delta = end - start - own;
 	hooked_done(c, start, end, IRQTRACE_EDGE_HANDLER, end_by);
 	/* A handler's section is never the idle loop's: it is counted from the floor on. */
-	if (!irqtrace_irqs_off_count(c, d->task, &d->where, delta, READ_ONCE(irqtrace_floor_ns)) ||
+	if (!hooked_count(c, d->task, &d->where, delta, &host) ||
 	    delta < READ_ONCE(irqtrace_threshold_ns))
 		return;
 	if (unlikely(c->in_probe)) {
@@ -425,6 +459,8 @@ static void intr_section_end(struct irqtrace_cpu *c, u64 end, u8 end_by)
 		.frames = d->frames,
 		.nr_frames = d->nr_frames,
 	};
+	if (host)
+		s.flags |= IRQTRACE_F_HYPERVISOR;
 	irqtrace_emit(c, &s);
 	c->in_probe--;
 }
@@ -653,9 +689,9 @@ bool irqtrace_hybrid_sample(struct irqtrace_cpu *c, u64 expiry, u64 now, struct 
 	 * ended it. Trusted only if interrupts came back on in the function
 	 * that called it: a later section of the same task, begun inline
 	 * after the first ended inline, would otherwise look like one long
-	 * section. It may
-	 * have opened after the expiry if the timer's interrupt was raised
-	 * late (emulation), never before a hooked section's end.
+	 * section. It may have opened after the expiry if the timer's
+	 * interrupt was raised late (emulation), never before a hooked
+	 * section's end.
 	 */
 	if (open && opened < hs->end && (hs->start == expiry || opened >= hs->start) && regs &&
 	    !user_mode(regs) &&
@@ -730,7 +766,8 @@ static void set_filters(void)
 	nr_enablers = set_filter(&enable_ops, enablers, ARRAY_SIZE(enablers),
 				 ARRAY_SIZE(lockers) + ARRAY_SIZE(restorers));
 	sched_hookable = !add_filter(&sched_start_ops, sched_starter) &&
-			 !add_filter(&sched_end_ops, sched_ender);
+			 (!add_filter(&sched_end_ops, sched_ender) |
+			  !add_filter(&sched_end_ops, sched_ender_renamed));
 	filters_set = true;
 }
 
@@ -762,7 +799,7 @@ int irqtrace_hybrid_show(char *buf, int at)
 			n += sysfs_emit_at(buf, at + n, "lock_hook %s %s\n", lists[l][i],
 					   test_bit(bit, hooked) ? "hooked" : "inline");
 	n += sysfs_emit_at(buf, at + n, "sched_hook %s,%s %s\n", sched_starter, sched_ender,
-			   sched_registered ? "hooked" : "not traceable");
+			   sched_registered ? "hooked" : "not hooked");
 	return n;
 }
 
@@ -817,15 +854,19 @@ int irqtrace_hybrid_start(void)
 		ret = register_ftrace_function(&lock_ops);
 		lock_registered = !ret;
 	}
-	/* Without them, the scheduler's sections are sampled: no error. */
+	/* Without them (not traceable here, or refused), the scheduler's sections are sampled. */
 	if (!ret && sched_hookable) {
-		ret = register_ftrace_function(&sched_end_ops);
-		if (!ret) {
-			ret = register_ftrace_function(&sched_start_ops);
-			if (ret)
+		int err = register_ftrace_function(&sched_end_ops);
+
+		if (!err) {
+			err = register_ftrace_function(&sched_start_ops);
+			if (err)
 				unregister_ftrace_function(&sched_end_ops);
 		}
-		WRITE_ONCE(sched_registered, !ret);
+		if (err)
+			pr_info("method=hybrid: cannot hook the scheduler (%d): its sections are sampled\n",
+				err);
+		WRITE_ONCE(sched_registered, !err);
 	}
 	if (ret)
 		irqtrace_hybrid_stop();

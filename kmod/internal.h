@@ -166,8 +166,12 @@ struct irqtrace_cpu {
 	/* the last sections hooks measured, hooked_next the slot for the next */
 	struct irqtrace_hooked hooked[IRQTRACE_HOOKED_RECENT];
 	unsigned int hooked_next;
-	/* steal.c: the steal clock at the hard sampler's last sample, once one was taken */
+	/*
+	 * the steal clock at the hard sampler's last sample, and the offset it
+	 * was read at, once one was read (irqtrace_steal_mark())
+	 */
 	u64 steal_at_sample;
+	unsigned long steal_offset;
 	bool steal_known;
 	/* > 0 while a probe runs on this CPU: stops recursion */
 	int in_probe;
@@ -291,7 +295,9 @@ unsigned int irqtrace_irqline_nr_hist(void);
 bool irqtrace_irqline_hist(unsigned int index, struct irqtrace_hist *out);
 
 /* steal.c */
-u64 irqtrace_steal_clock(void);
+bool irqtrace_steal_clock(u64 *steal, unsigned long *offset);
+u64 irqtrace_steal_mark(struct irqtrace_cpu *c);
+u64 irqtrace_steal_since_mark(struct irqtrace_cpu *c);
 
 /* hybrid.c */
 extern bool irqtrace_hybrid_running __read_mostly;

@@ -133,17 +133,6 @@ static bool hybrid_section(struct irqtrace_cpu *c, struct pt_regs *regs, ktime_t
 	return true;
 }
 
-/* The steal clock's advance since this CPU's last hard sample (0 at the first). */
-static u64 steal_since_sample(struct irqtrace_cpu *c)
-{
-	u64 steal = irqtrace_steal_clock();
-	u64 since = c->steal_known && steal > c->steal_at_sample ? steal - c->steal_at_sample : 0;
-
-	c->steal_at_sample = steal;
-	c->steal_known = true;
-	return since;
-}
-
 static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t now,
 		   ktime_t expires)
 {
@@ -167,7 +156,7 @@ static void sample(struct irqtrace_cpu *c, enum irqtrace_hist_id hist, ktime_t n
 	take_held(c, hard, &held);
 	/* Every hard sample moves the steal mark: the next window starts here. */
 	if (hard)
-		stolen = steal_since_sample(c);
+		stolen = irqtrace_steal_mark(c);
 	if (late < 0)
 		late = 0;
 	if (late < READ_ONCE(irqtrace_floor_ns))

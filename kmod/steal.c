@@ -9,26 +9,36 @@
  * that the guest registered (steal_time, read by kvm_steal_clock() behind
  * paravirt_steal_clock()). None of these is exported to modules, so the
  * loader finds the per-CPU variable in /proc/kallsyms and passes its offset
- * (steal_time_offset); this reads it with copy_from_kernel_nofault(), so a
- * wrong offset reads as a fault, never as an oops. A sample whose lateness
- * is at least half steal is the hypervisor's (irqtrace_mostly_steal() in
- * include/irqtrace_context.h, shared with the eBPF backend).
+ * (steal_time_offset); this reads it with copy_from_kernel_nofault(). An
+ * offset is taken only if it is the steal clock: on a KVM guest the one the
+ * guest registered with the host (MSR_KVM_STEAL_TIME says where); without
+ * that MSR (not a KVM guest: nothing writes a steal clock, and the tests
+ * stand in for the host) one that reads as a steal clock. A sample whose
+ * lateness is at least half steal is the hypervisor's (irqtrace_mostly_steal()
+ * in include/irqtrace_context.h, shared with the eBPF backend).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/kprobes.h>
 #include <linux/moduleparam.h>
 #include <linux/percpu.h>
+#include <linux/sizes.h>
+#include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 
 #ifdef CONFIG_X86
 #include <asm/kvm_para.h>
+#include <asm/msr.h>
+#include <asm/set_memory.h>
 #endif
 
 #include "internal.h"
 
 /* The per-CPU offset of the guest's struct kvm_steal_time, 0 when none. */
 static unsigned long steal_time_offset __read_mostly;
+
+/* x86-64's static per-CPU variables lie far below this (steal_time: 0x34080 on Debian 6.1). */
+#define STEAL_OFFSET_MAX	SZ_1M
 
 #ifdef CONFIG_X86
 /*
@@ -66,20 +76,85 @@ static bool read_steal(unsigned long offset, u64 *steal)
 #endif
 NOKPROBE_SYMBOL(read_steal);
 
-/* This CPU's steal clock, ns; 0 without one. */
-u64 irqtrace_steal_clock(void)
+/*
+ * This CPU's steal clock, ns, and the offset it was read at: false without
+ * one, or if it could not be read (a mark taken then would count all the
+ * steal since boot at the next sample).
+ */
+bool irqtrace_steal_clock(u64 *steal, unsigned long *offset)
 {
-	unsigned long offset = READ_ONCE(steal_time_offset);
-	u64 steal;
-
-	return offset && read_steal(offset, &steal) ? steal : 0;
+	*offset = READ_ONCE(steal_time_offset);
+	return *offset && read_steal(*offset, steal);
 }
 NOKPROBE_SYMBOL(irqtrace_steal_clock);
+
+/*
+ * The steal since this CPU's last hard sample, 0 if it cannot say (the first
+ * sample, an offset changed since, a read that failed); moves the mark here.
+ * Called by the hard sampler on every sample, late or not.
+ */
+u64 irqtrace_steal_mark(struct irqtrace_cpu *c)
+{
+	unsigned long offset;
+	u64 steal, since = 0;
+
+	if (!irqtrace_steal_clock(&steal, &offset)) {
+		c->steal_known = false;
+		return 0;
+	}
+	if (c->steal_known && c->steal_offset == offset && steal > c->steal_at_sample)
+		since = steal - c->steal_at_sample;
+	c->steal_at_sample = steal;
+	c->steal_offset = offset;
+	c->steal_known = true;
+	return since;
+}
+NOKPROBE_SYMBOL(irqtrace_steal_mark);
+
+/*
+ * The steal since that mark, leaving it: for a section a hook measured,
+ * which the window since the last sample holds (the sampler's interrupt
+ * would have ended it otherwise).
+ */
+u64 irqtrace_steal_since_mark(struct irqtrace_cpu *c)
+{
+	unsigned long offset;
+	u64 steal;
+
+	if (!c->steal_known || !irqtrace_steal_clock(&steal, &offset) ||
+	    offset != c->steal_offset || steal <= c->steal_at_sample)
+		return 0;
+	return steal - c->steal_at_sample;
+}
+NOKPROBE_SYMBOL(irqtrace_steal_since_mark);
+
+#ifdef CONFIG_X86
+/* Whether offset is this CPU's steal clock (preemption off). */
+static bool steal_clock_at(unsigned long offset)
+{
+	const struct kvm_steal_time *st;
+	u64 msr, steal;
+
+	if (!offset || offset >= STEAL_OFFSET_MAX || !IS_ALIGNED(offset, sizeof(u64)) ||
+	    !read_steal(offset, &steal))
+		return false;
+	st = raw_cpu_ptr((const struct kvm_steal_time __percpu *)offset);
+	/* A KVM guest with steal time: where it registered the clock with the host. */
+	if (!rdmsrl_safe(MSR_KVM_STEAL_TIME, &msr) && (msr & KVM_MSR_ENABLED))
+		return msr == (slow_virt_to_phys((void *)st) | KVM_MSR_ENABLED);
+	/* None: it must read as a steal clock, no more steal than time since boot. */
+	return steal <= ktime_get_boottime_ns();
+}
+#else
+static bool steal_clock_at(unsigned long offset)
+{
+	return false;
+}
+#endif
 
 static int steal_time_offset_set(const char *val, const struct kernel_param *kp)
 {
 	unsigned long offset;
-	u64 steal;
 	bool ok;
 
 	if (kstrtoul(val, 0, &offset)) {
@@ -88,7 +163,7 @@ static int steal_time_offset_set(const char *val, const struct kernel_param *kp)
 	}
 	if (offset) {
 		preempt_disable();
-		ok = IS_ALIGNED(offset, sizeof(u64)) && read_steal(offset, &steal);
+		ok = steal_clock_at(offset);
 		preempt_enable();
 		if (!ok) {
 			pr_warn("steal_time_offset=%#lx refused: no steal clock there on this kernel\n",

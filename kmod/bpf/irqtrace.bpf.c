@@ -515,39 +515,49 @@ int irq_enable(struct bpf_raw_tracepoint_args *ctx)
 }
 
 /*
- * This CPU's steal clock, ns (0 without one), read as kvm_steal_clock() does:
- * the host makes version odd while it writes. Two tries, then none.
+ * This CPU's steal clock, ns, read as kvm_steal_clock() does (the host makes
+ * version odd while it writes; two tries): false without one, or unread.
  */
-static __always_inline __u64 steal_clock(void)
+static __always_inline bool steal_clock(__u64 *steal)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
-	__u64 base, steal, src;
+	__u64 base, src;
 	__u32 v0, v1;
 	int i;
 
 	if (!cfg.steal_time || !cfg.per_cpu_offset || cpu >= IRQTRACE_BPF_MAX_CPUS)
-		return 0;
-	if (bpf_probe_read_kernel(&base, sizeof(base), (void *)(cfg.per_cpu_offset + cpu * sizeof(__u64))))
-		return 0;
+		return false;
+	/* __per_cpu_offset[cpu]: this CPU's per-CPU base. */
+	if (bpf_probe_read_kernel(&base, sizeof(base),
+				  (void *)(cfg.per_cpu_offset + cpu * sizeof(__u64))))
+		return false;
 	src = base + cfg.steal_time;
 #pragma unroll
 	for (i = 0; i < 2; i++) {
-		if (bpf_probe_read_kernel(&v0, sizeof(v0), (void *)(src + 8)) ||
-		    bpf_probe_read_kernel(&steal, sizeof(steal), (void *)src) ||
-		    bpf_probe_read_kernel(&v1, sizeof(v1), (void *)(src + 8)))
-			return 0;
+		if (bpf_probe_read_kernel(&v0, sizeof(v0), (void *)(src + IRQTRACE_BPF_STEAL_VERSION_OFF)) ||
+		    bpf_probe_read_kernel(steal, sizeof(*steal), (void *)(src + IRQTRACE_BPF_STEAL_OFF)) ||
+		    bpf_probe_read_kernel(&v1, sizeof(v1), (void *)(src + IRQTRACE_BPF_STEAL_VERSION_OFF)))
+			return false;
 		if (!(v0 & 1) && v0 == v1)
-			return steal;
+			return true;
 	}
-	return 0;
+	return false;
 }
 
-/* The steal clock's advance since this CPU's last sample (0 at the first). */
+/*
+ * The steal since this CPU's last sample, 0 if it cannot say (the first, or
+ * a read that failed: a mark taken then would count all steal since boot).
+ */
 static __always_inline __u64 steal_since_sample(struct irqtrace_bpf_cpu *c)
 {
-	__u64 steal = steal_clock();
-	__u64 since = c->steal_known && steal > c->steal_at_sample ? steal - c->steal_at_sample : 0;
+	__u64 steal, since = 0;
 
+	if (!steal_clock(&steal)) {
+		c->steal_known = 0;
+		return 0;
+	}
+	if (c->steal_known && steal > c->steal_at_sample)
+		since = steal - c->steal_at_sample;
 	c->steal_at_sample = steal;
 	c->steal_known = 1;
 	return since;

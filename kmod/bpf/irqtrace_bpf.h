@@ -36,6 +36,9 @@ struct irqtrace_bpf_config {
 	 */
 	__u64 steal_time;
 	__u64 per_cpu_offset;
+/* struct kvm_steal_time's steal (u64) and version (u32): the uapi layout, <asm/kvm_para.h> */
+#define IRQTRACE_BPF_STEAL_OFF		0
+#define IRQTRACE_BPF_STEAL_VERSION_OFF	8
 	__u32 hrtimer_function_off;	/* offsetof(struct hrtimer, function) */
 	__u32 hrtimer_is_hard_off;	/* offsetof(struct hrtimer, is_hard) */
 	__u32 stacks;		/* capture kernel stacks in records */

@@ -182,7 +182,7 @@ static __always_inline void irqtrace_vector_done(struct irqtrace_handler *h, __u
  */
 static __always_inline bool irqtrace_mostly_steal(__u64 stolen, __u64 late)
 {
-	return late && 2 * stolen >= late;
+	return late && stolen >= late - late / 2;
 }
 
 #endif /* _IRQTRACE_CONTEXT_H */

@@ -24,7 +24,9 @@
  *                                  task's finish_task_switch(); kernels with
  *                                  CONFIG_PREEMPT_NOTIFIERS (KVM's: Debian's),
  *                                  else -EOPNOTSUPP
- *   steal <usec> <offset> [cpu]    local_irq_save, busy-wait, and add the wait to
+ *   steal <usec> <offset> [cpu [lock]]
+ *                                  local_irq_save (with lock=1: spin_lock_irqsave
+ *                                  of irqburn_lock), busy-wait, and add the wait to
  *                                  this CPU's steal clock (struct kvm_steal_time
  *                                  at the per-CPU offset, the steal_time symbol
  *                                  in /proc/kallsyms), as KVM does for a vCPU it
@@ -102,6 +104,7 @@
 
 #ifdef CONFIG_X86
 #include <asm/kvm_para.h>
+#include <asm/msr.h>
 #endif
 
 /* Longest section a command may ask for: beyond it the guest's watchdogs bark. */
@@ -691,12 +694,15 @@ static int irqburn_schedule(u64 usec, char *report, size_t len)
  * then written to this CPU's struct kvm_steal_time the way KVM writes it
  * (version odd while it changes).
  */
-static noinline u64 irqburn_stolen(u64 ns, struct kvm_steal_time *st, u64 *start_ns)
+static noinline u64 irqburn_stolen(u64 ns, struct kvm_steal_time *st, bool lock, u64 *start_ns)
 {
 	unsigned long flags;
 	u64 held;
 
-	local_irq_save(flags);
+	if (lock)
+		spin_lock_irqsave(&irqburn_lock, flags);
+	else
+		local_irq_save(flags);
 	held = irqburn_hold(ns, start_ns);
 	WRITE_ONCE(st->version, st->version + 1);
 	/* The odd version before the value, as the host's. */
@@ -705,28 +711,37 @@ static noinline u64 irqburn_stolen(u64 ns, struct kvm_steal_time *st, u64 *start
 	/* The value before the even version. */
 	smp_wmb();
 	WRITE_ONCE(st->version, st->version + 1);
-	local_irq_restore(flags);
+	if (lock)
+		spin_unlock_irqrestore(&irqburn_lock, flags);
+	else
+		local_irq_restore(flags);
 	return held;
 }
 
-static int irqburn_steal(u64 usec, unsigned long offset, char *report, size_t len)
+static int irqburn_steal(u64 usec, unsigned long offset, bool lock, char *report, size_t len)
 {
 	struct kvm_steal_time *st;
-	u64 start_ns = 0, held;
+	u64 start_ns = 0, held, msr;
 	u32 version;
 	int cpu;
 
+	/*
+	 * Only where no host writes the steal clock (TCG): on a KVM guest that
+	 * registered one this would race the host's own writes to it.
+	 */
+	if (!rdmsrl_safe(MSR_KVM_STEAL_TIME, &msr) && (msr & KVM_MSR_ENABLED))
+		return -EBUSY;
 	/* Just after a tick, as the other sections (run_command). */
 	schedule_timeout_uninterruptible(1);
 	migrate_disable();
 	cpu = raw_smp_processor_id();
 	st = raw_cpu_ptr((struct kvm_steal_time __percpu *)offset);
-	if (!IS_ALIGNED(offset, sizeof(u64)) ||
+	if (!offset || !IS_ALIGNED(offset, sizeof(u64)) ||
 	    copy_from_kernel_nofault(&version, &st->version, sizeof(version))) {
 		migrate_enable();
 		return -EINVAL;
 	}
-	held = irqburn_stolen(usec * NSEC_PER_USEC, st, &start_ns);
+	held = irqburn_stolen(usec * NSEC_PER_USEC, st, lock, &start_ns);
 	migrate_enable();
 	scnprintf(report, len,
 		  "op=steal cpu=%d pid=%d tgid=%d comm=%s start_ns=%llu duration_ns=%llu steal_ns=%llu\n",
@@ -735,7 +750,7 @@ static int irqburn_steal(u64 usec, unsigned long offset, char *report, size_t le
 	return 0;
 }
 #else
-static int irqburn_steal(u64 usec, unsigned long offset, char *report, size_t len)
+static int irqburn_steal(u64 usec, unsigned long offset, bool lock, char *report, size_t len)
 {
 	return -EOPNOTSUPP;
 }
@@ -772,7 +787,7 @@ static int section_opener(const char *op)
 static int run_command(struct selftest_file *f, const char *cmd)
 {
 	char op[16];
-	unsigned long long a = 0, b = 0, c = 0;
+	unsigned long long a = 0, b = 0, c = 0, d = 0;
 	cpumask_var_t saved;
 	int n, ret = 0, cpu = -1;
 	u64 start = 0, outer = 0, held;
@@ -780,7 +795,7 @@ static int run_command(struct selftest_file *f, const char *cmd)
 	size_t len;
 	s64 late;
 
-	n = sscanf(cmd, "%15s %llu %llu %llu", op, &a, &b, &c);
+	n = sscanf(cmd, "%15s %llu %llu %llu %llu", op, &a, &b, &c, &d);
 	if (n < 2)
 		return -EINVAL;
 	if (!alloc_cpumask_var(&saved, GFP_KERNEL))
@@ -832,7 +847,7 @@ static int run_command(struct selftest_file *f, const char *cmd)
 		ret = pin_to_cpu(cpu, saved);
 		if (ret)
 			goto out;
-		ret = irqburn_steal(a, b, f->report, REPORT_LEN);
+		ret = irqburn_steal(a, b, n >= 5 && d, f->report, REPORT_LEN);
 		f->report_len = ret ? 0 : strlen(f->report);
 		if (n >= 4)
 			set_cpus_allowed_ptr(current, saved);

@@ -3,10 +3,10 @@
 // kept out of the histograms. TCG has no steal clock (KVM writes it), so the selftest's steal op
 // stands in for the host: it holds a section with interrupts off, then adds its length to the CPU's
 // struct kvm_steal_time as KVM does for a vCPU it descheduled that long. An irqoff section of the
-// same length without it is the control. The module (sampled, hybrid) and the eBPF backend
-// (sampled), on Debian's kernel.
+// same length without it is the control. The module (sampled, hybrid: also a section its lock
+// hooks time) and the eBPF backend (sampled), on Debian's kernel.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Kind, RecordFlag } from '@irqtrace/agent';
+import { Edge, Kind, RecordFlag } from '@irqtrace/agent';
 import type { SectionRecord } from '@irqtrace/agent';
 import { Vm } from '../../test/vm/vm.js';
 import { BpfLoader } from './bpf_loader.js';
@@ -66,7 +66,8 @@ describe('sections the steal clock says the host took', () => {
     await rig.load({ method: 'sampled', period_ns: PERIOD_NS, threshold_ns: THRESHOLD_NS });
     try {
       expect(await rig.get('steal_time_offset')).toBe('0');
-      for (const bad of ['12', '0x7fffffffffff0000', 'steal']) {
+      // Misaligned, past the per-CPU area, unmapped, not a number.
+      for (const bad of ['12', '0x100000', '0x7fffffffffff0000', 'steal']) {
         const r = await rig.set('steal_time_offset', bad);
         expect(r.code, `steal_time_offset=${bad}`).not.toBe(0);
       }
@@ -86,7 +87,11 @@ describe('sections the steal clock says the host took', () => {
       try {
         await rig.startReader();
         const { stolen, plain } = await workload();
-        expectMarked(await rig.stopReader(), stolen, plain, `module ${method}`);
+        // Opened and closed by the lock functions: hybrid times it by its hooks, not the sampler.
+        const locked = method === 'hybrid' ? await rig.irqburn(`steal 3000 ${offset} 0 1`, `steal 4000 ${offset} 1 1`) : [];
+        const recs = await rig.stopReader();
+        expectMarked(recs, [...stolen, ...locked], plain, `module ${method}`);
+        for (const report of locked) expect(matching(recs, report, Kind.IrqsOff)[0]).toMatchObject({ startBy: Edge.Lock, endBy: Edge.Lock });
       } finally {
         await rig.unload();
       }

@@ -227,6 +227,23 @@ static bool hooked_count(struct irqtrace_cpu *c, struct task_struct *t,
 	return !irqtrace_idle_loop(t, w) || READ_ONCE(irqtrace_count_idle);
 }
 
+/*
+ * A section that hooks opened and closed (by) ended: remembered for the
+ * sampler, counted (hooked_count()), and true if it is to be written: over
+ * the threshold, and no probe running on this CPU already.
+ */
+static bool hooked_end(struct irqtrace_cpu *c, u64 start, u64 end, u8 by, struct task_struct *t,
+		       const struct irqtrace_where *w, bool *host)
+{
+	hooked_done(c, start, end, by, by);
+	if (unlikely(c->in_probe)) {
+		c->counters.dropped_guard++;
+		return false;
+	}
+	return hooked_count(c, t, w, end - start, host) &&
+	       end - start >= READ_ONCE(irqtrace_threshold_ns);
+}
+
 /* An unlock turns interrupts back on at parent_ip's call: the section a lock function opened ends. */
 static void notrace lock_section_end(unsigned long parent_ip)
 {
@@ -246,13 +263,7 @@ static void notrace lock_section_end(unsigned long parent_ip)
 	now = local_clock();
 	delta = now - o->ts;
 	o->ts = 0;
-	hooked_done(c, now - delta, now, IRQTRACE_EDGE_LOCK, IRQTRACE_EDGE_LOCK);
-	if (unlikely(c->in_probe)) {
-		c->counters.dropped_guard++;
-		return;
-	}
-	if (!hooked_count(c, current, &o->where, delta, &host) ||
-	    delta < READ_ONCE(irqtrace_threshold_ns))
+	if (!hooked_end(c, now - delta, now, IRQTRACE_EDGE_LOCK, current, &o->where, &host))
 		return;
 
 	c->in_probe++;
@@ -327,8 +338,8 @@ static void notrace on_schedule(unsigned long ip, unsigned long parent_ip, struc
 NOKPROBE_SYMBOL(on_schedule);
 
 /*
- * finish_task_switch(), in the task switched to, turns interrupts on a few
- * instructions on: the scheduler's section ends. It is charged to the task
+ * finish_task_switch(), in the task switched to, turns interrupts on after
+ * its bookkeeping: the scheduler's section ends. It is charged to the task
  * that called schedule(), as the exact method charges the task that turned
  * interrupts off; the task switched to is the enabler.
  */
@@ -350,13 +361,7 @@ static void notrace on_switch_done(unsigned long ip, unsigned long parent_ip,
 		return;
 	now = local_clock();
 	delta = now - start;
-	hooked_done(c, start, now, IRQTRACE_EDGE_SCHEDULE, IRQTRACE_EDGE_SCHEDULE);
-	if (unlikely(c->in_probe)) {
-		c->counters.dropped_guard++;
-		return;
-	}
-	if (!hooked_count(c, o->task, &o->where, delta, &host) ||
-	    delta < READ_ONCE(irqtrace_threshold_ns))
+	if (!hooked_end(c, start, now, IRQTRACE_EDGE_SCHEDULE, o->task, &o->where, &host))
 		return;
 
 	c->in_probe++;

@@ -791,7 +791,7 @@ static int run_command(struct selftest_file *f, const char *cmd)
 	cpumask_var_t saved;
 	int n, ret = 0, cpu = -1;
 	u64 start = 0, outer = 0, held;
-	bool witness;
+	bool witness, pinned = false;
 	size_t len;
 	s64 late;
 
@@ -813,6 +813,7 @@ static int run_command(struct selftest_file *f, const char *cmd)
 		ret = pin_to_cpu(cpu, saved);
 		if (ret)
 			goto out;
+		pinned = cpu >= 0;
 		/*
 		 * Start just after a tick, so none falls due inside sections
 		 * shorter than a tick. Under emulation a pending interrupt
@@ -835,8 +836,6 @@ static int run_command(struct selftest_file *f, const char *cmd)
 					 late);
 		len += scnprintf(f->report + len, REPORT_LEN - len, "\n");
 		f->report_len = len;
-		if (n >= 3)
-			set_cpus_allowed_ptr(current, saved);
 	} else if (!strcmp(op, "steal")) {
 		if (n < 3 || a == 0 || a > MAX_HOLD_USEC) {
 			ret = -ERANGE;
@@ -847,10 +846,9 @@ static int run_command(struct selftest_file *f, const char *cmd)
 		ret = pin_to_cpu(cpu, saved);
 		if (ret)
 			goto out;
+		pinned = cpu >= 0;
 		ret = irqburn_steal(a, b, n >= 5 && d, f->report, REPORT_LEN);
 		f->report_len = ret ? 0 : strlen(f->report);
-		if (n >= 4)
-			set_cpus_allowed_ptr(current, saved);
 	} else if (!strcmp(op, "sched")) {
 		if (a == 0 || a > MAX_HOLD_USEC) {
 			ret = -ERANGE;
@@ -861,10 +859,9 @@ static int run_command(struct selftest_file *f, const char *cmd)
 		ret = pin_to_cpu(cpu, saved);
 		if (ret)
 			goto out;
+		pinned = cpu >= 0;
 		ret = irqburn_schedule(a, f->report, REPORT_LEN);
 		f->report_len = ret ? 0 : strlen(f->report);
-		if (n >= 3)
-			set_cpus_allowed_ptr(current, saved);
 	} else if (!strcmp(op, "irqline")) {
 		unsigned int nest = n >= 4 ? c : 1;
 
@@ -911,6 +908,9 @@ static int run_command(struct selftest_file *f, const char *cmd)
 		ret = -EINVAL;
 	}
 out:
+	/* The writer's own CPUs back, once the command is done. */
+	if (pinned)
+		set_cpus_allowed_ptr(current, saved);
 	free_cpumask_var(saved);
 	return ret;
 }

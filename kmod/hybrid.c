@@ -183,18 +183,10 @@ static __always_inline void hooked_done(struct irqtrace_cpu *c, u64 start, u64 e
 }
 
 /* The hooked section that ended last at or before end, if it ended at or after from. */
-static const struct irqtrace_hooked *last_hooked(const struct irqtrace_cpu *c, u64 from, u64 end)
+static __always_inline const struct irqtrace_hooked *last_hooked(const struct irqtrace_cpu *c,
+								 u64 from, u64 end)
 {
-	const struct irqtrace_hooked *last = NULL;
-	unsigned int i;
-
-	for (i = 0; i < IRQTRACE_HOOKED_RECENT; i++) {
-		const struct irqtrace_hooked *h = &c->hooked[i];
-
-		if (h->end >= from && h->end <= end && (!last || h->end > last->end))
-			last = h;
-	}
-	return last;
+	return irqtrace_last_hooked(c->hooked, from, end);
 }
 
 /* CLOCK_MONOTONIC of a local_clock() time of this CPU. */

@@ -73,20 +73,6 @@ struct irqtrace_ring {
 };
 
 /*
- * hybrid.c: the sections hooks measured last, for the sampler. Several can
- * end between a sampler's expiry and its interrupt: a lock section, then the
- * irq_work its record queued, delivered first at the same enable.
- */
-#define IRQTRACE_HOOKED_RECENT	4
-
-struct irqtrace_hooked {
-	u64 start;		/* local_clock() */
-	u64 end;
-	u8 start_by;		/* enum irqtrace_edge that timed each end */
-	u8 end_by;
-};
-
-/*
  * hybrid.c: the last outermost interrupt, its handler done but the end of its
  * section not seen yet (interrupts come back on in irq_exit's softirqs or on
  * the return, after the exit tracepoint); start == 0 when none.

@@ -174,7 +174,7 @@ describe('irqtrace record on a stock kernel', () => {
     const { code, out, err } = await rec.stop('INT');
     expect(code, err).toBe(0);
     expect(err).toMatch(/kmod: no module at \/nonexistent.ko; using ebpf/);
-    expect(err).toMatch(/tracing with ebpf \(irqs-off: sampled, irq lines: all\)/);
+    expect(err).toMatch(/tracing with ebpf \(irqs-off: hybrid, irq lines: all\)/);
     // fsleep() overshoots under TCG: the masking lasts what the selftest says, not what it was asked.
     const r = must(masked);
     // The selftest's warm-up pair (disable_irq, enable_irq) just before is a masking too, ms long

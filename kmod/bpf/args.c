@@ -117,9 +117,9 @@ bool parse_setting(struct settings *s, const char *line, bool at_start, char *wh
 	value++;
 
 	if (!strcmp(key, "method")) {
-		if (strcmp(value, "auto") && strcmp(value, "exact") && strcmp(value, "sampled") &&
-		    strcmp(value, "off")) {
-			snprintf(why, len, "method: '%s' is not auto, exact, sampled or off", value);
+		if (strcmp(value, "auto") && strcmp(value, "exact") && strcmp(value, "hybrid") &&
+		    strcmp(value, "sampled") && strcmp(value, "off")) {
+			snprintf(why, len, "method: '%s' is not auto, exact, hybrid, sampled or off", value);
 			return false;
 		}
 		snprintf(s->method, sizeof(s->method), "%s", value);

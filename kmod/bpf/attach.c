@@ -307,9 +307,37 @@ static const char *resolve_method(const struct settings *s)
 		return "exact";
 	if (!strcmp(s->method, "sampled"))
 		return "sampled";
+	if (!strcmp(s->method, "hybrid"))
+		return "hybrid";
 	if (!strcmp(s->method, "off"))
 		return "off";
-	return exact_available() ? "exact" : "sampled";
+	/* hybrid samples what sampled does, and times interrupts exactly besides. */
+	return exact_available() ? "exact" : "hybrid";
+}
+
+/* Whether method runs the perf sampler. */
+static bool sampler_runs(const char *method)
+{
+	return !strcmp(method, "sampled") || !strcmp(method, "hybrid");
+}
+
+/*
+ * What hybrid does not do here, said once: the module's lock and scheduler
+ * hooks, and (where the kernel keeps them elsewhere) the preempt count check.
+ */
+static void say_hybrid_once(void)
+{
+	static bool said;
+
+	if (said)
+		return;
+	said = true;
+	say("%s (%s): %s", "hybrid: interrupts are timed from their handler's entry; lock functions and the scheduler are not hooked",
+	    HYBRID_NO_LOCKS, "their sections are sampled, as with method=sampled; the kernel module times them exactly");
+	if (!skel->data->cfg.preempt_count)
+		say("hybrid: no per-CPU __preempt_count in /proc/kallsyms: a softirq that starts within sample_floor_ns of an interrupt's exit, in the task it interrupted, ends its section, whether irq_exit or local_bh_enable() ran it");
+	if (!skel->data->cfg.softirq_pending)
+		say("hybrid: no per-CPU irq_stat.__softirq_pending found: softirqs are taken to be pending at every interrupt's exit");
 }
 
 /* Makes what is attached match s; on failure, why says what the kernel lacks. */
@@ -342,14 +370,18 @@ int apply(const struct settings *s, char *why, size_t len)
 		attach_context();
 	/* A sampled timer runs per CPU at one period: new ones for a change of either. */
 	if (strcmp(method, now.irqs_off) ||
-	    (!strcmp(method, "sampled") && (s->period_ns != now.sampled_period ||
-					    memcmp(s->cpus, now.sampled_cpus, sizeof(s->cpus))))) {
+	    (sampler_runs(method) && (s->period_ns != now.sampled_period ||
+				      memcmp(s->cpus, now.sampled_cpus, sizeof(s->cpus))))) {
 		detach_exact();
 		detach_sampled();
 		now.irqs_off = "off";
+		/* hybrid is the sampler with the interrupts' probes timing their sections. */
+		cfg->hybrid = !strcmp(method, "hybrid");
+		if (cfg->hybrid)
+			say_hybrid_once();
 		if (!strcmp(method, "exact"))
 			err = attach_exact(why, len);
-		else if (!strcmp(method, "sampled"))
+		else if (sampler_runs(method))
 			err = attach_sampled(s, why, len);
 		else
 			err = 0;

@@ -40,8 +40,11 @@ static const char usage[] =
 "Traces how long interrupts stay off with eBPF and writes irqtrace's binary\n"
 "items (kmod/include/uapi/irqtrace.h) to stdout.\n"
 "\n"
-"  method=auto|exact|sampled|off   irqs-off method (auto: exact if the kernel\n"
-"                                  has the preemptirq tracepoints, else sampled)\n"
+"  method=auto|exact|hybrid|sampled|off\n"
+"                                  irqs-off method (auto: exact if the kernel\n"
+"                                  has the preemptirq tracepoints, else hybrid:\n"
+"                                  sampled, with each interrupt's section timed\n"
+"                                  exactly from its handler's entry)\n"
 "  threshold_ns=N                  sections this long or longer become records\n"
 "                                  (" STR(IRQTRACE_THRESHOLD_NS_MIN) ".." STR(IRQTRACE_THRESHOLD_NS_MAX)
 ", default " STR(IRQTRACE_THRESHOLD_NS_DEFAULT) ")\n"

@@ -127,7 +127,11 @@ static __always_inline __u32 bucket_of(__u64 ns)
 	return (hi ? log2_u32(hi) + 32 : log2_u32(ns)) & (IRQTRACE_HIST_BUCKETS - 1);
 }
 
-/* A per-CPU histogram, updated with interrupts off: plain arithmetic. */
+/*
+ * A per-CPU histogram, updated with interrupts off (hybrid's softirq probe
+ * too, but for an interrupt's probes that may come inside: a count lost then
+ * at worst): plain arithmetic.
+ */
 static __always_inline void hist_add(__u32 id, __u64 ns)
 {
 	struct irqtrace_bpf_hist_data *h = bpf_map_lookup_elem(&hists, &id);
@@ -168,7 +172,8 @@ static __always_inline struct irqtrace_bpf_cpu *my_state(void)
 	c = bpf_map_lookup_elem(&cpu_state, &zero);
 	if (c && c->epoch != cfg.epoch) {
 		seq = c->seq;
-		__builtin_memset(c, 0, sizeof(*c));
+		/* Not the stack kept for hybrid: intr_done.nr_frames says what of it is valid. */
+		__builtin_memset(c, 0, __builtin_offsetof(struct irqtrace_bpf_cpu, intr_frames));
 		c->seq = seq;
 		c->epoch = cfg.epoch;
 	}
@@ -259,6 +264,330 @@ static __always_inline void context_now(const struct irqtrace_bpf_cpu *c, struct
 }
 
 /*
+ * hybrid (the sampled method with cfg.hybrid): an interrupt's section timed
+ * from its outermost handler's entry tracepoint to where interrupts come
+ * back on, as kmod/hybrid.c does, with the same rules; the sampler measures
+ * the rest, skipping what these measured. No lock or scheduler function is
+ * hooked (the loader says why): those sections stay sampled.
+ *
+ * BPF cannot turn interrupts off: an interrupt that comes while a softirq's
+ * probe reads the last interrupt's state (softirqs run with interrupts on)
+ * runs its own probes first, and ends that section at its exit itself. The
+ * softirq's probe copies the state, then takes it only if it is still the
+ * one it judged (a compare-and-swap of its start): each section is written
+ * once, and never with another interrupt's task or stack.
+ */
+#define IRQTRACE_BPF_NEED_RESCHED	0x80000000u	/* x86: folded into __preempt_count */
+#define IRQTRACE_BPF_SOFTIRQ_OFFSET	(1u << 8)
+#define IRQTRACE_BPF_HARDIRQ_OFFSET	(1u << 16)
+/* SOFTIRQ_MASK | HARDIRQ_MASK | NMI_MASK */
+#define IRQTRACE_BPF_IN_INTERRUPT	0x00ffff00u
+/* x86's RESCHEDULE_VECTOR: its entry code runs no softirqs on the way out. */
+#define IRQTRACE_BPF_RESCHEDULE_VECTOR	0xfd
+
+static __always_inline bool steal_clock(__u64 *steal);
+
+/* This CPU's per-CPU area (__per_cpu_offset[cpu]); false if unknown. */
+static __always_inline bool percpu_base(__u64 *base)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+
+	if (!cfg.per_cpu_offset || cpu >= IRQTRACE_BPF_MAX_CPUS)
+		return false;
+	return !bpf_probe_read_kernel(base, sizeof(*base),
+				      (void *)(cfg.per_cpu_offset + cpu * sizeof(__u64)));
+}
+
+/* This CPU's preempt count without the resched bit; false if unknown. */
+static __always_inline bool preempt_count_now(__u32 *count)
+{
+	__u64 base;
+
+	if (!cfg.preempt_count || !percpu_base(&base) ||
+	    bpf_probe_read_kernel(count, sizeof(*count), (void *)(base + cfg.preempt_count)))
+		return false;
+	*count &= ~IRQTRACE_BPF_NEED_RESCHED;
+	return true;
+}
+
+/*
+ * Whether irq_exit will run softirqs after the outermost handler own, which
+ * runs now; *count is the preempt count it runs them with, 0 when unknown
+ * (then: yes, unless none is pending).
+ */
+static __always_inline __u32 softirqs_next(const struct irqtrace_where *own, __u32 *count)
+{
+	__u16 pending = 1;
+	__u64 base;
+	__u32 pc;
+
+	*count = 0;
+	if (own->context == IRQTRACE_CONTEXT_VECTOR && own->nr == IRQTRACE_BPF_RESCHEDULE_VECTOR)
+		return 0;
+	if (cfg.softirq_pending && percpu_base(&base) &&
+	    !bpf_probe_read_kernel(&pending, sizeof(pending), (void *)(base + cfg.softirq_pending)) &&
+	    !pending)
+		return 0;
+	if (!preempt_count_now(&pc))
+		return 1;
+	/* What __irq_exit_rcu() will see: the count without this hardirq. */
+	pc -= IRQTRACE_BPF_HARDIRQ_OFFSET;
+	if (pc & IRQTRACE_BPF_IN_INTERRUPT)
+		return 0;
+	*count = pc + IRQTRACE_BPF_SOFTIRQ_OFFSET;
+	return 1;
+}
+
+/* Steal since the sampler's last mark, without moving it; 0 if unknown. */
+static __always_inline __u64 steal_since_mark(const struct irqtrace_bpf_cpu *c)
+{
+	__u64 steal;
+
+	if (!c->steal_known || !steal_clock(&steal) || steal < c->steal_at_sample)
+		return 0;
+	return steal - c->steal_at_sample;
+}
+
+/* Remembers a section a probe measured, for the sampler's next sample. */
+static __always_inline void hooked_done(struct irqtrace_bpf_cpu *c, __u64 start, __u64 end,
+					__u8 start_by, __u8 end_by)
+{
+	__u64 i = c->hooked_next++ % IRQTRACE_HOOKED_RECENT;
+	struct irqtrace_hooked *h = &c->hooked[i];
+
+	h->start = start;
+	h->end = end;
+	h->start_by = start_by;
+	h->end_by = end_by;
+}
+
+/* The hooked section that ended last at or before end, if it ended at or after from. */
+static __always_inline const struct irqtrace_hooked *
+last_hooked(const struct irqtrace_bpf_cpu *c, __u64 from, __u64 end)
+{
+	return irqtrace_last_hooked(c->hooked, from, end);
+}
+
+/*
+ * The last outermost interrupt's section, begun at start (intr_done.start
+ * when the caller judged it), ends at end, timed by end_by: remembered for
+ * the sampler, counted from the floor on (a handler's is never the idle
+ * loop's), written if over the threshold.
+ */
+static __always_inline void intr_section_end(struct irqtrace_bpf_cpu *c, __u64 start, __u64 end,
+					     __u32 end_by)
+{
+	struct irqtrace_bpf_intr_done *d = &c->intr_done;
+	struct irqtrace_bpf_counters *n;
+	struct irqtrace_record *rec;
+	__u64 gen = c->irq_gen;
+	char comm[IRQTRACE_COMM_LEN];
+	struct irqtrace_where where;
+	__u64 own, delta, pid_tgid, cgroup_id;
+	__u32 nr;
+	bool host;
+
+	if (!start)
+		return;
+	/* A copy first: an interrupt after the swap below may fill the state anew. */
+	where = d->where;
+	pid_tgid = d->pid_tgid;
+	cgroup_id = d->cgroup_id;
+	__builtin_memcpy(comm, d->comm, sizeof(comm));
+	nr = d->nr_frames;
+	/* The sampler's own callback is no handler's time, nor these probes' past the exit. */
+	own = d->self + (end > d->exit ? d->own_after_exit : 0);
+	/* Taken once; if an interrupt came since it was judged, that one ended it at its exit. */
+	if (__sync_val_compare_and_swap(&d->start, start, 0) != start)
+		return;
+	if (end < start + own)
+		return;
+	delta = end - start - own;
+	hooked_done(c, start, end, IRQTRACE_EDGE_HANDLER, end_by);
+	host = false;
+	if (delta >= cfg.floor_ns) {
+		host = irqtrace_mostly_steal(steal_since_mark(c), delta);
+		if (!host)
+			hist_add(IRQTRACE_BPF_HIST_IRQS_OFF, delta);
+	}
+	if (delta < cfg.threshold_ns)
+		return;
+	n = my_counters();
+	if (!n)
+		return;
+	rec = reserve(n, c, IRQTRACE_KIND_IRQS_OFF, IRQTRACE_METHOD_HYBRID);
+	if (!rec)
+		return;
+	rec->flags = IRQTRACE_F_START_EXACT | IRQTRACE_F_END_EXACT |
+		     (host ? IRQTRACE_F_HYPERVISOR : 0);
+	rec->start_by = IRQTRACE_EDGE_HANDLER;
+	rec->end_by = end_by;
+	rec->start_ns = start;
+	rec->duration_ns = delta;
+	set_where(rec, &where);
+	rec->pid = (__u32)pid_tgid;
+	rec->tgid = pid_tgid >> 32;
+	rec->cgroup_id = cgroup_id;
+	__builtin_memcpy(rec->comm, comm, sizeof(rec->comm));
+	if (nr > IRQTRACE_MAX_FRAMES)
+		nr = IRQTRACE_MAX_FRAMES;
+	/*
+	 * Taken at the exit, or none: here is elsewhere. An interrupt since the
+	 * swap may have written another stack over it: then none.
+	 */
+	if (nr && !bpf_probe_read_kernel(rec->frames, sizeof(c->intr_frames), c->intr_frames) &&
+	    c->irq_gen == gen)
+		rec->nr_frames = nr;
+	if (rec->nr_frames == IRQTRACE_MAX_FRAMES)
+		rec->flags |= IRQTRACE_F_STACK_TRUNCATED;
+	submit(rec, n);
+}
+
+/*
+ * Whether the last interrupt's section can have ended at end, after its
+ * exit: within the floor of it (more is a section of its own), and with no
+ * hooked section ended since.
+ */
+static __always_inline bool intr_ends_at(const struct irqtrace_bpf_cpu *c, __u64 end)
+{
+	const struct irqtrace_bpf_intr_done *d = &c->intr_done;
+
+	return end >= d->exit && end - d->exit < cfg.floor_ns && !last_hooked(c, d->exit, end);
+}
+
+/* An outermost interrupt entered at now: a vector's, or a device IRQ's handler. */
+static __always_inline void intr_entered(struct irqtrace_bpf_cpu *c, __u64 now, bool vector)
+{
+	c->irq_gen++;
+	c->intr_start = now;
+	c->intr_self = 0;
+	c->intr_where.context = IRQTRACE_CONTEXT_TASK;
+	c->intr_where.nr = 0;
+	c->intr_where.fn = 0;
+	c->intr_where_ns = 0;
+	c->intr_is_vector = vector;
+}
+
+/*
+ * The outermost interrupt's handler (own) exited at now: its section stays
+ * open until interrupts come back on (irq_exit's softirqs, the sampler's
+ * held-back timer), else it ends at this exit when anything else comes.
+ */
+static __always_inline void intr_exited(void *ctx, struct irqtrace_bpf_cpu *c, __u64 now,
+					const struct irqtrace_where *own)
+{
+	struct irqtrace_bpf_intr_done *d = &c->intr_done;
+	__u64 start = c->intr_start, after;
+	long bytes;
+
+	c->intr_start = 0;
+	intr_section_end(c, d->start, d->exit, IRQTRACE_EDGE_HANDLER);
+	if (!start)
+		return;
+	d->exit = now;
+	d->self = c->intr_self;
+	d->gen = c->irq_gen;
+	d->pid_tgid = bpf_get_current_pid_tgid();
+	d->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(d->comm, sizeof(d->comm));
+	d->where = c->intr_where.context ? c->intr_where : *own;
+	d->softirqs_next = softirqs_next(own, &d->softirq_count);
+	d->nr_frames = 0;
+	if (cfg.stacks && now - start >= c->intr_self + cfg.threshold_ns) {
+		bytes = bpf_get_stack(ctx, c->intr_frames, sizeof(c->intr_frames), 0);
+		if (bytes > 0)
+			d->nr_frames = bytes / sizeof(__u64);
+	}
+	/* Taking the stack: in this section, if it ends later. */
+	after = bpf_ktime_get_ns();
+	d->own_after_exit = after > now ? after - now : 0;
+	d->start = start;
+}
+
+/*
+ * A softirq starts at now: if irq_exit runs it right after the last
+ * interrupt, interrupts came on just before. It is that run if softirqs were
+ * due at the exit, no interrupt came since, the task and (where it can be
+ * read) the preempt count are irq_exit's, within the floor, with no hooked
+ * section between (kmod/hybrid.c: irqtrace_hybrid_softirq_entry()).
+ */
+static __always_inline void intr_softirq_entered(struct irqtrace_bpf_cpu *c, __u64 now)
+{
+	struct irqtrace_bpf_intr_done *d = &c->intr_done;
+	__u64 start = d->start;
+	__u32 pc;
+	bool ours;
+
+	if (!start)
+		return;
+	ours = d->softirqs_next && d->gen == c->irq_gen &&
+	       d->pid_tgid == bpf_get_current_pid_tgid() &&
+	       (!d->softirq_count || (preempt_count_now(&pc) && pc == d->softirq_count)) &&
+	       intr_ends_at(c, now);
+	intr_section_end(c, start, ours ? now : d->exit, IRQTRACE_EDGE_HANDLER);
+}
+
+/*
+ * The sampler's timer runs, in the interrupt whose entry opened it, with its
+ * expiry estimated by the grid: if it was due before the last interrupt's
+ * exit, that section held it back, and it came as interrupts came on: its
+ * entry is that section's end (if no other interrupt came between, the task
+ * is the same, and within the floor: an emulated timer raised late would
+ * come past the true end).
+ */
+static __always_inline void intr_timer_due(struct irqtrace_bpf_cpu *c, __u64 expiry)
+{
+	struct irqtrace_bpf_intr_done *d = &c->intr_done;
+	__u64 start = d->start;
+	bool held;
+
+	if (!start)
+		return;
+	held = expiry && d->gen + 1 == c->irq_gen && c->intr_start && expiry <= d->exit &&
+	       d->pid_tgid == bpf_get_current_pid_tgid() && intr_ends_at(c, c->intr_start);
+	intr_section_end(c, start, held ? c->intr_start : d->exit,
+			 held ? IRQTRACE_EDGE_SAMPLE : IRQTRACE_EDGE_HANDLER);
+}
+
+/*
+ * A late sample's window [*start (the expiry), *end (now)], as hybrid sees
+ * it: false if the probes measured that section already. The interrupt the
+ * sample runs in came as interrupts came on: its entry is the end. Hooked
+ * sections that ended in the window, from the last back: one that ended
+ * just before the end (within the floor) held the timer back until then,
+ * and so did one ending just before it began; a window they cover from the
+ * expiry on is theirs, else the section ended where the first began. One that
+ * ended a floor or more before is not what held it: the section began after
+ * (kmod/hybrid.c: irqtrace_hybrid_sample()).
+ */
+static __always_inline bool hybrid_window(const struct irqtrace_bpf_cpu *c, __u64 *start,
+					  __u64 *end, __u32 *end_by)
+{
+	const struct irqtrace_hooked *h;
+	int i;
+
+	if (c->intr_start) {
+		if (c->intr_start <= *start)
+			return false;	/* the expiry fell in this interrupt: its section */
+		*end = c->intr_start;
+	}
+	for (i = 0; i < IRQTRACE_HOOKED_RECENT; i++) {
+		h = last_hooked(c, *start, *end);
+		if (!h)
+			break;
+		if (*end - h->end >= cfg.floor_ns) {
+			*start = h->end;
+			break;
+		}
+		if (h->start <= *start)
+			return false;
+		*end = h->start;
+		*end_by = h->start_by;
+	}
+	return *end > *start;
+}
+
+/*
  * This CPU's state if the context probes serve a method on it: the methods
  * run on the CPUs of cpus, the irq lines on every CPU. Raw tracepoints are
  * global; elsewhere the probes end here.
@@ -273,6 +602,7 @@ static __always_inline struct irqtrace_bpf_cpu *context_state(void)
 static __always_inline void hard_entered(__u32 context, __u32 nr, __u64 fn)
 {
 	struct irqtrace_bpf_cpu *c = context_state();
+	__u64 now = bpf_ktime_get_ns();
 
 	if (!c)
 		return;
@@ -280,11 +610,14 @@ static __always_inline void hard_entered(__u32 context, __u32 nr, __u64 fn)
 	c->hard_now.where.context = context;
 	c->hard_now.where.nr = nr;
 	c->hard_now.where.fn = fn;
-	c->hard_now.start = bpf_ktime_get_ns();
+	c->hard_now.start = now;
 	c->hard_now.end = 0;
+	/* hybrid: the outermost handler of an interrupt with no x86 vector around it. */
+	if (cfg.hybrid && !c->vec_now.where.context && !c->intr_start)
+		intr_entered(c, now, false);
 }
 
-static __always_inline void hard_done(void)
+static __always_inline void hard_done(void *ctx)
 {
 	struct irqtrace_bpf_cpu *c = context_state();
 	__u64 now = bpf_ktime_get_ns();
@@ -294,6 +627,14 @@ static __always_inline void hard_done(void)
 	c->hard_now.end = now;
 	irqtrace_hold_longest(&c->hard_held, &c->hard_now);
 	irqtrace_section_handler(c->off_ts, &c->hard_now, now, &c->off_where, &c->off_where_ns);
+	if (cfg.hybrid && c->intr_start) {
+		if (!c->intr_is_vector)
+			intr_exited(ctx, c, now, &c->hard_now.where);
+		else
+			/* The longest handler inside the open interrupt names its section. */
+			irqtrace_section_handler(c->intr_start, &c->hard_now, now, &c->intr_where,
+						 &c->intr_where_ns);
+	}
 	c->hard_now.where.context = IRQTRACE_CONTEXT_TASK;
 }
 
@@ -311,7 +652,7 @@ int hard_entry(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tp")
 int hard_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-	hard_done();
+	hard_done(ctx);
 	return 0;
 }
 
@@ -328,14 +669,6 @@ static __always_inline __u64 hard_timer_fn(void *timer)
 	return fn;
 }
 
-/* A hard-mode hrtimer other than the sampler's own perf timer: its callback function, else 0. */
-static __always_inline __u64 foreign_hard_timer(void *timer)
-{
-	__u64 fn = hard_timer_fn(timer);
-
-	return fn == cfg.own_timer_fn ? 0 : fn;
-}
-
 SEC("raw_tp")
 int timer_entry(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -347,8 +680,10 @@ int timer_entry(struct bpf_raw_tracepoint_args *ctx)
 	} else if (fn) {
 		/* The sampler's own timer: no handler, and the vector that runs it is none either. */
 		c = context_state();
-		if (c)
+		if (c) {
 			c->vec_inner = 1;
+			c->own_timer_start = bpf_ktime_get_ns();
+		}
 	}
 	return 0;
 }
@@ -356,8 +691,17 @@ int timer_entry(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tp")
 int timer_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-	if (foreign_hard_timer((void *)ctx->args[0]))
-		hard_done();
+	__u64 fn = hard_timer_fn((void *)ctx->args[0]);
+	struct irqtrace_bpf_cpu *c;
+
+	if (fn && fn != cfg.own_timer_fn) {
+		hard_done(ctx);
+	} else if (fn && cfg.hybrid) {
+		/* hybrid: the interrupt's section is its handlers', not the sampler's. */
+		c = context_state();
+		if (c && c->intr_start && c->own_timer_start)
+			c->intr_self += bpf_ktime_get_ns() - c->own_timer_start;
+	}
 	return 0;
 }
 
@@ -375,6 +719,8 @@ int vec_entry(struct bpf_raw_tracepoint_args *ctx)
 	c->vec_now.where.fn = 0;
 	c->vec_now.start = bpf_ktime_get_ns();
 	c->vec_now.end = 0;
+	if (cfg.hybrid)
+		intr_entered(c, c->vec_now.start, true);
 	return 0;
 }
 
@@ -382,11 +728,16 @@ SEC("raw_tp")
 int vec_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct irqtrace_bpf_cpu *c = context_state();
+	struct irqtrace_where own;
+	__u64 now = bpf_ktime_get_ns();
 
 	if (!c || !c->vec_now.where.context)
 		return 0;
-	irqtrace_vector_done(&c->vec_now, bpf_ktime_get_ns(), c->vec_inner, &c->hard_held, 1,
+	own = c->vec_now.where;
+	irqtrace_vector_done(&c->vec_now, now, c->vec_inner, &c->hard_held, 1,
 			     c->off_ts, &c->off_where, &c->off_where_ns);
+	if (cfg.hybrid && c->intr_start && c->intr_is_vector)
+		intr_exited(ctx, c, now, &own);
 	return 0;
 }
 
@@ -402,6 +753,9 @@ int soft_entry(struct bpf_raw_tracepoint_args *ctx)
 	c->soft_now.where.fn = 0;
 	c->soft_now.start = bpf_ktime_get_ns();
 	c->soft_now.end = 0;
+	/* hybrid: irq_exit turned interrupts on just before running it. */
+	if (cfg.hybrid)
+		intr_softirq_entered(c, c->soft_now.start);
 	return 0;
 }
 
@@ -520,16 +874,11 @@ int irq_enable(struct bpf_raw_tracepoint_args *ctx)
  */
 static __always_inline bool steal_clock(__u64 *steal)
 {
-	__u32 cpu = bpf_get_smp_processor_id();
 	__u64 base, src;
 	__u32 v0, v1;
 	int i;
 
-	if (!cfg.steal_time || !cfg.per_cpu_offset || cpu >= IRQTRACE_BPF_MAX_CPUS)
-		return false;
-	/* __per_cpu_offset[cpu]: this CPU's per-CPU base. */
-	if (bpf_probe_read_kernel(&base, sizeof(base),
-				  (void *)(cfg.per_cpu_offset + cpu * sizeof(__u64))))
+	if (!cfg.steal_time || !percpu_base(&base))
 		return false;
 	src = base + cfg.steal_time;
 #pragma unroll
@@ -579,14 +928,22 @@ int sample(struct bpf_perf_event_data *ctx)
 	struct irqtrace_bpf_counters *n = my_counters();
 	struct irqtrace_bpf_cpu *c = my_state();
 	struct irqtrace_handler held, held_soft;
+	__u32 end_by = IRQTRACE_EDGE_SAMPLE;
 	struct irqtrace_where where;
 	struct irqtrace_record *rec;
-	__u64 expected, late, stolen;
+	__u64 expected, late, stolen, start, end;
 	bool hypervisor;
 
 	if (!c || !n || !period)
 		return 0;
 	n->samples++;
+	/*
+	 * hybrid: a timer due before the last interrupt's exit says where that
+	 * interrupt ended; not if the grid is lost (the check below).
+	 */
+	if (cfg.hybrid)
+		intr_timer_due(c, c->expected && now >= c->expected &&
+				  now - c->expected <= 1000 * period ? c->expected : 0);
 	/* Every sample moves the steal mark: the next window starts here. */
 	stolen = steal_since_sample(c);
 	/* Each sample judges the handlers done since the one before. */
@@ -605,6 +962,24 @@ int sample(struct bpf_perf_event_data *ctx)
 	/* Later than this is a section; less is the timer interrupt's own latency. */
 	if (late < cfg.floor_ns)
 		return 0;
+	start = expected;
+	end = now;
+	if (cfg.hybrid) {
+		/* Handlers are timed by their probes: what is left is another section, or none. */
+		if (!hybrid_window(c, &start, &end, &end_by))
+			return 0;
+		late = end - start;
+		if (late < cfg.floor_ns)
+			return 0;
+		irqtrace_where_now(&c->hard_now, NULL, &c->soft_now, &where);
+		irqtrace_interrupted_held(&c->soft_now, end, late, &where);
+		/* Only the idle loop's own wait is left here. */
+		if (!where.context && (__u32)bpf_get_current_pid_tgid() == 0 && !cfg.count_idle) {
+			n->idle_excluded++;
+			return 0;
+		}
+		goto judged;
+	}
 	/*
 	 * What held the timer back: a softirq it interrupted (not the local
 	 * timer's vector the sample runs in), or a handler that took half of it.
@@ -631,6 +1006,8 @@ int sample(struct bpf_perf_event_data *ctx)
 		 */
 		irqtrace_held_by(&held, now, late, &where);
 	}
+	start = now - late;
+judged:
 	/* The host's, not this CPU's: in no histogram, a record marked so. */
 	hypervisor = irqtrace_mostly_steal(stolen, late);
 	if (!hypervisor)
@@ -638,16 +1015,20 @@ int sample(struct bpf_perf_event_data *ctx)
 	if (late < cfg.threshold_ns)
 		return 0;
 
-	rec = reserve(n, c, IRQTRACE_KIND_IRQS_OFF, IRQTRACE_METHOD_SAMPLED);
+	rec = reserve(n, c, IRQTRACE_KIND_IRQS_OFF,
+		      cfg.hybrid ? IRQTRACE_METHOD_HYBRID : IRQTRACE_METHOD_SAMPLED);
 	if (!rec)
 		return 0;
 	/* The section was first seen at the missed expiry (or the idle CPU's handler began). */
-	rec->start_ns = now - late;
+	rec->start_ns = start;
 	rec->duration_ns = late;
 	rec->error_ns = period;
-	/* Begun up to a period before the missed sample; ended as it came. */
+	/*
+	 * Begun up to a period before the missed sample; ended as it came (or,
+	 * hybrid, where a hooked section began that it ran into).
+	 */
 	rec->start_by = IRQTRACE_EDGE_SAMPLE;
-	rec->end_by = IRQTRACE_EDGE_SAMPLE;
+	rec->end_by = end_by;
 	rec->flags = IRQTRACE_F_END_EXACT | (hypervisor ? IRQTRACE_F_HYPERVISOR : 0);
 	set_where(rec, &where);
 	fill_current(rec);

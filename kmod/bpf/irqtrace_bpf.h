@@ -36,6 +36,15 @@ struct irqtrace_bpf_config {
 	 */
 	__u64 steal_time;
 	__u64 per_cpu_offset;
+	/*
+	 * hybrid: the per-CPU offsets of __preempt_count and of
+	 * irq_stat.__softirq_pending (x86), to tell the softirqs irq_exit
+	 * runs from local_bh_enable()'s; 0 when absent (newer kernels keep
+	 * them in pcpu_hot): then a softirq within the floor of an
+	 * interrupt's exit ends its section whoever runs it
+	 */
+	__u64 preempt_count;
+	__u64 softirq_pending;
 /* struct kvm_steal_time's steal (u64) and version (u32): the uapi layout, <asm/kvm_para.h> */
 #define IRQTRACE_BPF_STEAL_OFF		0
 #define IRQTRACE_BPF_STEAL_VERSION_OFF	8
@@ -46,6 +55,7 @@ struct irqtrace_bpf_config {
 	__u32 irqs_all;		/* irq-line: every IRQ, else the targets map */
 	__u32 all_cpus;		/* every CPU: no need to look at cpus */
 	__u32 context_all_cpus;	/* irq lines watched: the context probes serve every CPU */
+	__u32 hybrid;		/* sampled runs as hybrid: interrupts timed from their entry */
 	/*
 	 * Bumped by the loader when it attaches probes anew: each CPU then
 	 * starts its state afresh on its next event (irqtrace_bpf_cpu.epoch),
@@ -77,6 +87,29 @@ struct irqtrace_bpf_counters {
 #define IRQTRACE_BPF_HRTIMER_FUNCTION_OFF	40
 #define IRQTRACE_BPF_HRTIMER_IS_HARD_OFF	59
 
+/*
+ * hybrid: the last outermost interrupt, its handler done but its section's
+ * end not seen yet (interrupts come back on in irq_exit's softirqs or at the
+ * return, after the exit tracepoint); start == 0 when none. The record is
+ * written later, maybe in another context: the task and stack are kept.
+ */
+struct irqtrace_bpf_intr_done {
+	__u64 start;		/* at the entry */
+	__u64 exit;		/* at the exit tracepoint: the end if nothing says later */
+	__u64 self;		/* the sampler's own callback time in it */
+	__u64 own_after_exit;	/* these probes' own time at the exit, after it */
+	__u64 gen;		/* irq_gen at the exit */
+	__u64 pid_tgid;		/* the interrupted task */
+	__u64 cgroup_id;
+	char comm[IRQTRACE_COMM_LEN];
+	struct irqtrace_where where;
+	__u32 softirqs_next;	/* irq_exit will run softirqs ... */
+	__u32 softirq_count;	/* ... with this preempt count */
+	/* the stack at the exit (irqtrace_bpf_cpu.intr_frames), if over the threshold by then */
+	__u32 nr_frames;
+	__u32 pad;
+};
+
 /* Per-CPU state of the exact and sampled methods and of the context probes. */
 struct irqtrace_bpf_cpu {
 	__u64 off_ts;		/* exact: open section's start, 0 when none */
@@ -103,6 +136,20 @@ struct irqtrace_bpf_cpu {
 	/* sampled: the steal clock at the last sample, once one was taken */
 	__u64 steal_at_sample;
 	__u64 steal_known;
+	/* hybrid: outermost interrupts entered; a section's probes compare it */
+	__u64 irq_gen;
+	/* hybrid: the outermost interrupt open now: its entry, 0 when none */
+	__u64 intr_start;
+	__u64 intr_self;	/* the sampler's own callback time in it */
+	__u64 own_timer_start;	/* the sampler's callback's entry */
+	struct irqtrace_where intr_where;	/* its longest inner handler */
+	__u64 intr_where_ns;
+	__u64 intr_is_vector;	/* it is an x86 system vector (else a device IRQ's handler) */
+	struct irqtrace_bpf_intr_done intr_done;
+	struct irqtrace_hooked hooked[IRQTRACE_HOOKED_RECENT];
+	__u64 hooked_next;
+	/* Last, and not cleared with the rest at a new epoch: intr_done's stack. */
+	__u64 intr_frames[IRQTRACE_MAX_FRAMES];
 };
 
 /* One IRQ line's state: depth and the task and stack that took it 0 -> 1. */

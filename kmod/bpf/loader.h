@@ -43,6 +43,12 @@ struct settings {
 extern struct irqtrace_bpf *skel;
 extern int nr_cpus;
 void say(const char *fmt, ...);
+
+/* Why hybrid hooks no lock or scheduler function here (the kernel module does). */
+#define HYBRID_NO_LOCKS \
+	"a BPF program on a lock function runs the BPF machinery's own locks (its ring buffer's spinlock) inside it: " \
+	"the nested calls go unseen, and probes on lock functions have deadlocked (bcc #2300)"
+
 void write_out(const void *data, size_t size);
 
 /* args.c */

@@ -42,7 +42,9 @@ int write_stats(void)
 {
 	struct irqtrace_bpf_hist_data *hists = calloc(nr_cpus * IRQTRACE_BPF_HIST_NR, sizeof(*hists));
 	struct irqtrace_bpf_counters *counters = calloc(nr_cpus, sizeof(*counters));
-	__u8 method = strcmp(attached_method(), "exact") ? IRQTRACE_METHOD_SAMPLED : IRQTRACE_METHOD_EXACT;
+	__u8 method = !strcmp(attached_method(), "exact") ? IRQTRACE_METHOD_EXACT :
+		      !strcmp(attached_method(), "hybrid") ? IRQTRACE_METHOD_HYBRID :
+		      IRQTRACE_METHOD_SAMPLED;
 	__u8 running_method = strcmp(attached_method(), "off") ? method : 0;
 	struct irqtrace_bpf_hist_data line;
 	struct irqtrace_hist h;

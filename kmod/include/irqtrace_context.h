@@ -174,6 +174,41 @@ static __always_inline void irqtrace_vector_done(struct irqtrace_handler *h, __u
 }
 
 /*
+ * hybrid: how many of the last sections hooks measured are kept for the
+ * sampler. Several can end between a sampler's expiry and its interrupt: a
+ * lock section, then the irq_work its record queued, delivered first at the
+ * same enable.
+ */
+#define IRQTRACE_HOOKED_RECENT	4
+
+/* hybrid: a section hooks measured, kept for the sampler's next sample. */
+struct irqtrace_hooked {
+	__u64 start;		/* the side's clock */
+	__u64 end;
+	__u8 start_by;		/* enum irqtrace_edge that timed each end */
+	__u8 end_by;
+};
+
+/*
+ * Of the last hooked sections, the one that ended last at or before end, if
+ * it ended at or after from; NULL if none did.
+ */
+static __always_inline const struct irqtrace_hooked *
+irqtrace_last_hooked(const struct irqtrace_hooked *hooked, __u64 from, __u64 end)
+{
+	const struct irqtrace_hooked *last = NULL;
+	int i;
+
+	for (i = 0; i < IRQTRACE_HOOKED_RECENT; i++) {
+		const struct irqtrace_hooked *h = &hooked[i];
+
+		if (h->end >= from && h->end <= end && (!last || h->end > last->end))
+			last = h;
+	}
+	return last;
+}
+
+/*
  * Whether a sampled section of late ns is the hypervisor's: the vCPU's steal
  * clock ran for at least half of it. stolen is the steal since the
  * sampler's previous sample, a window that holds the section (it began

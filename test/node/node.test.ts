@@ -201,7 +201,7 @@ describe('irqtrace installed with helm: the operator and the agents as pods', ()
       return !!status.nodes?.some((n) => n.name === nodeName('debian') && n.backend === 'ebpf');
     }, 2000);
     const onDebian = status.nodes?.find((n) => n.name === nodeName('debian'));
-    expect(onDebian?.method).toBe('sampled');
+    expect(onDebian?.method).toBe('hybrid');
     expect(onDebian?.message).toMatch(/kmod: module loading is disabled on this node \(kernel\.modules_disabled=1\); using ebpf/);
     console.log(await kubectl(['get', 'irqtraces']));
   });

@@ -11,7 +11,6 @@ import type { Trace } from '@irqtrace/agent';
 import { IrqTraceSpec } from '@irqtrace/operator';
 import { parseAgentConfig } from '../../agent/src/config/file.js';
 import { METHOD_NAMES, TRACE_METHOD_CHOICES, methodNamed } from '../../agent/src/config/kernel_config.js';
-import { HYBRID_REFUSAL } from '../../agent/src/backend/ebpf.js';
 import { runningMethod } from '../../agent/src/backend/kmod.js';
 import { configFromOptions } from '../../agent/src/cli/record.js';
 import type { RecordOptions } from '../../agent/src/cli/record.js';
@@ -57,23 +56,22 @@ describe('the irqs-off methods', () => {
     expect(merged({ method: 'exact' }, { method: 'hybrid' })).toBe('auto');
     expect(merged({ method: 'exact' }, { method: 'hybrid' }, { method: 'sampled' })).toBe('auto');
     expect(merged({ method: 'exact' }, { method: 'sampled' })).toBe('auto');
-    // eBPF asked for by another trace: hybrid cannot run, sampled serves both.
-    expect(merged({ method: 'hybrid' }, { method: 'sampled', backend: 'ebpf' })).toBe('sampled');
+    // eBPF asked for by another trace: it runs hybrid too (interrupts timed, the rest sampled).
+    expect(merged({ method: 'hybrid' }, { method: 'sampled', backend: 'ebpf' })).toBe('hybrid');
     // A trace of IRQ lines asks no irqs-off method.
     expect(merged({ method: 'hybrid' }, { method: 'sampled', all: false, irqs: [3] })).toBe('hybrid');
   });
 
-  it('hybrid is refused by the eBPF backend before its loader runs, saying why and what to use', async () => {
+  it('hybrid goes to the eBPF loader like any method (its loader says what it hooks)', async () => {
     const backend = new EbpfBackend({ loaderPath: '/nonexistent/irqtrace-bpf' });
     const sink = { record: () => {}, failed: () => {} };
-    await expect(backend.start({ ...DEFAULT_KERNEL_CONFIG, method: 'hybrid' }, sink)).rejects.toThrow(HYBRID_REFUSAL);
-    await expect(backend.apply({ ...DEFAULT_KERNEL_CONFIG, method: 'hybrid' })).rejects.toThrow(/use backend kmod, or method sampled$/);
-    // Anything else gets as far as the loader.
-    await expect(backend.start({ ...DEFAULT_KERNEL_CONFIG, method: 'sampled' }, sink)).rejects.toThrow(/no eBPF loader at \/nonexistent/);
+    for (const method of ['hybrid', 'sampled'] as const) {
+      await expect(backend.start({ ...DEFAULT_KERNEL_CONFIG, method }, sink)).rejects.toThrow(/no eBPF loader at \/nonexistent/);
+    }
   });
 
-  it('the API refuses hybrid with the eBPF backend, naming the field', () => {
+  it('the API admits hybrid with either backend: no rule on the method field', () => {
     const rules = (JSON.parse(JSON.stringify(IrqTraceSpec)) as { 'x-kubernetes-validations': { rule: string; message: string; fieldPath?: string }[] })['x-kubernetes-validations'];
-    expect(rules.find((r) => r.fieldPath === '.method')).toMatchObject({ message: expect.stringContaining('method hybrid needs the kernel module') as unknown });
+    expect(rules.filter((r) => r.fieldPath === '.method')).toEqual([]);
   });
 });

@@ -25,15 +25,6 @@ type Loader = ChildProcessByStdio<Writable, Readable, Readable>;
 
 const PREFIX = 'irqtrace-bpf: ';
 
-/** Why the eBPF backend refuses the hybrid method (the loader is not asked: it would only say 'unknown method'). */
-export const HYBRID_REFUSAL =
-  "the eBPF backend does not hook lock functions: a BPF program on _raw_spin_lock_irqsave can deadlock on the BPF ring buffer's own spinlock; use backend kmod, or method sampled";
-
-/** What the loader cannot do of cfg, refused before it is asked. */
-function refuse(cfg: KernelConfig): void {
-  if (cfg.method === 'hybrid') throw new BackendError(HYBRID_REFUSAL, 'ebpf');
-}
-
 export class EbpfBackend implements KernelBackend {
   readonly name = 'ebpf';
   private child: Loader | undefined;
@@ -59,7 +50,6 @@ export class EbpfBackend implements KernelBackend {
   }
 
   async start(cfg: KernelConfig, sink: BackendSink): Promise<void> {
-    refuse(cfg);
     const settings = kernelSettings(cfg);
     const path = await this.loaderPath();
     const child: Loader = spawn(path, Object.entries(settings).map(([k, v]) => `${k}=${v}`), { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -131,7 +121,6 @@ export class EbpfBackend implements KernelBackend {
   }
 
   async apply(cfg: KernelConfig): Promise<void> {
-    refuse(cfg);
     for (const [name, value] of Object.entries(kernelSettings(cfg))) {
       if (this.applied[name] === value) continue;
       const answer = await this.send(`${name}=${value}`);

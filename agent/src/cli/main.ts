@@ -24,7 +24,7 @@ const recordCommand = program
   .description('trace this machine and print every section over the threshold as it happens')
   .option('--target <what>', 'all (irqs off on CPUs, and every IRQ line), irqs-off, or IRQ lines by number or /proc/interrupts name: irq:24,nvme0q1,eth0-*', 'all')
   .option('--threshold <duration>', 'sections this long or longer are violations (e.g. 500us, 2ms)', durationText(LIMITS.thresholdNs.default))
-  .addOption(new Option('--method <method>', 'irqs-off method (hybrid: stock x86 kernels, kernel module only; see the README)').choices(RECORD_METHOD_CHOICES).default('auto'))
+  .addOption(new Option('--method <method>', 'irqs-off method (hybrid: stock x86 kernels; the kernel module times lock, scheduler and interrupt sections exactly, eBPF interrupt sections; see the README)').choices(RECORD_METHOD_CHOICES).default('auto'))
   .addOption(new Option('--backend <backend>', 'kernel side').choices(['auto', 'kmod', 'ebpf']).default('auto'))
   .option('--period <duration>', 'sampled method: timer period, the error bound', durationText(LIMITS.periodNs.default))
   .option('--cpus <list>', "CPUs to trace: 'all' or a list like 0-3,6", 'all')

@@ -104,13 +104,13 @@ export function resolveTraceIrqNames(traces: readonly Trace[], lines: readonly I
  * kernels lack: exact with another is left to the node (auto: exact where the kernel can, else
  * hybrid, else sampled) rather than fail every trace on a stock kernel.
  */
-function mergeMethods(asked: ReadonlySet<MethodChoice>, backend: BackendChoice): MethodChoice {
+function mergeMethods(asked: ReadonlySet<MethodChoice>): MethodChoice {
   const explicit = [...asked].filter((m) => m !== 'auto');
   if (explicit.length === 1) return explicit[0] ?? 'auto';
   if (explicit.includes('exact')) return 'auto';
   // Hybrid and sampled: hybrid samples what sampled does, and its records say which ends are
-  // exact. It needs the module: with eBPF asked for by a trace, sampled (what eBPF can do of it).
-  if (explicit.includes('hybrid')) return backend === 'ebpf' ? 'sampled' : 'hybrid';
+  // exact (both backends run it; eBPF's times interrupts, not lock or scheduler sections).
+  if (explicit.includes('hybrid')) return 'hybrid';
   return 'auto';
 }
 
@@ -127,7 +127,7 @@ export function mergeTraces(traces: Trace[], nowUnixNs = BigInt(Date.now()) * 1_
   const anyAll = live.some((t) => t.all);
   const backends = [...new Set(live.map((t) => t.backend).filter((b) => b !== 'auto'))];
   const backend = backends.length === 1 ? (backends[0] ?? 'auto') : 'auto';
-  const method: MethodChoice = anyAll ? mergeMethods(new Set(live.filter((t) => t.all).map((t) => t.method)), backend) : 'off';
+  const method: MethodChoice = anyAll ? mergeMethods(new Set(live.filter((t) => t.all).map((t) => t.method))) : 'off';
   const irqs: KernelConfig['irqs'] = anyAll ? 'all' : [...new Set(live.flatMap((t) => t.irqs))].sort((a, b) => a - b);
   return {
     kernel: validateKernelConfig({

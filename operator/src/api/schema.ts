@@ -140,7 +140,7 @@ export const IrqTraceSpec = Type.Object(
       StringEnum(['auto', 'exact', 'hybrid', 'sampled'], {
         description:
           'exact: every section, both ends exact, via the preemptirq tracepoints (kernels with CONFIG_TRACE_IRQFLAGS). ' +
-          'hybrid: stock x86 kernels, kernel module only: sampled, with each end exact where it is hookable (a section opened by an irq-saving lock function is exact at the start; one ended by an unlock or by the sampler\'s late interrupt, at the end; the scheduler\'s and an interrupt handler\'s, at both); each event says which of its ends are exact. ' +
+          'hybrid: stock x86 kernels: sampled, with each end exact where it is hookable (a section opened by an irq-saving lock function is exact at the start; one ended by an unlock or by the sampler\'s late interrupt, at the end; the scheduler\'s and an interrupt handler\'s, at both; the eBPF backend hooks only interrupts, and samples the rest); each event says which of its ends are exact. ' +
           'sampled: per-CPU hrtimers (any kernel): a lower bound, the start within one samplePeriod, the end exact. ' +
           'auto: exact where the node can, else hybrid where it can, else sampled.',
         default: 'auto',
@@ -174,11 +174,6 @@ export const IrqTraceSpec = Type.Object(
       rule: "!has(self.softirqs) || !self.softirqs || !has(self.backend) || self.backend != 'ebpf'",
       message: 'softirqs needs the kernel module (backend kmod or auto): the eBPF backend cannot measure softirqs off',
       fieldPath: '.softirqs',
-    },
-    {
-      rule: "!has(self.method) || self.method != 'hybrid' || !has(self.backend) || self.backend != 'ebpf'",
-      message: 'method hybrid needs the kernel module (backend kmod or auto): the eBPF backend does not hook lock functions',
-      fieldPath: '.method',
     },
   ),
 );

@@ -12,7 +12,7 @@ export default tseslint.config(
     languageOptions: {
       parserOptions: {
         projectService: {
-          allowDefaultProject: ['*.js', '*.mjs', 'proto/*.mjs', 'test/*.mjs'],
+          allowDefaultProject: ['*.js', '*.mjs', 'proto/*.mjs', 'test/*.mjs', 'agent/bin/*.js'],
         },
         tsconfigRootDir: import.meta.dirname,
       },

@@ -106,7 +106,7 @@ describe('irqtrace record on the tracing kernel', () => {
   it('reports the selftest sections through the kernel module, exact, with symbolized sites', async () => {
     const rec = new Recording(vm);
     // 1 ms, not 100 µs: under TCG natural sections over 100 µs come by the hundred a second.
-    await rec.start(`--backend kmod --module ${rig.modules.irqtrace} --target irqs-off --threshold 1ms --json`);
+    await rec.start(`--backend kmod --module ${rig.modules.irqtrace} --target irqs-off --threshold 1ms --json --output ${RUN}/trace.json`);
     const reports = await rig.irqburn('irqoff 1500 0', 'irqoff 3000 1', 'irqoff 5000 0');
     const [inTimer] = await rig.irqburn('hardirq 3000 1');
     const { code, out, err } = await rec.stop('INT');
@@ -114,6 +114,18 @@ describe('irqtrace record on the tracing kernel', () => {
     expect(err).toMatch(/tracing with kmod \(irqs-off: exact/);
     expect(err).toMatch(/lost: 0 in the kernel, 0 in irqtrace/);
     checkIrqsOff(events(out), reports, 'BACKEND_KMOD', 'METHOD_EXACT');
+    // --output: the same sections as slices of a trace-event file, each on its CPU's track.
+    const trace = JSON.parse((await vm.execHost(`cat ${RUN}/trace.json`)).stdout) as { ph: string; name: string; pid: number; tid: number; ts: number; dur: number; args: Record<string, unknown> }[];
+    const slices = trace.filter((t) => t.ph === 'X');
+    expect(slices).toHaveLength(events(out).length);
+    expect(err).toContain(`irqtrace: ${slices.length} sections written to ${RUN}/trace.json`);
+    for (const r of reports) {
+      const e = must(matchingEvents(events(out), r, 'SECTION_KIND_IRQS_OFF')[0]);
+      const slice = slices.filter((t) => t.args.duration_ns === e.durationNs && t.tid === r.cpu);
+      expect(slice, `the slice of ${JSON.stringify(r.fields)}`).toMatchObject([{ name: `irqburn/${r.pid}`, pid: 1, args: { method: 'exact', ends: 'exact/exact' } }]);
+      expect(Math.abs(must(slice[0]).ts * 1000 - Number(e.startNs))).toBeLessThan(1);
+      expect(trace.some((t) => t.ph === 'M' && t.name === 'thread_name' && t.tid === r.cpu && t.args.name === `CPU ${r.cpu}`)).toBe(true);
+    }
     // A section of a timer callback on an idle CPU: the callback's, named, with no pod.
     const timer = events(out).filter((e) => e.context?.kind === 'CONTEXT_KIND_TIMER' && e.context.handler?.symbol === 'irqburn_hardirq_fn' && (e.cpu ?? 0) === must(inTimer).cpu);
     expect(timer.map((e) => e.context?.summary)).toEqual(['hrtimer irqburn_hardirq_fn [irqtrace_selftest]']);

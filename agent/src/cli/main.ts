@@ -32,6 +32,7 @@ const recordCommand = program
   .option('--softirqs', 'also sample softirqs-off sections (kernel module only)', false)
   .option('--duration <duration>', 'stop after this long (default: at Ctrl-C)')
   .option('--json', 'one JSON object per event on stdout', false)
+  .option('--output <file>', "also write the sections to a Chrome trace-event file: a track per CPU and IRQ line, each section a slice with its sites, ends and stack (open it in Perfetto's UI or chrome://tracing)")
   .option('--agent-socket <path>', "the node agent's local socket: when an agent answers there, its events are shown (its traces choose what the kernel side does)", DEFAULT_AGENT_SOCKET)
   .option('--no-agent', 'run a kernel side of its own even if the node agent runs (eBPF only then: the module has one reader)');
 addHostOptions(recordCommand)

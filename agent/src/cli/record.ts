@@ -17,6 +17,8 @@ import { DEFAULT_AGENT_SOCKET } from './defaults.js';
 import type { Output } from './output.js';
 import { readAgent } from './record_agent.js';
 import { untilStopped } from './until_stopped.js';
+import { openTraceFile } from './trace_events.js';
+import type { TraceEventWriter, TraceFile } from './trace_events.js';
 import { ViolationView } from './violation_view.js';
 import { backendOptionsOf } from './host_options.js';
 import type { HostOptions } from './host_options.js';
@@ -33,6 +35,8 @@ export interface RecordOptions extends HostOptions {
   softirqs: boolean;
   duration?: string;
   json: boolean;
+  /** A Chrome trace-event file (Perfetto's UI opens it) to write the sections to, as well. */
+  output?: string;
   /** Read the node agent's events when it runs here (default), instead of a kernel side of this command's own. */
   agent?: boolean;
   agentSocket?: string;
@@ -88,16 +92,34 @@ export async function record(o: RecordOptions, io: Output = { out: process.stdou
     io.err.write(`irqtrace: ${(err as Error).message}\n`);
     return 2;
   }
+  let trace: TraceFile | undefined;
+  try {
+    if (o.output) trace = openTraceFile(o.output);
+  } catch (err) {
+    io.err.write(`irqtrace: --output: ${(err as Error).message}\n`);
+    return 2;
+  }
+  try {
+    return await recordWith(o, parsed, io, trace?.writer);
+  } finally {
+    if (trace) {
+      trace.close();
+      io.err.write(`irqtrace: ${trace.writer.sections} sections written to ${o.output ?? ''} (Chrome trace-event format: open it in Perfetto's UI or chrome://tracing)\n`);
+    }
+  }
+}
+
+async function recordWith(o: RecordOptions, parsed: ReturnType<typeof configFromOptions>, io: Output, trace: TraceEventWriter | undefined): Promise<number> {
   const { cfg, backend: choice, durationMs } = parsed;
   if (o.agent !== false) {
     const given = o.given ?? [];
     const code = await readAgent(
-      { socket: o.agentSocket ?? DEFAULT_AGENT_SOCKET, cfg, thresholdGiven: given.includes('threshold'), ignored: KERNEL_OPTIONS.filter((n) => given.includes(n)), json: o.json, ...(durationMs === undefined ? {} : { durationMs }) },
+      { socket: o.agentSocket ?? DEFAULT_AGENT_SOCKET, cfg, thresholdGiven: given.includes('threshold'), ignored: KERNEL_OPTIONS.filter((n) => given.includes(n)), json: o.json, ...(durationMs === undefined ? {} : { durationMs }), ...(trace ? { trace } : {}) },
       io,
     );
     if (code !== undefined) return code;
   }
-  const view = new ViolationView(io, o.json);
+  const view = new ViolationView(io, o.json, trace);
   const pipeline = new RecordPipeline({
     proc: procFs(o.proc),
     cgroups: new CgroupIndex(o.cgroupRoot),

@@ -12,6 +12,7 @@ import { Method } from '../records/layout.js';
 import { formatNs } from './format.js';
 import type { Output } from './output.js';
 import { untilStopped } from './until_stopped.js';
+import type { TraceEventWriter } from './trace_events.js';
 import { ViolationView } from './violation_view.js';
 
 const pb = irqtrace.v1;
@@ -31,6 +32,8 @@ export interface AgentReadOptions {
   ignored: string[];
   json: boolean;
   durationMs?: number;
+  /** --output: the events also go to this trace-event file. */
+  trace?: TraceEventWriter;
 }
 
 /** Whether the command's target wants this event. */
@@ -55,7 +58,7 @@ export async function readAgent(o: AgentReadOptions, io: Output): Promise<number
   if (!existsSync(o.socket)) return undefined;
   const client = new AgentLocalClient(`unix:${o.socket}`, grpc.credentials.createInsecure());
   const call = client.watch({ minDurationNs: toLong(o.thresholdGiven ? o.cfg.thresholdNs : 0n) });
-  const view = new ViolationView(io, o.json);
+  const view = new ViolationView(io, o.json, o.trace);
   let lost = 0n;
   let failure: Error | undefined;
   let finish: () => void = () => {};

@@ -3,6 +3,7 @@
 // command runs and those it reads from the node agent look the same.
 import { irqtrace, toBigInt } from '@irqtrace/proto';
 import type { Output } from './output.js';
+import type { TraceEventWriter } from './trace_events.js';
 import { SECTION_KINDS } from '../pipeline/event.js';
 import { Kind } from '../records/layout.js';
 import { KIND_NAMES, VIOLATION_HEADER, formatEnds, formatLock, formatNs, formatRow, formatWhere } from './format.js';
@@ -24,6 +25,8 @@ export class ViolationView {
   constructor(
     private readonly io: Output,
     private readonly json: boolean,
+    /** --output: every event shown also goes to this trace-event file. */
+    private readonly trace?: TraceEventWriter,
   ) {}
 
   /** The table's header (nothing for JSON). */
@@ -33,6 +36,7 @@ export class ViolationView {
 
   show(event: irqtrace.v1.IEvent): void {
     this.shown++;
+    this.trace?.add(event);
     if (this.json) {
       const object = pb.Event.toObject(pb.Event.fromObject(event), { longs: String, enums: String });
       this.io.out.write(`${JSON.stringify(object)}\n`);

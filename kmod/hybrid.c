@@ -637,6 +637,7 @@ bool irqtrace_hybrid_sample(struct irqtrace_cpu *c, u64 expiry, u64 now, struct 
 	u64 floor = READ_ONCE(irqtrace_floor_ns);
 	const struct irqtrace_hooked *h;
 	u64 opened = o->ts;
+	enum irqtrace_cut cut;
 	unsigned int i;
 
 	/* Interrupts are on again: neither is open. */
@@ -655,30 +656,16 @@ bool irqtrace_hybrid_sample(struct irqtrace_cpu *c, u64 expiry, u64 now, struct 
 			return false;	/* the expiry fell in this interrupt: its section */
 		hs->end = c->intr_start;
 	}
-	/*
-	 * Hooked sections that ended after the expiry, from the last back:
-	 * one that ended just before the interrupt came (less than the floor:
-	 * what is after it is no section) held the timer back until then, and
-	 * so did any ending just before it started. A sample whose window they
-	 * cover from the expiry on is theirs, measured already; else the
-	 * section it saw ended where the first of them started. One that
-	 * ended a floor or more before the interrupt came is not what held it:
-	 * interrupts came on at its end (the timer's interrupt can be raised
-	 * that late under emulation), and the section began after.
-	 */
+	/* Hooked sections that ended after the expiry, from the last back (irqtrace_cut_by_hooked()). */
 	for (i = 0; i < IRQTRACE_HOOKED_RECENT; i++) {
 		h = last_hooked(c, hs->start, hs->end);
 		if (!h)
 			break;
-		if (hs->end - h->end >= floor) {
-			hs->start = h->end;
-			break;
-		}
-		if (h->start <= hs->start)
+		cut = irqtrace_cut_by_hooked(h, floor, &hs->start, &hs->end, &hs->end_by);
+		if (cut == IRQTRACE_CUT_THEIRS)
 			return false;
-		hs->end = h->start;
-		/* Cut where it began: the edge that timed that. */
-		hs->end_by = h->start_by;
+		if (cut == IRQTRACE_CUT_DONE)
+			break;
 		open = false;
 	}
 	/*

@@ -553,17 +553,14 @@ static __always_inline void intr_timer_due(struct irqtrace_bpf_cpu *c, __u64 exp
  * A late sample's window [*start (the expiry), *end (now)], as hybrid sees
  * it: false if the probes measured that section already. The interrupt the
  * sample runs in came as interrupts came on: its entry is the end. Hooked
- * sections that ended in the window, from the last back: one that ended
- * just before the end (within the floor) held the timer back until then,
- * and so did one ending just before it began; a window they cover from the
- * expiry on is theirs, else the section ended where the first began. One that
- * ended a floor or more before is not what held it: the section began after
- * (kmod/hybrid.c: irqtrace_hybrid_sample()).
+ * sections that ended in the window cut it, from the last back, by the rule
+ * both sides share (irqtrace_cut_by_hooked()).
  */
 static __always_inline bool hybrid_window(const struct irqtrace_bpf_cpu *c, __u64 *start,
-					  __u64 *end, __u32 *end_by)
+					  __u64 *end, __u8 *end_by)
 {
 	const struct irqtrace_hooked *h;
+	enum irqtrace_cut cut;
 	int i;
 
 	if (c->intr_start) {
@@ -575,14 +572,11 @@ static __always_inline bool hybrid_window(const struct irqtrace_bpf_cpu *c, __u6
 		h = last_hooked(c, *start, *end);
 		if (!h)
 			break;
-		if (*end - h->end >= cfg.floor_ns) {
-			*start = h->end;
-			break;
-		}
-		if (h->start <= *start)
+		cut = irqtrace_cut_by_hooked(h, cfg.floor_ns, start, end, end_by);
+		if (cut == IRQTRACE_CUT_THEIRS)
 			return false;
-		*end = h->start;
-		*end_by = h->start_by;
+		if (cut == IRQTRACE_CUT_DONE)
+			break;
 	}
 	return *end > *start;
 }
@@ -928,7 +922,7 @@ int sample(struct bpf_perf_event_data *ctx)
 	struct irqtrace_bpf_counters *n = my_counters();
 	struct irqtrace_bpf_cpu *c = my_state();
 	struct irqtrace_handler held, held_soft;
-	__u32 end_by = IRQTRACE_EDGE_SAMPLE;
+	__u8 end_by = IRQTRACE_EDGE_SAMPLE;
 	struct irqtrace_where where;
 	struct irqtrace_record *rec;
 	__u64 expected, late, stolen, start, end;

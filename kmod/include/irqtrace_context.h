@@ -208,6 +208,46 @@ irqtrace_last_hooked(const struct irqtrace_hooked *hooked, __u64 from, __u64 end
 	return last;
 }
 
+/* What irqtrace_cut_by_hooked() made of a late sample's window. */
+enum irqtrace_cut {
+	IRQTRACE_CUT_MORE,	/* cut at h's start: look at the hooked section before */
+	IRQTRACE_CUT_DONE,	/* the window is final */
+	IRQTRACE_CUT_THEIRS,	/* hooked sections cover it from the expiry on: measured already */
+};
+
+/*
+ * hybrid: a late sample's window [*start (the expiry), *end (where its
+ * interrupt came)], and h, the hooked section that ended last in it. One
+ * that ended just before the interrupt came (less than the floor: what is
+ * after it is no section) held the timer back until then, and so did any
+ * ending just before it began: the window is theirs if they cover it from
+ * the expiry on, else the section ended where the first of them began
+ * (*end_by: the edge that timed that).
+ *
+ * One that ended a floor or more before the interrupt came leaves two
+ * sections: after it, interrupts stayed off until the interrupt came (or
+ * the vCPU was stopped); before it, from the expiry to its entry, the
+ * timer was due and was not delivered, so interrupts were off then too
+ * (bar the timer's own raise, late by less than the floor even under
+ * emulation). The longer is the sample's: before it, cut at its start as
+ * above; after it, from its end.
+ */
+static __always_inline enum irqtrace_cut
+irqtrace_cut_by_hooked(const struct irqtrace_hooked *h, __u64 floor, __u64 *start, __u64 *end,
+		       __u8 *end_by)
+{
+	if (*end - h->end >= floor &&
+	    (h->start <= *start || *end - h->end >= h->start - *start)) {
+		*start = h->end;
+		return IRQTRACE_CUT_DONE;
+	}
+	if (h->start <= *start)
+		return IRQTRACE_CUT_THEIRS;
+	*end = h->start;
+	*end_by = h->start_by;
+	return IRQTRACE_CUT_MORE;
+}
+
 /*
  * Whether a sampled section of late ns is the hypervisor's: the vCPU's steal
  * clock ran for at least half of it. stolen is the steal since the

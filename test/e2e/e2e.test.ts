@@ -186,6 +186,22 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
       expect(line.nodes?.find((n) => n.name === node.name)).toMatchObject({ backend: node.backend, method: 'exact', phase: 'Running' });
       expect(all.nodes?.find((n) => n.name === node.name)).toMatchObject({ backend: node.backend, method: node === exact ? 'exact' : 'hybrid' });
     }
+    // Every section the kernel side measured, under the threshold too, in the agents' Prometheus
+    // histogram: the selftest's in the log2 bucket of its length, and at least every violation.
+    for (const [node, r] of reports) {
+      const truth = Number(r.irqsOff.durationNs) / 1e9;
+      let kernel: [number, number][] = [];
+      await waitUntil(`${node.name}: the selftest's section in irqtrace_kernel_section_duration_seconds`, 60_000, async () => {
+        kernel = (await node.metrics()).kernelIrqsOff;
+        const upTo = (s: number) => kernel.filter(([le]) => le < s).at(-1)?.[1] ?? 0;
+        const bound = kernel.find(([le]) => le >= truth)?.[0] ?? Infinity;
+        return (kernel.find(([le]) => le === bound)?.[1] ?? 0) - upTo(bound) >= 1;
+      });
+      const { batched } = await node.metrics();
+      console.log(`${node.name}: kernel histogram irqs-off sections=${kernel.at(-1)?.[1]} (violations batched ${batched['irqs-off']})`);
+      expect(kernel.at(-1)?.[0]).toBe(Infinity);
+      expect(kernel.at(-1)?.[1]).toBeGreaterThanOrEqual(batched['irqs-off'] ?? 0);
+    }
     // On the exact node the selftest's is the longest section; a sampled node can show a second
     // one as long at the same time (QEMU delays the other vCPU's timer too), so not there.
     expect(all.nodes?.find((n) => n.name === exact.name)?.maxDurationNs).toBe(must(found.get(exact)).irqsOff.durationNs);

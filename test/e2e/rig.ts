@@ -190,6 +190,8 @@ export interface AgentMetrics {
   backend: string;
   /** Sections the kernel side left out as the idle loop's, by CPU. */
   idleExcluded: number[];
+  /** irqtrace_kernel_section_duration_seconds{kind="irqs-off"}: cumulative count by upper bound (s), +Inf last. */
+  kernelIrqsOff: [number, number][];
 }
 
 /** A QEMU guest playing a Kubernetes node, with the agent (as its DaemonSet pod would run it). */
@@ -316,6 +318,7 @@ export class GuestNode {
       connected: gauge('irqtrace_ingest_connected') === 1,
       backend: info ? `${info[1]}/${info[2]}/${info[3]}` : 'none',
       idleExcluded: [...text.matchAll(/^irqtrace_kernel_idle_excluded\{cpu="\d+"\} (\d+)/gm)].map((m) => Number(m[1])),
+      kernelIrqsOff: [...text.matchAll(/^irqtrace_kernel_section_duration_seconds_bucket\{kind="irqs-off",le="([^"]+)"\} (\d+)/gm)].map((m) => [m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]),
     };
   }
 }

@@ -5,6 +5,7 @@ import type { Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { irqtrace } from '@irqtrace/proto';
 import { CountedHistogram } from './counted_histogram.js';
+import { KernelHistograms } from './kernel_histograms.js';
 import type { PipelineCounters } from '../pipeline/record_pipeline.js';
 import { AGENT_LOSSES } from '../pipeline/batcher.js';
 import { KIND_NAMES } from '../cli/format.js';
@@ -41,6 +42,11 @@ export class AgentMetrics {
     'Durations of the sections over the threshold, by kind',
     'kind',
     [1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1, 1],
+    this.registry,
+  );
+  readonly kernelDurations = new KernelHistograms(
+    'irqtrace_kernel_section_duration_seconds',
+    "Durations of every section the kernel side measured, under the threshold too, by kind: its log2 histograms summed over CPUs and IRQ lines (bounds 2^n ns, exact there); host stalls the steal clock marked are not in it",
     this.registry,
   );
   readonly backend = new Gauge({ name: 'irqtrace_backend_info', help: '1 for the backend, method and phase in effect', labelNames: ['backend', 'method', 'phase'], registers: [this.registry] });

@@ -331,6 +331,7 @@ export class NodeAgent {
         this.o.metrics.kernelSeen.set({ cpu: String(c.cpu) }, Number(c.seen));
         this.o.metrics.kernelIdleExcluded.set({ cpu: String(c.cpu) }, Number(c.idleExcluded));
       }
+      this.o.metrics.kernelDurations.update(hists);
       if (this.client) {
         this.batcher.snapshot(
           {

@@ -53,8 +53,13 @@ class Recording {
   }
 }
 
+/** The --json lines: the events, then (with a "type") each histogram and the summary. */
+function jsonLines(out: string): Record<string, unknown>[] {
+  return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
 function events(out: string): JsonEvent[] {
-  return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as JsonEvent);
+  return jsonLines(out).filter((l) => !('type' in l)) as unknown as JsonEvent[];
 }
 
 /** The events of the selftest's section: its pid, overlapping its span. */
@@ -114,6 +119,17 @@ describe('irqtrace record on the tracing kernel', () => {
     expect(err).toMatch(/tracing with kmod \(irqs-off: exact/);
     expect(err).toMatch(/lost: 0 in the kernel, 0 in irqtrace/);
     checkIrqsOff(events(out), reports, 'BACKEND_KMOD', 'METHOD_EXACT');
+    // --json ends with each CPU's histogram (every section, its bucket holding each selftest
+    // section) and a summary that adds up with the events.
+    const lines = jsonLines(out);
+    const hists = lines.filter((l) => l.type === 'histogram') as unknown as { kind: string; cpu: number; method: string; count: string; buckets: { fromNs: string; toNs: string; count: string }[] }[];
+    for (const r of reports) {
+      const h = must(hists.find((x) => x.kind === 'irqs-off' && x.cpu === r.cpu && x.method === 'exact'), `cpu${r.cpu}'s histogram`);
+      const e = must(matchingEvents(events(out), r, 'SECTION_KIND_IRQS_OFF')[0]);
+      expect(h.buckets.some((b) => BigInt(b.fromNs) <= BigInt(e.durationNs) && BigInt(e.durationNs) < BigInt(b.toNs) && BigInt(b.count) >= 1n)).toBe(true);
+      expect(BigInt(h.count)).toBeGreaterThanOrEqual(BigInt(events(out).filter((x) => (x.cpu ?? 0) === r.cpu).length));
+    }
+    expect(lines.at(-1)).toMatchObject({ type: 'summary', source: 'kernel', backend: 'kmod', method: 'exact', violationsShown: events(out).length, lost: { kernel: '0', irqtrace: '0' } });
     // --output: the same sections as slices of a trace-event file, each on its CPU's track.
     const trace = JSON.parse((await vm.execHost(`cat ${RUN}/trace.json`)).stdout) as { ph: string; name: string; pid: number; tid: number; ts: number; dur: number; args: Record<string, unknown> }[];
     const slices = trace.filter((t) => t.ph === 'X');
@@ -186,7 +202,7 @@ describe('irqtrace record on a stock kernel', () => {
     const { code, out, err } = await rec.stop('INT');
     expect(code, err).toBe(0);
     expect(err).toMatch(/kmod: no module at \/nonexistent.ko; using ebpf/);
-    expect(err).toMatch(/tracing with ebpf \(irqs-off: hybrid, irq lines: all\)/);
+    expect(err).toMatch(/tracing with ebpf \(irqs-off: sampled, irq lines: all\)/);
     // fsleep() overshoots under TCG: the masking lasts what the selftest says, not what it was asked.
     const r = must(masked);
     // The selftest's warm-up pair (disable_irq, enable_irq) just before is a masking too, ms long

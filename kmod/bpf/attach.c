@@ -311,8 +311,12 @@ static const char *resolve_method(const struct settings *s)
 		return "hybrid";
 	if (!strcmp(s->method, "off"))
 		return "off";
-	/* hybrid samples what sampled does, and times interrupts exactly besides. */
-	return exact_available() ? "exact" : "hybrid";
+	/*
+	 * Not hybrid yet: in the e2e it wrote several times the records of
+	 * sampled on a busy TCG guest, in bursts the agent could not keep up
+	 * with; until that is understood, it is asked for by name.
+	 */
+	return exact_available() ? "exact" : "sampled";
 }
 
 /* Whether method runs the perf sampler. */

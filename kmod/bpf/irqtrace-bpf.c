@@ -42,9 +42,9 @@ static const char usage[] =
 "\n"
 "  method=auto|exact|hybrid|sampled|off\n"
 "                                  irqs-off method (auto: exact if the kernel\n"
-"                                  has the preemptirq tracepoints, else hybrid:\n"
-"                                  sampled, with each interrupt's section timed\n"
-"                                  exactly from its handler's entry)\n"
+"                                  has the preemptirq tracepoints, else sampled;\n"
+"                                  hybrid: sampled, with each interrupt's section\n"
+"                                  timed exactly from its handler's entry)\n"
 "  threshold_ns=N                  sections this long or longer become records\n"
 "                                  (" STR(IRQTRACE_THRESHOLD_NS_MIN) ".." STR(IRQTRACE_THRESHOLD_NS_MAX)
 ", default " STR(IRQTRACE_THRESHOLD_NS_DEFAULT) ")\n"

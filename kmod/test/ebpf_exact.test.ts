@@ -155,7 +155,7 @@ describe('the eBPF backend, exact, on a kernel with the preemptirq tracepoints',
 
   it('refuses bad configuration at start with a one-line reason', async () => {
     const bad = await loader.runOnce({ method: 'fast' });
-    expect(bad).toMatchObject({ code: 2, stderr: "irqtrace-bpf: method: 'fast' is not auto, exact, sampled or off" });
+    expect(bad).toMatchObject({ code: 2, stderr: "irqtrace-bpf: method: 'fast' is not auto, exact, hybrid, sampled or off" });
     expect(await loader.runOnce({ period_ns: 10 })).toMatchObject({ code: 2 });
     expect(await loader.runOnce({ irqs: '1-x' })).toMatchObject({ code: 2 });
     expect((await loader.runOnce({ softirqs: 1 })).stderr).toMatch(/cannot measure softirqs off/);

@@ -66,8 +66,10 @@ describe('the eBPF backend, method hybrid, on a stock kernel', () => {
     expect(counters.map((c) => c.irqsOffMethod)).toEqual(counters.map(() => Method.Hybrid));
   });
 
-  it('runs hybrid for method=auto where the kernel has no preemptirq tracepoints, and sampled when asked', async () => {
-    for (const [method, running] of [['sampled', Method.Sampled], ['auto', Method.Hybrid]] as const) {
+  // auto stays sampled on eBPF for now: in the e2e, hybrid wrote several times sampled's records
+  // on a busy guest, in bursts the agent's attribution queue dropped from (not yet understood).
+  it('switches to sampled when asked, and auto still picks sampled where exact cannot run', async () => {
+    for (const [method, running] of [['sampled', Method.Sampled], ['hybrid', Method.Hybrid], ['auto', Method.Sampled]] as const) {
       expect(await loader.command(`method=${method}`)).toMatch(/irqtrace-bpf: ok/);
       const { counters } = await loader.stats();
       expect(counters.map((c) => c.irqsOffMethod), `method=${method}`).toEqual(counters.map(() => running));

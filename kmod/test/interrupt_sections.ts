@@ -55,8 +55,12 @@ export function checkInterruptSections({ recs, interruptReports, heldTimer, syms
   // the landed method ended every one at, is before the exit code). Not every one: softirqs
   // irq_exit runs end it first (at their entry, a Handler end too), and a pending IPI of higher
   // priority can come before the timer (the exit is the end then).
-  const held = heldTimer.flatMap((report) => onCpuDuring(recs, report).filter((r) => r.context === Context.Vector && r.durationNs >= report.durationNs / 2n));
-  expect(held.length).toBe(heldTimer.length);
+  // An IPI to a CPU idle and polling sends none: its idle loop runs the function, no vector.
+  const sent = heldTimer.filter((report) => report.fields.hardirq !== '0');
+  for (const report of heldTimer.filter((r) => !sent.includes(r))) console.log(`${label}: ${report.op} not judged, the target CPU's idle loop ran it (it was polling, no IPI sent): ${JSON.stringify(report.fields)}`);
+  expect(sent.length, 'some IPI or irq_work that held the timer was sent').toBeGreaterThan(heldTimer.length / 2);
+  const held = sent.flatMap((report) => onCpuDuring(recs, report).filter((r) => r.context === Context.Vector && r.durationNs >= report.durationNs / 2n));
+  expect(held.length, `a vector's record for each of ${JSON.stringify(sent.map((r) => r.fields))}`).toBe(sent.length);
   for (const rec of held) {
     expect(rec).toMatchObject({ method: Method.Hybrid, startBy: Edge.Handler });
     expect(rec.flags & BOTH_EXACT).toBe(BOTH_EXACT);

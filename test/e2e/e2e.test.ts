@@ -138,7 +138,7 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
       await node.waitTracing();
     }
     expect((await exact.metrics()).backend).toBe('kmod/exact/running');
-    expect((await sampled.metrics()).backend).toBe('ebpf/hybrid/running');
+    expect((await sampled.metrics()).backend).toBe('ebpf/sampled/running');
     expect(await exact.moduleLoaded()).toBe(true);
     expect(await sampled.moduleLoaded()).toBe(false);
 
@@ -184,7 +184,7 @@ describe('kubectl apply an IrqTrace, see who kept interrupts off in its status',
       expect(masked.durationNs).toBeLessThanOrEqual(outerNs(r.line) + 10_000);
       // IRQ lines are hooked exactly by both backends; the all-interrupts trace shows the irqs-off method.
       expect(line.nodes?.find((n) => n.name === node.name)).toMatchObject({ backend: node.backend, method: 'exact', phase: 'Running' });
-      expect(all.nodes?.find((n) => n.name === node.name)).toMatchObject({ backend: node.backend, method: node === exact ? 'exact' : 'hybrid' });
+      expect(all.nodes?.find((n) => n.name === node.name)).toMatchObject({ backend: node.backend, method: node === exact ? 'exact' : 'sampled' });
     }
     // Every section the kernel side measured, under the threshold too, in the agents' Prometheus
     // histogram: the selftest's in the log2 bucket of its length, and at least every violation.

@@ -201,7 +201,7 @@ describe('irqtrace installed with helm: the operator and the agents as pods', ()
       return !!status.nodes?.some((n) => n.name === nodeName('debian') && n.backend === 'ebpf');
     }, 2000);
     const onDebian = status.nodes?.find((n) => n.name === nodeName('debian'));
-    expect(onDebian?.method).toBe('hybrid');
+    expect(onDebian?.method).toBe('sampled');
     expect(onDebian?.message).toMatch(/kmod: module loading is disabled on this node \(kernel\.modules_disabled=1\); using ebpf/);
     console.log(await kubectl(['get', 'irqtraces']));
   });
@@ -243,7 +243,10 @@ describe('irqtrace installed with helm: the operator and the agents as pods', ()
       console.log(stderr.trim());
       expect(code, stderr).toBe(0);
       expect(stderr).toMatch(new RegExp(`the node agent runs the kernel side here; showing its events \\(node ${nodeName(f)}, pid \\d+: ${f === 'tracing' ? 'kmod' : 'eBPF'}, `));
-      const events = stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { durationNs?: string; task?: { comm?: string; podNamespace?: string; podName?: string }; traces?: string[] });
+      const lines = stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type?: string; violationsShown?: number; durationNs?: string; task?: { comm?: string; podNamespace?: string; podName?: string }; traces?: string[] });
+      // The events, then a summary (typed: an event has no type).
+      const events = lines.filter((l) => l.type === undefined);
+      expect(lines.at(-1)).toMatchObject({ type: 'summary', source: 'agent', violationsShown: events.length });
       const offender = events.filter((e) => e.task?.podNamespace === WORKLOAD_NS && e.task.podName === offenderName(f));
       console.log(`record: node=${nodeName(f)} events=${events.length} offender_events=${offender.length} durations_ms=${offender.map((e) => (Number(e.durationNs) / 1e6).toFixed(1)).join(',')}`);
       // The offender's period is 10 s and more (its section, the shell under emulation): 2 or 3 in the window, 1 at least.

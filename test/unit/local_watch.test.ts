@@ -162,7 +162,11 @@ describe('the agent local event stream', () => {
     await until(() => c.out().length > 0);
     await server.stop();
     expect(await reading).toBe(1);
-    expect(JSON.parse(c.out().trim())).toMatchObject({ kind: 'SECTION_KIND_IRQS_OFF', task: { podNamespace: 'workload', podName: 'offender-tracing' } });
+    const [shown, summary, ...rest] = c.out().trim().split('\n').map((l) => JSON.parse(l) as unknown);
+    expect(shown).toMatchObject({ kind: 'SECTION_KIND_IRQS_OFF', task: { podNamespace: 'workload', podName: 'offender-tracing' } });
+    // --json ends with a summary, which an event is told from by its type.
+    expect(summary).toMatchObject({ type: 'summary', source: 'agent', violationsShown: 1, lost: { reader: '0' } });
+    expect(rest).toEqual([]);
     expect(c.err()).toMatch(/1 violations shown.*\n.*the agent's stream failed: the agent ended the stream/);
   });
 });

@@ -23,6 +23,7 @@ import { ViolationView } from './violation_view.js';
 import { backendOptionsOf } from './host_options.js';
 import type { HostOptions } from './host_options.js';
 import { formatHistogram, formatNs } from './format.js';
+import { histogramJson, summaryJson } from './json_summary.js';
 
 export interface RecordOptions extends HostOptions {
   target: string;
@@ -166,6 +167,7 @@ async function recordWith(o: RecordOptions, parsed: ReturnType<typeof configFrom
       `threshold ${formatNs(cfg.thresholdNs)}${durationMs === undefined ? '; Ctrl-C to stop' : `, for ${formatNs(BigInt(durationMs) * 1_000_000n)}`}\n`,
   );
   view.header();
+  const began = Date.now();
 
   const stopProgress = view.progress();
   const refresher = setInterval(() => { symbols.refresh().catch(() => {}); }, 10_000);
@@ -178,14 +180,22 @@ async function recordWith(o: RecordOptions, parsed: ReturnType<typeof configFrom
     const { hists, counters } = await backend.stats();
     await backend.stop();
     await pipeline.drained();
-    if (!o.json) {
-      for (const h of hists) {
-        const text = formatHistogram(h, counters.find((c) => c.cpu === h.cpu && h.kind !== Kind.IrqLine)?.samples);
+    for (const h of hists) {
+      const samples = counters.find((c) => c.cpu === h.cpu && h.kind !== Kind.IrqLine)?.samples;
+      if (o.json) {
+        const line = histogramJson(h, samples);
+        if (line) io.out.write(`${JSON.stringify(line)}\n`);
+      } else {
+        const text = formatHistogram(h, samples);
         if (text) io.out.write(`\n${text}\n`);
       }
     }
     const lostKernel = counters.reduce((a, c) => a + c.droppedRing + c.droppedGuard, 0n);
     io.err.write(`irqtrace: ${view.shown} violations shown; lost: ${lostKernel} in the kernel, ${pipeline.dropped} in irqtrace\n`);
+    if (o.json) {
+      const summary = summaryJson({ source: 'kernel', backend: state.backend, method: state.method, seconds: (Date.now() - began) / 1000, violationsShown: view.shown, lost: { kernel: String(lostKernel), irqtrace: String(pipeline.dropped) } });
+      io.out.write(`${JSON.stringify(summary)}\n`);
+    }
   } catch (err) {
     io.err.write(`irqtrace: stopping: ${String(err)}\n`);
     code = 1;

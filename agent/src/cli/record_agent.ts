@@ -12,6 +12,7 @@ import { Method } from '../records/layout.js';
 import { formatNs } from './format.js';
 import type { Output } from './output.js';
 import { untilStopped } from './until_stopped.js';
+import { summaryJson } from './json_summary.js';
 import type { TraceEventWriter } from './trace_events.js';
 import { ViolationView } from './violation_view.js';
 
@@ -103,6 +104,7 @@ export async function readAgent(o: AgentReadOptions, io: Output): Promise<number
     finish();
   });
   call.resume();
+  const began = Date.now();
   const stopProgress = view.progress();
   await untilStopped(finished, o.durationMs);
   stopProgress();
@@ -114,6 +116,8 @@ export async function readAgent(o: AgentReadOptions, io: Output): Promise<number
 
   const why = lost ? ' (it read slower than the agent made them)' : '';
   io.err.write(`irqtrace: ${view.shown} violations shown; lost: ${lost} by this reader${why}\n`);
+  // The agent's histograms are its own (they go to the cluster): only the summary here.
+  if (o.json) io.out.write(`${JSON.stringify(summaryJson({ source: 'agent', seconds: (Date.now() - began) / 1000, violationsShown: view.shown, lost: { reader: String(lost) } }))}\n`);
   if (failure) {
     io.err.write(`irqtrace: the agent's stream failed: ${failure.message}\n`);
     return 1;

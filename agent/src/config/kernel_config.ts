@@ -18,7 +18,7 @@ export function methodNamed(name: string): Method | undefined {
   return METHODS_BY_NAME.get(name);
 }
 
-/** auto: exact where the kernel has the preemptirq tracepoints, else hybrid where the backend can run it, else sampled. off: IRQ lines only. */
+/** auto: exact where the kernel has the preemptirq tracepoints, else hybrid where the module can run it, else sampled. off: IRQ lines only. */
 export type MethodChoice = 'auto' | MethodName | 'off';
 /** What a trace may ask for (off is the merged config's, for IRQ lines alone). */
 export const TRACE_METHOD_CHOICES: readonly MethodChoice[] = ['auto', ...Object.values(METHOD_NAMES)];

@@ -298,16 +298,22 @@ static __always_inline bool percpu_base(__u64 *base)
 				      (void *)(cfg.per_cpu_offset + cpu * sizeof(__u64)));
 }
 
+/* The preempt count in the per-CPU area at base, without the resched bit; false if unknown. */
+static __always_inline bool preempt_count_at(__u64 base, __u32 *count)
+{
+	if (!cfg.preempt_count ||
+	    bpf_probe_read_kernel(count, sizeof(*count), (void *)(base + cfg.preempt_count)))
+		return false;
+	*count &= ~IRQTRACE_BPF_NEED_RESCHED;
+	return true;
+}
+
 /* This CPU's preempt count without the resched bit; false if unknown. */
 static __always_inline bool preempt_count_now(__u32 *count)
 {
 	__u64 base;
 
-	if (!cfg.preempt_count || !percpu_base(&base) ||
-	    bpf_probe_read_kernel(count, sizeof(*count), (void *)(base + cfg.preempt_count)))
-		return false;
-	*count &= ~IRQTRACE_BPF_NEED_RESCHED;
-	return true;
+	return percpu_base(&base) && preempt_count_at(base, count);
 }
 
 /*
@@ -324,11 +330,14 @@ static __always_inline __u32 softirqs_next(const struct irqtrace_where *own, __u
 	*count = 0;
 	if (own->context == IRQTRACE_CONTEXT_VECTOR && own->nr == IRQTRACE_BPF_RESCHEDULE_VECTOR)
 		return 0;
-	if (cfg.softirq_pending && percpu_base(&base) &&
+	/* One read of this CPU's base serves both (on every interrupt's exit). */
+	if (!percpu_base(&base))
+		return 1;
+	if (cfg.softirq_pending &&
 	    !bpf_probe_read_kernel(&pending, sizeof(pending), (void *)(base + cfg.softirq_pending)) &&
 	    !pending)
 		return 0;
-	if (!preempt_count_now(&pc))
+	if (!preempt_count_at(base, &pc))
 		return 1;
 	/* What __irq_exit_rcu() will see: the count without this hardirq. */
 	pc -= IRQTRACE_BPF_HARDIRQ_OFFSET;
@@ -907,6 +916,15 @@ static __always_inline __u64 steal_since_sample(struct irqtrace_bpf_cpu *c)
 }
 
 /*
+ * Whether a sample at now keeps to the grid whose next expiry is expected:
+ * not the first, not early, not after a gap of a thousand periods.
+ */
+static __always_inline bool on_grid(__u64 expected, __u64 now, __u64 period)
+{
+	return expected && now >= expected && now - expected <= 1000 * period;
+}
+
+/*
  * sampled. The perf cpu-clock event's hrtimer is forwarded on a fixed grid
  * of period_ns; the program never sees the expiry, so it tracks the grid:
  * each sample moves the estimate to the first grid point after now, and a
@@ -936,8 +954,7 @@ int sample(struct bpf_perf_event_data *ctx)
 	 * interrupt ended; not if the grid is lost (the check below).
 	 */
 	if (cfg.hybrid)
-		intr_timer_due(c, c->expected && now >= c->expected &&
-				  now - c->expected <= 1000 * period ? c->expected : 0);
+		intr_timer_due(c, on_grid(c->expected, now, period) ? c->expected : 0);
 	/* Every sample moves the steal mark: the next window starts here. */
 	stolen = steal_since_sample(c);
 	/* Each sample judges the handlers done since the one before. */
@@ -946,7 +963,7 @@ int sample(struct bpf_perf_event_data *ctx)
 	held_soft = c->soft_held;
 	c->soft_held.where.context = 0;
 	expected = c->expected;
-	if (!expected || now < expected || now - expected > 1000 * period) {
+	if (!on_grid(expected, now, period)) {
 		/* First sample, or the grid was lost: start it here. */
 		c->expected = now + period;
 		return 0;

@@ -318,7 +318,7 @@ export class GuestNode {
       connected: gauge('irqtrace_ingest_connected') === 1,
       backend: info ? `${info[1]}/${info[2]}/${info[3]}` : 'none',
       idleExcluded: [...text.matchAll(/^irqtrace_kernel_idle_excluded\{cpu="\d+"\} (\d+)/gm)].map((m) => Number(m[1])),
-      kernelIrqsOff: [...text.matchAll(/^irqtrace_kernel_section_duration_seconds_bucket\{kind="irqs-off",le="([^"]+)"\} (\d+)/gm)].map((m) => [m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]),
+      kernelIrqsOff: [...text.matchAll(/^irqtrace_kernel_section_duration_seconds_bucket\{le="([^"]+)",kind="irqs-off"\} (\d+)/gm)].map((m) => [m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]),
     };
   }
 }

@@ -27,7 +27,7 @@ async function exposition(hists: HistItem[]): Promise<Map<string, number>> {
 describe('the kernel histograms in Prometheus', () => {
   it('sums CPUs per kind, cumulative at le = 2^(i+1) ns, what is below 2 µs in the first bucket, above 69 s in +Inf', async () => {
     const m = await exposition([hist(Kind.IrqsOff, 0, { 3: 7, 12: 5, 20: 2 }), hist(Kind.IrqsOff, 1, { 20: 1, 40: 1 }), hist(Kind.IrqLine, 0, { 25: 3 }, 4)]);
-    const bucket = (kind: string, le: string) => m.get(`${NAME}_bucket{kind="${kind}",le="${le}"}`);
+    const bucket = (kind: string, le: string) => m.get(`${NAME}_bucket{le="${le}",kind="${kind}"}`);
     expect(bucket('irqs-off', '0.000002048')).toBe(7);
     expect(bucket('irqs-off', '0.000004096')).toBe(7);
     expect(bucket('irqs-off', '0.000008192')).toBe(12);
@@ -39,7 +39,7 @@ describe('the kernel histograms in Prometheus', () => {
     expect(bucket('irq-line', '+Inf')).toBe(3);
     // No series for a kind that measured nothing, and no CPU or IRQ label.
     expect([...m.keys()].filter((k) => k.includes('softirqs-off') || k.includes('cpu=') || k.includes('irq='))).toEqual([]);
-    expect([...m.keys()].filter((k) => k.startsWith(`${NAME}_bucket{kind="irqs-off"`))).toHaveLength(KERNEL_BUCKET_BOUNDS.length + 1);
+    expect([...m.keys()].filter((k) => k.startsWith(`${NAME}_bucket{`) && k.endsWith(`kind="irqs-off"}`))).toHaveLength(KERNEL_BUCKET_BOUNDS.length + 1);
   });
 
   it('keeps buckets monotonic and +Inf equal to the count for any histograms', async () => {

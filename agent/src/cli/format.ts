@@ -66,11 +66,22 @@ export function formatEnds(e: EventEnds): string {
   return endsText(e, formatNs);
 }
 
-/** The lock that opened a section: its symbol (and offset in it, module), else its address; '-' for none. */
-export function formatLock(lock: { address?: bigint; symbol?: string | null; offset?: bigint; module?: string | null } | null | undefined): string {
-  if (!lock) return '-';
-  if (!lock.symbol) return `0x${(lock.address ?? 0n).toString(16)}`;
-  return `${lock.symbol}${lock.offset ? `+0x${lock.offset.toString(16)}` : ''}${lock.module ? ` [${lock.module}]` : ''}`;
+interface FrameParts {
+  address?: bigint;
+  symbol?: string | null;
+  offset?: bigint;
+  module?: string | null;
+}
+
+/** A symbolized address: its symbol (and offset in it, module), else the address. */
+export function formatFrame(frame: FrameParts): string {
+  if (!frame.symbol) return `0x${(frame.address ?? 0n).toString(16)}`;
+  return `${frame.symbol}${frame.offset ? `+0x${frame.offset.toString(16)}` : ''}${frame.module ? ` [${frame.module}]` : ''}`;
+}
+
+/** The lock that opened a section (formatFrame), '-' for none. */
+export function formatLock(lock: FrameParts | null | undefined): string {
+  return lock ? formatFrame(lock) : '-';
 }
 
 export interface ViolationRow {

@@ -7,7 +7,7 @@
 // killed) still opens, since that format lets the closing bracket go missing.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { irqtrace, toBigInt } from '@irqtrace/proto';
-import { formatEnds, formatLock, formatNs, formatWhere } from './format.js';
+import { formatEnds, formatFrame, formatNs, formatWhere } from './format.js';
 
 const pb = irqtrace.v1;
 type IEvent = irqtrace.v1.IEvent;
@@ -33,12 +33,11 @@ const GROUPS = {
   [pb.SectionKind.SECTION_KIND_IRQ_LINE]: { pid: 3, name: 'IRQ lines masked', track: (e: IEvent) => ({ tid: e.irq ?? 0, name: `IRQ ${e.irq ?? 0}` }) },
 } as const;
 
+/** A frame of the event as text (formatFrame), undefined when the method knew none. */
 function frameText(f: IFrame | null | undefined): string | undefined {
-  if (!f) return undefined;
-  const address = toBigInt(f.address);
-  if (!f.symbol) return address ? `0x${address.toString(16)}` : undefined;
-  const offset = toBigInt(f.offset);
-  return `${f.symbol}${offset ? `+0x${offset.toString(16)}` : ''}${f.module ? ` [${f.module}]` : ''}`;
+  const address = toBigInt(f?.address);
+  if (!f || (!f.symbol && !address)) return undefined;
+  return formatFrame({ ...f, address, offset: toBigInt(f.offset) });
 }
 
 function taskText(t: irqtrace.v1.ITask | null | undefined): string | undefined {
@@ -82,7 +81,7 @@ export function sectionSlice(e: IEvent): TraceEvent | undefined {
     enabled_by: taskText(e.enablingTask),
     disable_site: frameText(e.disableSite?.ip),
     enable_site: frameText(e.enableSite?.ip),
-    lock: e.lock ? formatLock({ ...e.lock, address: toBigInt(e.lock.address), offset: toBigInt(e.lock.offset) }) : undefined,
+    lock: frameText(e.lock),
     hypervisor: e.hypervisor || undefined,
     traces: e.traces?.length ? e.traces : undefined,
     stack: e.stack?.length ? e.stack.map((f) => frameText(f) ?? '?') : undefined,

@@ -5,7 +5,26 @@
 // it asks a metric only for name, help, type, get() and reset().
 import type { Histogram, Registry } from 'prom-client';
 
-type Values = Awaited<ReturnType<Histogram['get']>>['values'];
+export type Values = Awaited<ReturnType<Histogram['get']>>['values'];
+
+/**
+ * One series of a histogram as the Registry formats it: its cumulative buckets at upperBounds
+ * and +Inf, from counts per bucket (not cumulative, the last one past every bound), its sum and
+ * its count (every bucket's).
+ */
+export function histogramValues(name: string, labels: Record<string, string>, upperBounds: readonly number[], counts: ArrayLike<number>, sum: number): Values {
+  const values: Values = [];
+  let cumulative = 0;
+  for (let i = 0; i <= upperBounds.length; i++) {
+    cumulative += counts[i] ?? 0;
+    const le = i < upperBounds.length ? (upperBounds[i] ?? 0) : '+Inf';
+    // le first, as prom-client's own Histogram writes it.
+    values.push({ metricName: `${name}_bucket`, labels: { le, ...labels }, value: cumulative });
+  }
+  values.push({ metricName: `${name}_sum`, labels, value: sum });
+  values.push({ metricName: `${name}_count`, labels, value: cumulative });
+  return values;
+}
 
 interface Series {
   /** Per bucket (not cumulative); the last one is +Inf. */
@@ -48,17 +67,7 @@ export class CountedHistogram {
   }
 
   get(): Promise<{ name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: Values }> {
-    const values: Values = [];
-    for (const [labelValue, s] of this.series) {
-      let cumulative = 0;
-      for (let i = 0; i <= this.upperBounds.length; i++) {
-        cumulative += s.counts[i] ?? 0;
-        const le = i < this.upperBounds.length ? (this.upperBounds[i] ?? 0) : '+Inf';
-        values.push({ metricName: `${this.name}_bucket`, labels: { le, [this.labelName]: labelValue }, value: cumulative });
-      }
-      values.push({ metricName: `${this.name}_sum`, labels: { [this.labelName]: labelValue }, value: s.sum });
-      values.push({ metricName: `${this.name}_count`, labels: { [this.labelName]: labelValue }, value: s.count });
-    }
+    const values = [...this.series].flatMap(([labelValue, s]) => histogramValues(this.name, { [this.labelName]: labelValue }, this.upperBounds, s.counts, s.sum));
     return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
   }
 

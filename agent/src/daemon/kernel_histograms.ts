@@ -11,11 +11,11 @@
 // keeps each kind at LAST - FIRST + 2 buckets. Like CountedHistogram, the Registry formats it as
 // its own: it asks a metric only for name, help, type, get() and reset().
 import type { Histogram, Registry } from 'prom-client';
+import { histogramValues } from './counted_histogram.js';
+import type { Values } from './counted_histogram.js';
 import { KIND_NAMES } from '../cli/format.js';
 import type { HistItem } from '../records/decode.js';
 import type { Kind } from '../records/layout.js';
-
-type Values = Awaited<ReturnType<Histogram['get']>>['values'];
 
 /** The first bucket's upper bound is 2^(FIRST + 1) ns (2.05 µs); the last finite one 2^(LAST + 1) ns (68.7 s). */
 const FIRST = 10;
@@ -23,6 +23,20 @@ const LAST = 35;
 
 /** The upper bounds, in seconds, of the buckets exported. */
 export const KERNEL_BUCKET_BOUNDS: readonly number[] = Array.from({ length: LAST - FIRST + 1 }, (_, i) => 2 ** (FIRST + i + 1) / 1e9);
+
+/**
+ * The kernel's buckets as the exported ones: up to FIRST in the first, past LAST in +Inf. +Inf
+ * and the count are every bucket's (not the kernel's count, read apart from them a moment later
+ * on a busy CPU: the buckets must stay monotonic).
+ */
+function exportedCounts(buckets: readonly bigint[]): number[] {
+  const counts = new Array<number>(LAST - FIRST + 2).fill(0);
+  buckets.forEach((n, i) => {
+    const at = Math.min(Math.max(i - FIRST, 0), LAST - FIRST + 1);
+    counts[at] = (counts[at] ?? 0) + Number(n);
+  });
+  return counts;
+}
 
 interface Summed {
   /** Per kernel bucket, summed over CPUs and lines. */
@@ -56,23 +70,7 @@ export class KernelHistograms {
   }
 
   get(): Promise<{ name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: Values }> {
-    const values: Values = [];
-    for (const [kind, s] of this.latest) {
-      const labels = { kind: KIND_NAMES[kind] };
-      let cumulative = 0n;
-      // Buckets up to FIRST go into the first bound's count.
-      for (let i = 0; i < FIRST; i++) cumulative += s.buckets[i] ?? 0n;
-      for (let i = FIRST; i <= LAST; i++) {
-        cumulative += s.buckets[i] ?? 0n;
-        values.push({ metricName: `${this.name}_bucket`, labels: { ...labels, le: KERNEL_BUCKET_BOUNDS[i - FIRST] ?? 0 }, value: Number(cumulative) });
-      }
-      // +Inf and the count are every bucket's (not the kernel's count, read apart from them a
-      // moment later on a busy CPU: the buckets must stay monotonic).
-      const total = s.buckets.reduce((a, b) => a + b, 0n);
-      values.push({ metricName: `${this.name}_bucket`, labels: { ...labels, le: '+Inf' }, value: Number(total) });
-      values.push({ metricName: `${this.name}_sum`, labels, value: Number(s.sumNs) / 1e9 });
-      values.push({ metricName: `${this.name}_count`, labels, value: Number(total) });
-    }
+    const values = [...this.latest].flatMap(([kind, s]) => histogramValues(this.name, { kind: KIND_NAMES[kind] }, KERNEL_BUCKET_BOUNDS, exportedCounts(s.buckets), Number(s.sumNs) / 1e9));
     return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
   }
 
